@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * conntrack.h - flow state for both directions.
+ *
+ * Outbound flows (opened from this side of the interface, seen first on
+ * egress) live in tcp_map / udp_map / icmp_echo_map, keyed by the tuple as it
+ * leaves.  Inbound flows (admitted by ingress policy) live in
+ * tcp_ingress_map / udp_ingress_map, keyed by the tuple as it arrives.  The
+ * reply direction of either is found with the reversed key.  The flow's
+ * "orig" side is always the side that created the entry.
+ *
+ * TCP: SYN -> SYN_SENT, SYN+ACK from the responder -> SYN_RECV, ACK from the
+ * originator -> ESTABLISHED; the first FIN -> FIN_WAIT, the second ->
+ * CLOSING, the ACK of the second FIN -> CLOSED (entry removed); RST from
+ * either side removes the entry.  Idle limits below; LRU eviction besides.
+ */
+#ifndef ZFW_CONNTRACK_H
+#define ZFW_CONNTRACK_H
+
+#include "maps.h"
+#include "parse.h"
+
+#define ZFW_TCP_EST_TIMEOUT (3600 * ZFW_NSEC)
+#define ZFW_TCP_OPEN_TIMEOUT (60 * ZFW_NSEC)  /* handshake not complete */
+#define ZFW_TCP_CLOSE_TIMEOUT (120 * ZFW_NSEC) /* FIN seen */
+#define ZFW_UDP_TIMEOUT (30 * ZFW_NSEC)
+#define ZFW_ICMP_TIMEOUT (30 * ZFW_NSEC)
+
+enum zfw_ct_rc {
+	ZFW_CT_MISS = 0,  /* no live entry */
+	ZFW_CT_HIT = 1,   /* entry found and updated: the packet belongs to a flow */
+	ZFW_CT_CLOSED = 2, /* entry found, this packet ended the flow (still allowed) */
+};
+
+ZFW_INLINE void zfw_flow_reverse(const struct zfw_flow_key *in, struct zfw_flow_key *out)
+{
+	__builtin_memcpy(out->saddr, in->daddr, 16);
+	__builtin_memcpy(out->daddr, in->saddr, 16);
+	out->sport = in->dport;
+	out->dport = in->sport;
+	out->ifindex = in->ifindex;
+	out->family = in->family;
+	out->proto = in->proto;
+	out->pad[0] = 0;
+	out->pad[1] = 0;
+}
+
+ZFW_INLINE __u64 zfw_flow_timeout(const struct zfw_flow *f)
+{
+	switch (f->state) {
+	case ZFW_TCP_ESTABLISHED:
+		return ZFW_TCP_EST_TIMEOUT;
+	case ZFW_TCP_SYN_SENT:
+	case ZFW_TCP_SYN_RECV:
+		return ZFW_TCP_OPEN_TIMEOUT;
+	case ZFW_TCP_FIN_WAIT:
+	case ZFW_TCP_CLOSING:
+	case ZFW_TCP_CLOSED:
+		return ZFW_TCP_CLOSE_TIMEOUT;
+	default:
+		return ZFW_UDP_TIMEOUT;
+	}
+}
+
+ZFW_INLINE int zfw_flow_expired(const struct zfw_flow *f, __u64 now)
+{
+	return now - f->last_ns > zfw_flow_timeout(f);
+}
+
+/* Payload length of a TCP segment (for FIN sequence bookkeeping). */
+ZFW_INLINE __u32 zfw_tcp_paylen(const struct zfw_pkt *p)
+{
+	__u32 hdr = p->pay_off - p->l3_off;
+
+	return p->ip_len > hdr ? p->ip_len - hdr : 0;
+}
+
+/**
+ * zfw_tcp_step - advance a TCP entry by one packet.
+ * @from_orig: the packet travels in the direction of the flow's first SYN
+ * Returns ZFW_CT_CLOSED when the entry must be removed, else ZFW_CT_HIT.
+ */
+ZFW_INLINE int zfw_tcp_step(struct zfw_flow *f, const struct zfw_pkt *p, int from_orig)
+{
+	__u8 fl = p->tcp_flags;
+
+	if (fl & ZFW_TCP_RST) {
+		f->rst = 1;
+		f->state = ZFW_TCP_CLOSED;
+		return ZFW_CT_CLOSED;
+	}
+	if ((fl & ZFW_TCP_SYN) && (fl & ZFW_TCP_ACK)) {
+		if (!from_orig && f->state == ZFW_TCP_SYN_SENT)
+			f->state = ZFW_TCP_SYN_RECV;
+		return ZFW_CT_HIT;
+	}
+	if (fl & ZFW_TCP_SYN)
+		return ZFW_CT_HIT; /* retransmitted SYN */
+	if (fl & ZFW_TCP_FIN) {
+		__u32 end = p->tcp_seq + zfw_tcp_paylen(p) + 1;
+
+		if (from_orig) {
+			f->fin_orig = 1;
+			f->fin_seq_orig = end;
+		} else {
+			f->fin_reply = 1;
+			f->fin_seq_reply = end;
+		}
+		f->state = (f->fin_orig && f->fin_reply) ? ZFW_TCP_CLOSING : ZFW_TCP_FIN_WAIT;
+		return ZFW_CT_HIT;
+	}
+	if (!(fl & ZFW_TCP_ACK))
+		return ZFW_CT_HIT;
+	if (f->state == ZFW_TCP_SYN_RECV && from_orig) {
+		f->state = ZFW_TCP_ESTABLISHED;
+	} else if (f->state == ZFW_TCP_CLOSING) {
+		/* the final ACK acknowledges the other side's FIN */
+		if ((from_orig && p->tcp_ack == f->fin_seq_reply) ||
+		    (!from_orig && p->tcp_ack == f->fin_seq_orig)) {
+			f->state = ZFW_TCP_CLOSED;
+			return ZFW_CT_CLOSED;
+		}
+	}
+	return ZFW_CT_HIT;
+}
+
+ZFW_INLINE void zfw_flow_account(struct zfw_flow *f, const struct zfw_pkt *p, int from_orig,
+				 __u64 now)
+{
+	f->last_ns = now;
+	if (from_orig) {
+		f->pkts_orig++;
+		f->bytes_orig += p->ip_len;
+	} else {
+		f->pkts_reply++;
+		f->bytes_reply += p->ip_len;
+	}
+}
+
+/**
+ * zfw_ct_touch - find @key in @map and advance it with packet @p.
+ * An expired entry counts as absent; with @revive it is renewed instead
+ * (the side that created a UDP/ICMP flow may bring it back).
+ */
+ZFW_INLINE int zfw_ct_touch(void *map, const struct zfw_flow_key *key, const struct zfw_pkt *p,
+			    int from_orig, int revive)
+{
+	struct zfw_flow *f = bpf_map_lookup_elem(map, key);
+	__u64 now;
+	int rc = ZFW_CT_HIT;
+
+	if (!f)
+		return ZFW_CT_MISS;
+	now = bpf_ktime_get_ns();
+	if (zfw_flow_expired(f, now)) {
+		if (!revive || p->k.proto == ZFW_P_TCP) {
+			bpf_map_delete_elem(map, key);
+			return ZFW_CT_MISS;
+		}
+	}
+	if (p->k.proto == ZFW_P_TCP)
+		rc = zfw_tcp_step(f, p, from_orig);
+	zfw_flow_account(f, p, from_orig, now);
+	if (rc == ZFW_CT_CLOSED)
+		bpf_map_delete_elem(map, key);
+	return rc;
+}
+
+/**
+ * zfw_ct_create - start tracking a flow whose first packet is @p.
+ * TCP entries start only from a SYN; returns 0 on success.
+ */
+ZFW_INLINE int zfw_ct_create(void *map, const struct zfw_flow_key *key, const struct zfw_pkt *p)
+{
+	struct zfw_flow f = {};
+	__u64 now = bpf_ktime_get_ns();
+
+	if (p->k.proto == ZFW_P_TCP) {
+		if ((p->tcp_flags & (ZFW_TCP_SYN | ZFW_TCP_ACK | ZFW_TCP_RST)) != ZFW_TCP_SYN)
+			return -1;
+		f.state = ZFW_TCP_SYN_SENT;
+	} else {
+		f.state = ZFW_TCP_UDP;
+	}
+	f.first_ns = now;
+	zfw_flow_account(&f, p, 1, now);
+	return bpf_map_update_elem(map, key, &f, BPF_ANY) ? -1 : 0;
+}
+
+/* Which table holds flows of @proto opened from @inbound side. */
+ZFW_INLINE void *zfw_ct_map(__u8 proto, int inbound)
+{
+	if (proto == ZFW_P_TCP)
+		return inbound ? (void *)&tcp_ingress_map : (void *)&tcp_map;
+	if (proto == ZFW_P_UDP)
+		return inbound ? (void *)&udp_ingress_map : (void *)&udp_map;
+	return 0;
+}
+
+#endif /* ZFW_CONNTRACK_H */

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * ingress.h - TC ingress prio 1: the verdict for every arriving packet.
+ * The steps below follow DESIGN.md "Datapath", top to bottom.
+ */
+#ifndef ZFW_INGRESS_H
+#define ZFW_INGRESS_H
+
+#include "maps.h"
+#include "parse.h"
+#include "events.h"
+#include "iface.h"
+#include "conntrack.h"
+#include "policy.h"
+#include "sock.h"
+#include "icmp.h"
+#include "tun.h"
+
+/* skb->cb[0]: magic << 16 | ZFW_CB_* flags, read by prio 2 (track). */
+#define ZFW_CB_NEW_FLOW 1 /* policy admitted a new inbound flow: track it */
+
+struct zfw_ictx {
+	struct zfw_pkt p;
+	struct zfw_config *cfg;
+	__u32 flags; /* interface settings */
+};
+
+ZFW_INLINE int zfw_drop(struct zfw_ictx *c, __u16 reason)
+{
+	zfw_note(&c->p, c->flags, c->cfg, ZFW_DIR_INGRESS, reason, 1);
+	return TC_ACT_SHOT;
+}
+
+ZFW_INLINE int zfw_pass(struct zfw_ictx *c, __u16 reason)
+{
+	zfw_note(&c->p, c->flags, c->cfg, ZFW_DIR_INGRESS, reason, 0);
+	return TC_ACT_OK;
+}
+
+/* Admit a new flow: continue to prio 2, which creates its inbound state. */
+ZFW_INLINE int zfw_admit(struct __sk_buff *skb, struct zfw_ictx *c, __u16 reason)
+{
+	zfw_note(&c->p, c->flags, c->cfg, ZFW_DIR_INGRESS, reason, 0);
+	skb->cb[0] = ((__u32)ZFW_CB_MAGIC << 16) | ZFW_CB_NEW_FLOW;
+	skb->cb[1] = reason;
+	return TC_ACT_UNSPEC;
+}
+
+/* Step 1: frames that are not IPv4/IPv6. */
+ZFW_INLINE int zfw_non_ip(struct zfw_ictx *c)
+{
+	__u16 proto = c->p.eth_proto;
+
+	if (proto == ZFW_ETH_P_ARP)
+		return zfw_pass(c, ZFW_R_PASS_ARP);
+	if (proto == ZFW_ETH_P_PAE && (c->flags & ZFW_IF_EAPOL))
+		return zfw_pass(c, ZFW_R_PASS_EAPOL);
+	if (c->flags & ZFW_IF_PASS_NON_TUPLE)
+		return zfw_pass(c, ZFW_R_PASS_NON_TUPLE);
+	return zfw_drop(c, ZFW_R_DROP_NON_TUPLE);
+}
+
+/*
+ * IPv6 control traffic the host needs to keep its addresses and neighbours:
+ * router/neighbour solicitation and advertisement, redirect, and DHCPv6
+ * replies (server port 547 -> client port 546).
+ */
+ZFW_INLINE int zfw_v6_control(const struct zfw_pkt *p)
+{
+	if (p->k.proto == ZFW_P_ICMPV6)
+		return p->icmp_type >= 133 && p->icmp_type <= 137;
+	if (p->k.proto == ZFW_P_UDP)
+		return p->k.sport == 547 && p->k.dport == 546;
+	return 0;
+}
+
+/* Step 4: does the packet belong to a flow we know? */
+ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
+{
+	struct zfw_pkt *p = &c->p;
+	struct zfw_flow_key rev;
+	void *in_map = zfw_ct_map(p->k.proto, 1);
+	void *out_map = zfw_ct_map(p->k.proto, 0);
+
+	if (!in_map || !out_map)
+		return 0;
+	/* an inbound flow admitted earlier: the packet comes from its originator */
+	if (zfw_ct_touch(in_map, &p->k, p, 1, 1) != ZFW_CT_MISS)
+		return 1;
+	/* the reply of a flow opened from this side (egress created it) */
+	zfw_flow_reverse(&p->k, &rev);
+	if (zfw_ct_touch(out_map, &rev, p, 0, 0) != ZFW_CT_MISS)
+		return 1;
+	return 0;
+}
+
+ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
+{
+	struct zfw_ictx c = {};
+	struct zfw_decision d;
+	void *data, *data_end;
+	int rc;
+
+	c.cfg = zfw_cfg();
+	c.flags = zfw_if_flags(skb->ifindex);
+	c.p.k.ifindex = skb->ifindex;
+	c.p.wire_len = skb->len;
+
+	zfw_skb_linearize_head(skb);
+	data = ZFW_SKB_DATA(skb);
+	data_end = ZFW_SKB_DATA_END(skb);
+
+	rc = zfw_parse_eth(data, data_end, &c.p);
+	if (rc == ZFW_PARSE_NOT_IP)
+		return zfw_non_ip(&c);
+	if (rc != ZFW_PARSE_OK)
+		return zfw_drop(&c, ZFW_R_DROP_MALFORMED);
+
+	/* Step 3: IPv6 off on this interface */
+	if (c.p.k.family == ZFW_AF_INET6 && !(c.flags & ZFW_IF_IPV6)) {
+		if (zfw_v6_control(&c.p))
+			return zfw_pass(&c, ZFW_R_PASS_ND);
+		return zfw_drop(&c, ZFW_R_DROP_IPV6_OFF);
+	}
+	if (c.p.k.family == ZFW_AF_INET6 && zfw_v6_control(&c.p))
+		return zfw_pass(&c, ZFW_R_PASS_ND);
+
+	/* Step 2: a fragment without its first fragment's verdict */
+	if (c.p.frag == ZFW_FRAG_LATER) {
+		if (zfw_frag_allowed(&c.p))
+			return zfw_pass(&c, ZFW_R_PASS_FRAGMENT);
+		return zfw_drop(&c, ZFW_R_DROP_FRAGMENT);
+	}
+
+	/* Step 4: known flows, the cheapest path */
+	if (zfw_known_flow(skb, &c)) {
+		zfw_frag_note(&c.p);
+		return zfw_pass(&c, ZFW_R_PASS_KNOWN_FLOW);
+	}
+	if (zfw_local_flow(skb, &c.p)) {
+		zfw_frag_note(&c.p);
+		return zfw_pass(&c, ZFW_R_PASS_LOCAL_SOCKET);
+	}
+
+	/* Step 5: ICMP and VRRP */
+	if (c.p.k.proto == ZFW_P_ICMP || c.p.k.proto == ZFW_P_ICMPV6) {
+		rc = zfw_icmp_verdict(data, data_end, &c.p, c.flags);
+		if (rc > 0)
+			return zfw_pass(&c, rc);
+		return zfw_drop(&c, -rc);
+	}
+	if (c.p.k.proto == ZFW_P_VRRP && (c.flags & ZFW_IF_VRRP))
+		return zfw_pass(&c, ZFW_R_PASS_VRRP);
+	if (c.p.k.proto != ZFW_P_TCP && c.p.k.proto != ZFW_P_UDP)
+		return zfw_drop(&c, ZFW_R_DROP_NO_RULE);
+
+	/* a TCP segment that is not a SYN cannot start a flow */
+	if (c.p.k.proto == ZFW_P_TCP &&
+	    (c.p.tcp_flags & (ZFW_TCP_SYN | ZFW_TCP_ACK | ZFW_TCP_RST | ZFW_TCP_FIN)) != ZFW_TCP_SYN)
+		return zfw_drop(&c, ZFW_R_DROP_NO_STATE);
+
+	/* Step 6: SSH to an interface address */
+	if (c.p.k.proto == ZFW_P_TCP && c.p.k.dport == 22 && (c.flags & ZFW_IF_SSH) &&
+	    zfw_is_if_addr(c.p.k.ifindex, c.p.k.family, c.p.k.daddr))
+		return zfw_admit(skb, &c, ZFW_R_PASS_SSH);
+
+	/* Step 8: policy */
+	d = zfw_policy_lookup(&c.p, ZFW_DIR_INGRESS, !!(c.flags & ZFW_IF_PER_INTERFACE_RULES), c.cfg);
+	switch (d.action) {
+	case ZFW_ACT_ALLOW:
+		zfw_frag_note(&c.p);
+		return zfw_admit(skb, &c, ZFW_R_PASS_RULE);
+	case ZFW_ACT_DENY:
+		return zfw_drop(&c, ZFW_R_DROP_RULE_DENY);
+	case ZFW_ACT_TPROXY:
+		if (zfw_tproxy_assign(skb, &c.p, d.tproxy_port) < 0)
+			return zfw_drop(&c, ZFW_R_DROP_NO_LISTENER);
+		return zfw_pass(&c, ZFW_R_TPROXY);
+	case ZFW_ACT_TUNNEL:
+		rc = zfw_tun_redirect(data, data_end, &c.p);
+		if (rc == TC_ACT_SHOT)
+			return zfw_drop(&c, ZFW_R_DROP_NO_TUNNEL);
+		zfw_note(&c.p, c.flags, c.cfg, ZFW_DIR_INGRESS, ZFW_R_TUNNEL, 0);
+		return rc;
+	default:
+		return zfw_drop(&c, ZFW_R_DROP_NO_RULE);
+	}
+}
+
+#endif /* ZFW_INGRESS_H */

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * maps.h - every map of the datapath.  Names are part of the audit
+ * interface (zfw dump, bpftool).  max_entries here are defaults; user space
+ * overrides them at load time (zfw load --max-*).
+ */
+#ifndef ZFW_MAPS_H
+#define ZFW_MAPS_H
+
+#include "common.h"
+
+#define ZFW_HASH(_name, _type, _key, _val, _max, _flags)                      \
+	struct {                                                                \
+		__uint(type, _type);                                            \
+		__type(key, _key);                                              \
+		__type(value, _val);                                            \
+		__uint(max_entries, _max);                                      \
+		__uint(map_flags, _flags);                                      \
+	} _name SEC(".maps")
+
+/* global settings and policy generation */
+ZFW_HASH(config_map, BPF_MAP_TYPE_ARRAY, __u32, struct zfw_config, 1, 0);
+/* per-interface settings */
+ZFW_HASH(diag_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_iface, 256, 0);
+ZFW_HASH(ifindex_ip_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_if_addrs4, 256, 0);
+ZFW_HASH(ifindex_ip6_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_if_addrs6, 256, 0);
+
+/* policy: rule keys, their port ranges, the dst pruning trie, decision cache */
+ZFW_HASH(tproxy_map, BPF_MAP_TYPE_HASH, struct zfw_rule_key, struct zfw_rule_span,
+	 800000, BPF_F_NO_PREALLOC);
+ZFW_HASH(range_map, BPF_MAP_TYPE_ARRAY, __u32, struct zfw_range, 1048576, 0);
+ZFW_HASH(service_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_service_id, 1048576,
+	 BPF_F_NO_PREALLOC);
+ZFW_HASH(dst_lpm_map, BPF_MAP_TYPE_LPM_TRIE, struct zfw_lpm_key, struct zfw_lpm_val,
+	 800000, BPF_F_NO_PREALLOC);
+ZFW_HASH(matched_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_match_key, struct zfw_match_val,
+	 65536, 0);
+
+/* connection state */
+ZFW_HASH(tcp_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow, 65535, 0);
+ZFW_HASH(udp_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow, 65535, 0);
+ZFW_HASH(tcp_ingress_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow,
+	 65535, 0);
+ZFW_HASH(udp_ingress_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow,
+	 65535, 0);
+ZFW_HASH(icmp_echo_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow,
+	 65536, 0);
+ZFW_HASH(frag_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_frag_key, __u32, 8192, 0);
+
+/* masquerade */
+ZFW_HASH(masquerade_map, BPF_MAP_TYPE_HASH, struct zfw_nat_key, struct zfw_nat_val,
+	 65536, 0);
+ZFW_HASH(masquerade_reverse_map, BPF_MAP_TYPE_HASH, struct zfw_flow_key,
+	 struct zfw_nat_rev, 65536, 0);
+ZFW_HASH(icmp_masquerade_map, BPF_MAP_TYPE_HASH, struct zfw_nat_key, struct zfw_nat_val,
+	 65536, 0);
+
+/* tunnel */
+ZFW_HASH(tun_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_tun_state,
+	 10000, 0);
+ZFW_HASH(ifindex_tun_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_tun_iface, 16, 0);
+
+/* DDoS */
+ZFW_HASH(ddos_dport_map, BPF_MAP_TYPE_HASH, __u32, __u32, 1024, 0);
+ZFW_HASH(ddos_saddr_map, BPF_MAP_TYPE_HASH, struct zfw_addr_key, __u32, 65536, 0);
+ZFW_HASH(syn_count_map, BPF_MAP_TYPE_HASH, __u32, __u64, 256, 0);
+ZFW_HASH(syn_bucket_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_addr_key, struct zfw_bucket,
+	 65536, 0);
+
+/* OT */
+ZFW_HASH(dnp3_fcode_map, BPF_MAP_TYPE_HASH, __u32, __u32, 256, 0);
+ZFW_HASH(modbus_state_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_modbus_key,
+	 struct zfw_modbus_val, 65536, 0);
+
+/* observability */
+ZFW_HASH(counters_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, ZFW_R_MAX, 0);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} rb_map SEC(".maps");
+
+#endif /* ZFW_MAPS_H */

@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * tun.h - tunnel mode: ingress redirect of `tunnel` rule flows into the
+ * registered tun interface, and the XDP fast path for the replies.
+ */
+#ifndef ZFW_TUN_H
+#define ZFW_TUN_H
+
+#include "maps.h"
+#include "parse.h"
+#include "events.h"
+
+#define ZFW_TUN_FRESH (30 * ZFW_NSEC)
+
+/* tun_map key: the client's flow as it arrived, without ifindex. */
+ZFW_INLINE void zfw_tun_key(const struct zfw_flow_key *in, struct zfw_flow_key *out)
+{
+	*out = *in;
+	out->ifindex = 0;
+}
+
+/**
+ * zfw_tun_redirect - record the client's flow and send the packet to the tun.
+ * Returns TC_ACT_REDIRECT, or TC_ACT_SHOT when no tun is registered.
+ */
+ZFW_INLINE int zfw_tun_redirect(void *data, void *data_end, const struct zfw_pkt *p)
+{
+	struct ethhdr *eth = data;
+	struct zfw_tun_state st = {};
+	struct zfw_tun_iface *ti;
+	struct zfw_flow_key key;
+	__u32 zero = 0;
+
+	ti = bpf_map_lookup_elem(&ifindex_tun_map, &zero);
+	if (!ti || (void *)(eth + 1) > data_end)
+		return TC_ACT_SHOT;
+	zfw_tun_key(&p->k, &key);
+	st.last_ns = bpf_ktime_get_ns();
+	st.ifindex = p->k.ifindex;
+	__builtin_memcpy(st.client_mac, eth->h_source, 6);
+	__builtin_memcpy(st.our_mac, eth->h_dest, 6);
+	bpf_map_update_elem(&tun_map, &key, &st, BPF_ANY);
+	return bpf_redirect(ti->ifindex, 0);
+}
+
+/**
+ * zfw_xdp_tun - XDP on the tun device: a reply whose reversed tuple has a
+ * fresh tun_map entry gets an Ethernet header and goes straight out of the
+ * client's interface; anything else takes the normal stack.
+ */
+ZFW_INLINE int zfw_xdp_tun(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct zfw_flow_key key;
+	struct zfw_tun_state *st;
+	struct zfw_pkt p = {};
+	struct ethhdr *eth;
+	__u64 now;
+
+	p.wire_len = data_end - data;
+	if (zfw_parse_ip(data, data_end, &p) != ZFW_PARSE_OK || !p.has_ports)
+		return XDP_PASS;
+	zfw_flow_reverse(&p.k, &key);
+	key.ifindex = 0;
+	st = bpf_map_lookup_elem(&tun_map, &key);
+	if (!st)
+		return XDP_PASS;
+	now = bpf_ktime_get_ns();
+	if (now - st->last_ns > ZFW_TUN_FRESH)
+		return XDP_PASS;
+	st->last_ns = now;
+	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct ethhdr)))
+		return XDP_PASS;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return XDP_PASS;
+	__builtin_memcpy(eth->h_dest, st->client_mac, 6);
+	__builtin_memcpy(eth->h_source, st->our_mac, 6);
+	eth->h_proto = bpf_htons(p.k.family == ZFW_AF_INET ? ZFW_ETH_P_IP : ZFW_ETH_P_IPV6);
+	zfw_count(ZFW_R_XDP_REDIRECT);
+	return bpf_redirect(st->ifindex, 0);
+}
+
+#endif /* ZFW_TUN_H */

@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * zfw_abi.h - every struct, enum and constant shared between the BPF
+ * programs and user space.  This is the ONLY definition: the Rust side uses
+ * the types libbpf-cargo generates from the skeleton's BTF, and build.rs
+ * turns the enums below into name tables.  Rules for this file:
+ *   - fixed-width types only, explicit padding so that no byte is undefined
+ *     (user space implements plain::Plain for these structs);
+ *   - every enum member gets an explicit value; build.rs parses
+ *     "NAME = VALUE," lines;
+ *   - bump ZFW_ABI_VERSION whenever a pinned map's key or value changes.
+ */
+#ifndef ZFW_ABI_H
+#define ZFW_ABI_H
+
+enum zfw_abi_consts {
+	ZFW_ABI_VERSION = 1,
+	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
+	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */
+	ZFW_MAX_RANGES_PER_KEY = 128, /* port ranges under one (dst, src, proto) key */
+	ZFW_MAX_PAIRS = 62,          /* (dst len, src len) pairs on one address's path */
+	ZFW_SERVICE_ID_LEN = 32,
+	ZFW_IFNAME_LEN = 16,
+	ZFW_CB_MAGIC = 0x7a66,       /* skb->cb[0] high half: prio 1 handed this packet on */
+};
+
+/* Per-interface settings (diag_map value flags). */
+enum zfw_if_flag {
+	ZFW_IF_ICMP_ECHO = 1,
+	ZFW_IF_SSH = 2,
+	ZFW_IF_PASS_NON_TUPLE = 4,
+	ZFW_IF_IPV6 = 8,
+	ZFW_IF_VERBOSE = 16,
+	ZFW_IF_PER_INTERFACE_RULES = 32,
+	ZFW_IF_OUTBOUND_FILTER = 64,
+	ZFW_IF_MASQUERADE = 128,
+	ZFW_IF_VRRP = 256,
+	ZFW_IF_EAPOL = 512,
+	ZFW_IF_DDOS = 1024,
+	ZFW_IF_OT_FILTERING = 2048,
+};
+
+/* Hooks user space attached to an interface (diag_map value hooks). */
+enum zfw_hook {
+	ZFW_HOOK_INGRESS = 1,
+	ZFW_HOOK_TRACK = 2,
+	ZFW_HOOK_EGRESS = 4,
+	ZFW_HOOK_XDP_TUN = 8,
+	ZFW_HOOK_OWN_CLSACT = 16, /* zfw created the clsact qdisc: remove it on unload */
+};
+
+/* What a matching rule does. */
+enum zfw_action {
+	ZFW_ACT_NONE = 0,   /* no rule matched */
+	ZFW_ACT_ALLOW = 1,  /* pass to the host stack / forward */
+	ZFW_ACT_DENY = 2,
+	ZFW_ACT_TPROXY = 3, /* bpf_sk_assign to the local listener on tproxy_port */
+	ZFW_ACT_TUNNEL = 4, /* redirect into the registered tun interface */
+};
+
+enum zfw_dir {
+	ZFW_DIR_INGRESS = 0,
+	ZFW_DIR_EGRESS = 1,
+};
+
+/* Why a packet got its verdict: counters_map index, event reason. */
+enum zfw_reason {
+	ZFW_R_NONE = 0,
+	ZFW_R_PASS_ARP = 1,
+	ZFW_R_PASS_EAPOL = 2,
+	ZFW_R_PASS_NON_TUPLE = 3,
+	ZFW_R_DROP_NON_TUPLE = 4,
+	ZFW_R_DROP_MALFORMED = 5,
+	ZFW_R_DROP_FRAGMENT = 6,
+	ZFW_R_PASS_FRAGMENT = 7,
+	ZFW_R_DROP_IPV6_OFF = 8,
+	ZFW_R_PASS_ND = 9,
+	ZFW_R_PASS_KNOWN_FLOW = 10,
+	ZFW_R_PASS_LOCAL_SOCKET = 11,
+	ZFW_R_PASS_ICMP_ECHO = 12,
+	ZFW_R_DROP_ICMP = 13,
+	ZFW_R_PASS_ICMP_REPLY = 14,
+	ZFW_R_PASS_ICMP_ERROR = 15,
+	ZFW_R_PASS_VRRP = 16,
+	ZFW_R_PASS_SSH = 17,
+	ZFW_R_DROP_DDOS = 18,
+	ZFW_R_PASS_RULE = 19,
+	ZFW_R_DROP_RULE_DENY = 20,
+	ZFW_R_DROP_NO_RULE = 21,
+	ZFW_R_TPROXY = 22,
+	ZFW_R_DROP_NO_LISTENER = 23,
+	ZFW_R_TUNNEL = 24,
+	ZFW_R_DROP_NO_TUNNEL = 25,
+	ZFW_R_DROP_OT_DNP3 = 26,
+	ZFW_R_DROP_OT_MODBUS = 27,
+	ZFW_R_PASS_OT = 28,
+	ZFW_R_DROP_NO_STATE = 29,
+	ZFW_R_DROP_EGRESS_RULE = 30,
+	ZFW_R_PASS_EGRESS = 31,
+	ZFW_R_DROP_NAT_EXHAUSTED = 32,
+	ZFW_R_NAT = 33,
+	ZFW_R_TRACK_NEW = 34,
+	ZFW_R_TRACK_UPDATE = 35,
+	ZFW_R_TRACK_CLOSE = 36,
+	ZFW_R_XDP_REDIRECT = 37,
+	ZFW_R_XDP_PASS = 38,
+	ZFW_R_DROP_SYN_RATE = 39,
+	ZFW_R_PASS_NOT_IP_TUPLE = 40,
+	ZFW_R_MAX = 41,
+};
+
+/* TCP connection states kept in tcp_map / tcp_ingress_map. */
+enum zfw_tcp_state {
+	ZFW_TCP_NONE = 0,
+	ZFW_TCP_SYN_SENT = 1,
+	ZFW_TCP_SYN_RECV = 2,
+	ZFW_TCP_ESTABLISHED = 3,
+	ZFW_TCP_FIN_WAIT = 4,  /* one side sent FIN */
+	ZFW_TCP_CLOSING = 5,   /* both sides sent FIN, waiting for the final ACK */
+	ZFW_TCP_CLOSED = 6,    /* final ACK or RST seen; entry is about to go */
+	ZFW_TCP_UDP = 7,       /* not TCP: udp/icmp flow entries */
+};
+
+/* Event kinds in rb_map. */
+enum zfw_event_kind {
+	ZFW_EV_VERDICT = 1,
+	ZFW_EV_STATE = 2,
+	ZFW_EV_OT = 3,
+	ZFW_EV_NAT = 4,
+};
+
+/* Global settings, config_map[0]. */
+struct zfw_config {
+	__u32 abi_version;
+	__u32 policy_gen;   /* bumped on every rule change: invalidates matched_map */
+	__u8 active_set;    /* which rule set (0/1) the datapath reads */
+	__u8 log_all_drops; /* emit an event for every drop, not just verbose ifaces */
+	__u8 pad[2];
+	__u32 syn_rate;     /* per-source SYN tokens per second (0 = off) */
+	__u32 syn_burst;
+	__u32 pad2;
+	__u64 build_id;     /* hash of the loaded BPF object */
+};
+
+/* diag_map value, keyed by __u32 ifindex. */
+struct zfw_iface {
+	__u32 flags;  /* enum zfw_if_flag */
+	__u32 hooks;  /* enum zfw_hook, user space bookkeeping */
+	char name[ZFW_IFNAME_LEN];
+};
+
+/* ifindex_ip_map value. */
+struct zfw_if_addrs4 {
+	__u32 count;
+	__u32 addr[ZFW_MAX_IF_ADDRS]; /* network byte order */
+};
+
+struct zfw_in6 {
+	__u32 a[4];
+};
+
+/* ifindex_ip6_map value. */
+struct zfw_if_addrs6 {
+	__u32 count;
+	__u32 pad;
+	struct zfw_in6 addr[ZFW_MAX_IF_ADDRS];
+};
+
+/*
+ * A flow: conntrack key (tcp_map, udp_map, *_ingress_map, icmp_echo_map,
+ * tun_map).  Addresses in network byte order, IPv4 in [0]; ports in host
+ * byte order (ICMP echo: sport = echo id, dport = 0).
+ */
+struct zfw_flow_key {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport;
+	__u16 dport;
+	__u32 ifindex;
+	__u8 family; /* AF_INET / AF_INET6 */
+	__u8 proto;
+	__u8 pad[2];
+};
+
+/* Conntrack value. */
+struct zfw_flow {
+	__u64 first_ns;  /* bpf_ktime_get_ns() at creation */
+	__u64 last_ns;
+	__u64 pkts_orig;
+	__u64 pkts_reply;
+	__u64 bytes_orig;
+	__u64 bytes_reply;
+	__u32 fin_seq_orig;  /* sequence number of the originator's FIN + 1 */
+	__u32 fin_seq_reply;
+	__u8 state;      /* enum zfw_tcp_state */
+	__u8 fin_orig;   /* originator sent FIN */
+	__u8 fin_reply;  /* responder sent FIN */
+	__u8 rst;
+	__u8 pad[4];
+};
+
+/* Rule key: tproxy_map.  One key per (dir, set, family, proto, dst, src). */
+struct zfw_rule_key {
+	__u32 dst[4];  /* masked to dst_len */
+	__u32 src[4];  /* masked to src_len */
+	__u8 family;
+	__u8 proto;
+	__u8 dst_len;
+	__u8 src_len;
+	__u8 dir;      /* enum zfw_dir */
+	__u8 set;      /* rule set 0/1 (apply builds the new set beside the live one) */
+	__u8 pad[2];
+};
+
+/* tproxy_map value: this key's port ranges live in range_map[first, first+count). */
+struct zfw_rule_span {
+	__u32 first;
+	__u32 count;
+};
+
+/* range_map value: one rule's port range and action, in insertion order. */
+struct zfw_range {
+	__u16 lo;          /* host byte order, inclusive */
+	__u16 hi;
+	__u16 tproxy_port; /* host byte order */
+	__u8 action;       /* enum zfw_action */
+	__u8 nif;          /* 0 = any interface */
+	__u32 ifindex[ZFW_MAX_RULE_IFACES];
+};
+
+/* service_map value, keyed by range index. */
+struct zfw_service_id {
+	char id[ZFW_SERVICE_ID_LEN];
+};
+
+/*
+ * dst_lpm_map: LPM trie over destination prefixes.  prefixlen counts the 32
+ * bits of (family, proto, dir, set) plus the dst length.
+ */
+struct zfw_lpm_key {
+	__u32 prefixlen;
+	__u8 family;
+	__u8 proto;
+	__u8 dir;
+	__u8 set;
+	__u32 addr[4];
+};
+
+/*
+ * dst_lpm_map value: every (dst len, src len) pair of rule keys whose dst
+ * prefix contains this node's prefix, most specific first.  A lookup with
+ * the packet's dst address returns the longest stored prefix containing it,
+ * whose list is then exactly the keys that can match the packet.
+ */
+struct zfw_lpm_val {
+	__u16 npairs;
+	__u8 dst_len[ZFW_MAX_PAIRS];
+	__u8 src_len[ZFW_MAX_PAIRS];
+};
+
+/* matched_map: decision cache. */
+struct zfw_match_key {
+	__u32 dst[4];
+	__u32 src[4];
+	__u32 ifindex;
+	__u16 dport;
+	__u8 family;
+	__u8 proto;
+	__u8 dir;
+	__u8 pad[3];
+};
+
+struct zfw_match_val {
+	__u32 gen;         /* zfw_config.policy_gen at the time of the decision */
+	__u32 range_idx;   /* range_map index of the rule, ~0 for no match */
+	__u16 tproxy_port;
+	__u8 action;       /* enum zfw_action */
+	__u8 pad;
+};
+
+/* masquerade_map: outside view (remote, allocated port) -> inside source. */
+struct zfw_nat_key {
+	__u32 raddr[4];  /* remote peer */
+	__u16 rport;
+	__u16 nport;     /* allocated source port (or echo id) */
+	__u32 ifindex;
+	__u8 family;
+	__u8 proto;
+	__u8 pad[2];
+};
+
+struct zfw_nat_val {
+	__u32 addr[4];   /* original inside source address */
+	__u16 port;      /* original inside source port / echo id */
+	__u8 state;      /* enum zfw_tcp_state */
+	__u8 pad;
+	__u32 pad2;
+	__u64 last_ns;
+};
+
+/* masquerade_reverse_map value, keyed by the inside flow (zfw_flow_key). */
+struct zfw_nat_rev {
+	__u32 naddr[4];  /* translated source address */
+	__u16 nport;
+	__u16 pad;
+	__u32 pad2;
+	__u64 last_ns;
+};
+
+/* tun_map value, keyed by the client's flow as seen on ingress. */
+struct zfw_tun_state {
+	__u64 last_ns;
+	__u32 ifindex;      /* interface the client came in on */
+	__u8 client_mac[6];
+	__u8 our_mac[6];
+};
+
+/* ifindex_tun_map value (key 0): the registered tun interface. */
+struct zfw_tun_iface {
+	__u32 ifindex;
+	__u32 pad;
+	char name[ZFW_IFNAME_LEN];
+};
+
+/* ddos_saddr_map key. */
+struct zfw_addr_key {
+	__u32 addr[4];
+	__u8 family;
+	__u8 pad[3];
+};
+
+/* syn_bucket_map value: per-source SYN token bucket. */
+struct zfw_bucket {
+	__u64 last_ns;
+	__u64 tokens_milli;
+};
+
+/* modbus_state_map key: a request seen on egress. */
+struct zfw_modbus_key {
+	struct zfw_flow_key flow; /* request direction */
+	__u16 tid;
+	__u8 unit;
+	__u8 pad;
+	__u32 pad2;
+};
+
+struct zfw_modbus_val {
+	__u64 ts_ns;
+	__u8 fcode;
+	__u8 pad[7];
+};
+
+/* frag_map: verdict of a first fragment, for the fragments that follow. */
+struct zfw_frag_key {
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u32 id;
+	__u32 ifindex;
+	__u8 family;
+	__u8 proto;
+	__u8 pad[2];
+};
+
+/* rb_map record. */
+struct zfw_event {
+	__u64 ts_ns;
+	__u32 ifindex;
+	__u32 saddr[4];
+	__u32 daddr[4];
+	__u16 sport;
+	__u16 dport;
+	__u8 family;
+	__u8 proto;
+	__u8 dir;      /* enum zfw_dir */
+	__u8 kind;     /* enum zfw_event_kind */
+	__u16 reason;  /* enum zfw_reason */
+	__u16 code;    /* OT function code, TCP state, ... */
+	__u32 extra;
+	__u32 pad;
+};
+
+#endif /* ZFW_ABI_H */

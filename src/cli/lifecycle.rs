@@ -1,0 +1,118 @@
+//! `load`, `unload`, `status`.
+
+use std::collections::BTreeMap;
+
+use clap::Args;
+
+use crate::bpffs::Root;
+use crate::error::{Error, Result};
+use crate::loader::{self, LoadOptions};
+use crate::status;
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Interface to protect (TC ingress prio 1 + 2, egress prio 1); repeatable
+    #[arg(long = "iface", value_name = "IF", num_args = 1..)]
+    pub iface: Vec<String>,
+    /// tun interface for tunnel mode (XDP fast path)
+    #[arg(long = "tun", value_name = "IF", num_args = 1..)]
+    pub tun: Vec<String>,
+    /// Do not attach the egress program
+    #[arg(long)]
+    pub no_egress: bool,
+    /// Map size override applied when maps are first created, e.g. tcp_map=131072; repeatable
+    #[arg(long = "map-size", value_name = "MAP=N")]
+    pub map_size: Vec<String>,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct UnloadArgs {
+    /// Detach these interfaces
+    #[arg(long = "iface", value_name = "IF", num_args = 1..)]
+    pub iface: Vec<String>,
+    /// Detach everything and remove the bpffs directory
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One JSON document instead of tables
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_sizes(specs: &[String]) -> Result<BTreeMap<String, u32>> {
+    let mut out = BTreeMap::new();
+    for s in specs {
+        let (name, n) = s
+            .split_once('=')
+            .ok_or_else(|| Error::usage(format!("--map-size '{s}': expected MAP=ENTRIES")))?;
+        if !crate::maps::MAP_NAMES.contains(&name) || name == "config_map" || name == "counters_map"
+        {
+            return Err(Error::usage(format!(
+                "--map-size '{s}': no resizable map named '{name}'"
+            )));
+        }
+        let n: u32 = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            Error::usage(format!(
+                "--map-size '{s}': entries must be a positive integer"
+            ))
+        })?;
+        out.insert(name.to_string(), n);
+    }
+    Ok(out)
+}
+
+pub fn load(root: &Root, a: LoadArgs) -> Result<()> {
+    let opts = LoadOptions {
+        ifaces: a.iface,
+        tuns: a.tun,
+        no_egress: a.no_egress,
+        sizes: parse_sizes(&a.map_size)?,
+    };
+    let rep = loader::load(root, &opts)?;
+    if a.json {
+        return super::print_json(&rep);
+    }
+    println!(
+        "zfw: programs {} (bpffs {})",
+        rep.programs,
+        root.dir.display()
+    );
+    for i in &rep.interfaces {
+        println!(
+            "zfw: {} (ifindex {}): {}",
+            i.name,
+            i.ifindex,
+            i.hooks.join(", ")
+        );
+    }
+    Ok(())
+}
+
+pub fn unload(root: &Root, a: UnloadArgs) -> Result<()> {
+    if a.all {
+        loader::unload_all(root)?;
+        println!("zfw: unloaded everything, removed {}", root.dir.display());
+    } else {
+        for name in loader::unload_ifaces(root, &a.iface)? {
+            println!("zfw: detached {name}");
+        }
+    }
+    Ok(())
+}
+
+pub fn status(root: &Root, a: StatusArgs) -> Result<()> {
+    let s = status::status(root)?;
+    if a.json {
+        super::print_json(&s)
+    } else {
+        print!("{}", status::render(&s));
+        Ok(())
+    }
+}

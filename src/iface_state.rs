@@ -1,0 +1,158 @@
+//! Per-interface settings (diag_map) and interface addresses
+//! (ifindex_ip_map / ifindex_ip6_map).
+//!
+//! Addresses are refreshed from the kernel (getifaddrs, i.e. netlink) by
+//! `zfw load` and by every command that reads or changes interface state
+//! (`iface set/show`, `status`, `rule add`, `apply`), so the datapath's view
+//! never lags behind more than one zfw command; there is no cron job.
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::ifaddr;
+use crate::maps::Maps;
+use crate::skel::{abi_const, names, types};
+
+/// Settings of an interface zfw meets for the first time: SSH and IPv6 on,
+/// like the BPF side's default for interfaces without a diag_map entry.
+pub fn default_flags() -> u32 {
+    flag_bit("ssh").unwrap_or(0) | flag_bit("ipv6").unwrap_or(0)
+}
+
+/// The settings, as (json name, bit), straight from `enum zfw_if_flag`.
+pub fn flag_table() -> Vec<(String, u32)> {
+    names::ZFW_IF_FLAG
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.trim_start_matches("ZFW_IF_").to_ascii_lowercase(),
+                *v as u32,
+            )
+        })
+        .collect()
+}
+
+/// Bit of a setting named `icmp_echo` or `icmp-echo`.
+pub fn flag_bit(name: &str) -> Option<u32> {
+    let want = name.replace('-', "_");
+    flag_table()
+        .into_iter()
+        .find(|(n, _)| *n == want)
+        .map(|(_, b)| b)
+}
+
+pub fn copy_name(dst: &mut [i8; 16], name: &str) {
+    *dst = [0; 16];
+    for (d, b) in dst.iter_mut().zip(name.bytes().take(15)) {
+        *d = b as i8;
+    }
+}
+
+pub fn name_str(src: &[i8; 16]) -> String {
+    let bytes: Vec<u8> = src
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// diag_map entry of `ifindex`, or a fresh one with default settings.
+pub fn get_or_default(maps: &Maps, ifindex: u32, name: &str) -> Result<types::zfw_iface> {
+    let mut st = match maps.get::<u32, types::zfw_iface>("diag_map", &ifindex)? {
+        Some(st) => st,
+        None => types::zfw_iface {
+            flags: default_flags(),
+            ..Default::default()
+        },
+    };
+    copy_name(&mut st.name, name);
+    Ok(st)
+}
+
+/// Write the current addresses of interface `name` into the address maps.
+pub fn refresh_addrs(maps: &Maps, ifindex: u32, name: &str) -> Result<()> {
+    let max = abi_const("ZFW_MAX_IF_ADDRS") as usize;
+    let (v4, v6) = ifaddr::addresses(name);
+    let mut a4 = types::zfw_if_addrs4::default();
+    for (slot, a) in a4.addr.iter_mut().zip(v4.iter().take(max)) {
+        *slot = u32::from_ne_bytes(a.octets());
+    }
+    a4.count = v4.len().min(max) as u32;
+    maps.put("ifindex_ip_map", &ifindex, &a4)?;
+    let mut a6 = types::zfw_if_addrs6::default();
+    for (slot, a) in a6.addr.iter_mut().zip(v6.iter().take(max)) {
+        let o = a.octets();
+        for (w, chunk) in slot.a.iter_mut().zip(o.chunks(4)) {
+            *w = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+    }
+    a6.count = v6.len().min(max) as u32;
+    maps.put("ifindex_ip6_map", &ifindex, &a6)?;
+    Ok(())
+}
+
+/// Refresh the addresses of every interface zfw knows in this namespace.
+pub fn refresh_all(maps: &Maps) -> Result<()> {
+    for (idx, st) in maps.ifaces()? {
+        let name = name_str(&st.name);
+        if ifaddr::index_of(&name).ok() == Some(idx) {
+            refresh_addrs(maps, idx, &name)?;
+        }
+    }
+    Ok(())
+}
+
+/// One interface's settings, for `iface show` and `status`.
+#[derive(Debug, Serialize, Clone)]
+pub struct IfaceView {
+    pub name: String,
+    pub ifindex: u32,
+    pub settings: std::collections::BTreeMap<String, bool>,
+    pub addresses: Vec<String>,
+}
+
+pub fn view(maps: &Maps, ifindex: u32, st: &types::zfw_iface) -> Result<IfaceView> {
+    let settings = flag_table()
+        .into_iter()
+        .map(|(n, b)| (n, st.flags & b != 0))
+        .collect();
+    let mut addresses = Vec::new();
+    if let Some(a4) = maps.get::<u32, types::zfw_if_addrs4>("ifindex_ip_map", &ifindex)? {
+        for a in a4.addr.iter().take(a4.count as usize) {
+            addresses.push(std::net::Ipv4Addr::from(a.to_ne_bytes()).to_string());
+        }
+    }
+    if let Some(a6) = maps.get::<u32, types::zfw_if_addrs6>("ifindex_ip6_map", &ifindex)? {
+        for a in a6.addr.iter().take(a6.count as usize) {
+            let mut o = [0u8; 16];
+            for (i, w) in a.a.iter().enumerate() {
+                o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+            }
+            addresses.push(std::net::Ipv6Addr::from(o).to_string());
+        }
+    }
+    Ok(IfaceView {
+        name: name_str(&st.name),
+        ifindex,
+        settings,
+        addresses,
+    })
+}
+
+/// Resolve `IF|all` to the diag_map entries it names.
+pub fn select(maps: &Maps, which: &str) -> Result<Vec<(u32, types::zfw_iface)>> {
+    let all = maps.ifaces()?;
+    if which == "all" {
+        return Ok(all);
+    }
+    let idx = ifaddr::index_of(which)?;
+    all.into_iter()
+        .find(|(i, _)| *i == idx)
+        .map(|e| vec![e])
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "zfw is not attached to interface '{which}' (zfw load --iface {which})"
+            ))
+        })
+}

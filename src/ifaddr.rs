@@ -1,0 +1,54 @@
+//! Interfaces of the current network namespace: names, indexes, addresses.
+//! Read with getifaddrs(3) (netlink underneath), never by running `ip`.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use crate::error::{Error, Result};
+
+/// Index of interface `name`, or the "unknown interface" usage error.
+pub fn index_of(name: &str) -> Result<u32> {
+    if name.is_empty() || name.len() >= 16 || name.contains('/') {
+        return Err(Error::UnknownIface(name.to_string()));
+    }
+    nix::net::if_::if_nametoindex(name).map_err(|_| Error::UnknownIface(name.to_string()))
+}
+
+/// Name of interface `index`, if it still exists.
+pub fn name_of(index: u32) -> Option<String> {
+    nix::net::if_::if_nameindex()
+        .ok()?
+        .iter()
+        .find(|i| i.index() == index)
+        .map(|i| i.name().to_string_lossy().into_owned())
+}
+
+/// All interface names of the namespace, sorted.
+pub fn all_names() -> Vec<String> {
+    let mut v: Vec<String> = nix::net::if_::if_nameindex()
+        .map(|l| {
+            l.iter()
+                .map(|i| i.name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// IPv4 and IPv6 addresses of interface `name`.
+pub fn addresses(name: &str) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    if let Ok(addrs) = nix::ifaddrs::getifaddrs() {
+        for a in addrs.filter(|a| a.interface_name == name) {
+            let Some(sa) = a.address else { continue };
+            if let Some(s4) = sa.as_sockaddr_in() {
+                v4.push(s4.ip());
+            } else if let Some(s6) = sa.as_sockaddr_in6() {
+                v6.push(s6.ip());
+            }
+        }
+    }
+    (v4, v6)
+}

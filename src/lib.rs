@@ -1,0 +1,16 @@
+//! zfw: a stateful eBPF firewall.  The library does the work; `src/bin/zfw.rs`
+//! only parses the command line and calls [`cli::run`].
+
+pub mod attach;
+pub mod bpffs;
+pub mod cli;
+pub mod error;
+pub mod iface_state;
+pub mod ifaddr;
+pub mod loader;
+pub mod maps;
+pub mod skel;
+pub mod status;
+pub mod testkit;
+
+pub use error::{Error, Result};

@@ -1,0 +1,380 @@
+//! `zfw load` / `zfw unload`: load the datapath once per bpffs root, pin maps
+//! and programs, attach to interfaces, and take it all away again.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapHandle, Program};
+use serde::Serialize;
+
+use crate::attach::{tc, xdp, PRIO_EGRESS, PRIO_POLICY, PRIO_TRACK};
+use crate::bpffs::{check_privileges, Root};
+use crate::error::{Context, Error, Result};
+use crate::iface_state;
+use crate::ifaddr;
+use crate::maps::{Maps, MAP_NAMES};
+use crate::skel::{abi_const, types, zfw::ZfwSkelBuilder, BPF_BUILD_ID};
+
+/// Program names (as pinned under DIR/progs).
+pub const PROG_POLICY: &str = "zfw_policy";
+pub const PROG_TRACK: &str = "zfw_track_flow";
+pub const PROG_EGRESS: &str = "zfw_egress_flow";
+pub const PROG_XDP: &str = "zfw_xdp_tun_fast";
+pub const PROG_NAMES: &[&str] = &[PROG_POLICY, PROG_TRACK, PROG_EGRESS, PROG_XDP];
+
+const HOOK_INGRESS: u32 = 1;
+const HOOK_TRACK: u32 = 2;
+const HOOK_EGRESS: u32 = 4;
+const HOOK_XDP: u32 = 8;
+const HOOK_OWN_CLSACT: u32 = 16;
+
+#[derive(Debug, Default, Clone)]
+pub struct LoadOptions {
+    pub ifaces: Vec<String>,
+    pub tuns: Vec<String>,
+    pub no_egress: bool,
+    /// Map name -> max_entries, applied when the map is created.
+    pub sizes: BTreeMap<String, u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoadReport {
+    /// "loaded" (new programs), "reused" (same build already pinned) or
+    /// "replaced" (a different build was pinned; maps kept).
+    pub programs: &'static str,
+    pub interfaces: Vec<AttachReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttachReport {
+    pub name: String,
+    pub ifindex: u32,
+    pub hooks: Vec<String>,
+}
+
+/// The loaded programs' fds, by name.
+pub struct Programs {
+    fds: BTreeMap<String, OwnedFd>,
+}
+
+impl Programs {
+    /// Open the programs pinned under `root`.
+    pub fn open(root: &Root) -> Result<Self> {
+        let mut fds = BTreeMap::new();
+        for name in PROG_NAMES {
+            let p = root.prog_path(name);
+            let fd = Program::fd_from_pinned_path(&p)
+                .ctx(|| format!("opening pinned program {}", p.display()))?;
+            fds.insert(name.to_string(), fd);
+        }
+        Ok(Programs { fds })
+    }
+
+    pub fn fd(&self, name: &str) -> BorrowedFd<'_> {
+        self.fds[name].as_fd()
+    }
+
+    pub fn id(&self, name: &str) -> u32 {
+        Program::id_from_fd(self.fd(name)).unwrap_or(0)
+    }
+}
+
+fn pinned_max_entries(root: &Root, name: &str) -> Option<u32> {
+    MapHandle::from_pinned_path(root.map_path(name))
+        .ok()
+        .map(|h| h.max_entries())
+}
+
+/// Load the BPF object, reusing pinned maps, and pin its programs.
+fn load_programs(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<()> {
+    let mut storage = MaybeUninit::uninit();
+    let mut open = ZfwSkelBuilder::default()
+        .open(&mut storage)
+        .ctx(|| "opening the zfw BPF object".into())?;
+    for mut m in open.open_object_mut().maps_mut() {
+        let name = m.name().to_string_lossy().into_owned();
+        if !MAP_NAMES.contains(&name.as_str()) {
+            continue;
+        }
+        let pin = root.map_path(&name);
+        let max = if pin.exists() {
+            pinned_max_entries(root, &name)
+        } else {
+            sizes.get(&name).copied()
+        };
+        if let Some(max) = max {
+            m.set_max_entries(max).ctx(|| format!("sizing {name}"))?;
+        }
+        m.set_pin_path(&pin)
+            .ctx(|| format!("pin path for {name}"))?;
+    }
+    let skel = open.load().map_err(|e| {
+        if e.kind() == libbpf_rs::ErrorKind::InvalidInput {
+            Error::runtime(format!(
+                "the maps pinned under {} do not match this zfw build ({e}); run `zfw --bpffs {} unload --all` first",
+                root.dir.display(),
+                root.dir.display()
+            ))
+        } else {
+            Error::Bpf { context: "loading the zfw BPF programs".into(), source: e }
+        }
+    })?;
+    for mut p in skel.object().progs_mut() {
+        let name = p.name().to_string_lossy().into_owned();
+        let path = root.prog_path(&name);
+        if path.exists() {
+            fs::remove_file(&path).ctx(|| format!("replacing {}", path.display()))?;
+        }
+        p.pin(&path).ctx(|| format!("pinning {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Make sure this build's programs are pinned; returns what happened.
+fn ensure_programs(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<&'static str> {
+    let abi = abi_const("ZFW_ABI_VERSION") as u32;
+    let have_progs = PROG_NAMES.iter().all(|n| root.prog_path(n).exists());
+    if root.is_loaded() {
+        let maps = Maps::open(root)?;
+        let cfg = maps.config()?;
+        if cfg.abi_version != 0 && cfg.abi_version != abi {
+            return Err(Error::runtime(format!(
+                "maps under {} were created by a zfw with ABI v{}, this one is v{abi}; run `zfw --bpffs {} unload --all` first",
+                root.dir.display(),
+                cfg.abi_version,
+                root.dir.display()
+            )));
+        }
+        if have_progs && cfg.build_id == BPF_BUILD_ID {
+            return Ok("reused");
+        }
+        load_programs(root, sizes)?;
+        return Ok("replaced");
+    }
+    load_programs(root, sizes)?;
+    Ok("loaded")
+}
+
+fn hook_names(hooks: u32) -> Vec<String> {
+    let mut v = Vec::new();
+    if hooks & HOOK_INGRESS != 0 {
+        v.push("ingress/1".to_string());
+    }
+    if hooks & HOOK_TRACK != 0 {
+        v.push("ingress/2".to_string());
+    }
+    if hooks & HOOK_EGRESS != 0 {
+        v.push("egress/1".to_string());
+    }
+    if hooks & HOOK_XDP != 0 {
+        v.push("xdp".to_string());
+    }
+    v
+}
+
+/// Attach the TC programs to one interface (replace in place if present).
+fn attach_tc(progs: &Programs, ifindex: u32, egress: bool, mut hooks: u32) -> Result<u32> {
+    if tc::ensure_clsact(ifindex)? {
+        hooks |= HOOK_OWN_CLSACT;
+    }
+    tc::attach(progs.fd(PROG_POLICY), ifindex, true, PRIO_POLICY)?;
+    tc::attach(progs.fd(PROG_TRACK), ifindex, true, PRIO_TRACK)?;
+    hooks |= HOOK_INGRESS | HOOK_TRACK;
+    if egress {
+        tc::attach(progs.fd(PROG_EGRESS), ifindex, false, PRIO_EGRESS)?;
+        hooks |= HOOK_EGRESS;
+    } else if hooks & HOOK_EGRESS != 0 {
+        tc::detach(progs.fd(PROG_EGRESS), ifindex, false, PRIO_EGRESS)?;
+        hooks &= !HOOK_EGRESS;
+    }
+    Ok(hooks)
+}
+
+/// Load (or reuse) the datapath under `root` without attaching it anywhere:
+/// for benchmarks and packet tests, which drive the programs with
+/// BPF_PROG_TEST_RUN.
+pub fn load_detached(root: &Root) -> Result<()> {
+    check_privileges()?;
+    root.ensure_mounted()?;
+    let _lock = root.lock()?;
+    ensure_programs(root, &BTreeMap::new())?;
+    let maps = Maps::open(root)?;
+    let mut cfg = maps.config()?;
+    cfg.abi_version = abi_const("ZFW_ABI_VERSION") as u32;
+    cfg.build_id = BPF_BUILD_ID;
+    maps.set_config(&cfg)
+}
+
+/// `zfw load`: see the module doc.  Validates every name before changing
+/// anything.
+pub fn load(root: &Root, opts: &LoadOptions) -> Result<LoadReport> {
+    check_privileges()?;
+    if opts.ifaces.is_empty() && opts.tuns.is_empty() {
+        return Err(Error::usage("load needs at least one --iface (or --tun)"));
+    }
+    let mut ifaces = Vec::new();
+    for name in &opts.ifaces {
+        ifaces.push((name.clone(), ifaddr::index_of(name)?));
+    }
+    let mut tuns = Vec::new();
+    for name in &opts.tuns {
+        tuns.push((name.clone(), ifaddr::index_of(name)?));
+    }
+    if tuns.len() > 1 {
+        return Err(Error::usage("only one --tun interface can be registered"));
+    }
+    for (name, _) in &tuns {
+        if opts.ifaces.contains(name) {
+            return Err(Error::usage(format!(
+                "interface '{name}' cannot be both --iface and --tun"
+            )));
+        }
+    }
+
+    root.ensure_mounted()?;
+    let _lock = root.lock()?;
+    let programs = ensure_programs(root, &opts.sizes)?;
+    let progs = Programs::open(root)?;
+    let maps = Maps::open(root)?;
+
+    let mut cfg = maps.config()?;
+    cfg.abi_version = abi_const("ZFW_ABI_VERSION") as u32;
+    cfg.build_id = BPF_BUILD_ID;
+    maps.set_config(&cfg)?;
+
+    let mut report = LoadReport {
+        programs,
+        interfaces: Vec::new(),
+    };
+
+    // New programs: move every interface attached before onto them.
+    if programs == "replaced" {
+        for (ifindex, st) in maps.ifaces()? {
+            if ifaces.iter().any(|(_, i)| *i == ifindex) || tuns.iter().any(|(_, i)| *i == ifindex)
+            {
+                continue;
+            }
+            if ifaddr::name_of(ifindex).is_none() {
+                continue;
+            }
+            let mut st = st;
+            if st.hooks & (HOOK_INGRESS | HOOK_TRACK) != 0 {
+                st.hooks = attach_tc(&progs, ifindex, st.hooks & HOOK_EGRESS != 0, st.hooks)?;
+            }
+            if st.hooks & HOOK_XDP != 0 {
+                xdp::attach(progs.fd(PROG_XDP), ifindex)?;
+            }
+            maps.put("diag_map", &ifindex, &st)?;
+        }
+    }
+
+    for (name, ifindex) in &ifaces {
+        let mut st = iface_state::get_or_default(&maps, *ifindex, name)?;
+        st.hooks = attach_tc(&progs, *ifindex, !opts.no_egress, st.hooks)?;
+        maps.put("diag_map", ifindex, &st)?;
+        iface_state::refresh_addrs(&maps, *ifindex, name)?;
+        report.interfaces.push(AttachReport {
+            name: name.clone(),
+            ifindex: *ifindex,
+            hooks: hook_names(st.hooks),
+        });
+    }
+    for (name, ifindex) in &tuns {
+        let mut st = iface_state::get_or_default(&maps, *ifindex, name)?;
+        let mode = xdp::attach(progs.fd(PROG_XDP), *ifindex)?;
+        st.hooks |= HOOK_XDP;
+        maps.put("diag_map", ifindex, &st)?;
+        let mut ti = types::zfw_tun_iface {
+            ifindex: *ifindex,
+            ..Default::default()
+        };
+        iface_state::copy_name(&mut ti.name, name);
+        maps.put("ifindex_tun_map", &0u32, &ti)?;
+        let mut hooks = hook_names(st.hooks);
+        if let Some(h) = hooks.iter_mut().find(|h| *h == "xdp") {
+            *h = format!("xdp ({mode})");
+        }
+        report.interfaces.push(AttachReport {
+            name: name.clone(),
+            ifindex: *ifindex,
+            hooks,
+        });
+    }
+    Ok(report)
+}
+
+/// Take zfw off one interface (ifindex in this namespace).
+fn detach_iface(progs: &Programs, maps: &Maps, ifindex: u32, st: &types::zfw_iface) -> Result<()> {
+    // Only touch the device if it is still the one zfw attached to (same
+    // index and name in this namespace; a vanished one took its hooks along),
+    // and only the hooks zfw recorded there.
+    if ifaddr::name_of(ifindex).as_deref() == Some(iface_state::name_str(&st.name).as_str()) {
+        if st.hooks & HOOK_INGRESS != 0 {
+            tc::detach(progs.fd(PROG_POLICY), ifindex, true, PRIO_POLICY)?;
+        }
+        if st.hooks & HOOK_TRACK != 0 {
+            tc::detach(progs.fd(PROG_TRACK), ifindex, true, PRIO_TRACK)?;
+        }
+        if st.hooks & HOOK_EGRESS != 0 {
+            tc::detach(progs.fd(PROG_EGRESS), ifindex, false, PRIO_EGRESS)?;
+        }
+        if st.hooks & HOOK_XDP != 0 {
+            xdp::detach(progs.fd(PROG_XDP), ifindex)?;
+        }
+        if st.hooks & HOOK_OWN_CLSACT != 0 {
+            tc::destroy_clsact(progs.fd(PROG_POLICY), ifindex)?;
+        }
+    }
+    maps.del("diag_map", &ifindex)?;
+    maps.del("ifindex_ip_map", &ifindex)?;
+    maps.del("ifindex_ip6_map", &ifindex)?;
+    if let Some(ti) = maps.get::<u32, types::zfw_tun_iface>("ifindex_tun_map", &0)? {
+        if ti.ifindex == ifindex {
+            maps.del("ifindex_tun_map", &0u32)?;
+        }
+    }
+    Ok(())
+}
+
+/// `zfw unload --iface X...`: detach those interfaces, keep the rest.
+pub fn unload_ifaces(root: &Root, names: &[String]) -> Result<Vec<String>> {
+    check_privileges()?;
+    root.require_loaded()?;
+    let _lock = root.lock()?;
+    let maps = Maps::open(root)?;
+    let progs = Programs::open(root)?;
+    let known = maps.ifaces()?;
+    let mut targets = Vec::new();
+    for name in names {
+        let idx = ifaddr::index_of(name)?;
+        let Some((_, st)) = known.iter().find(|(i, _)| *i == idx) else {
+            return Err(Error::usage(format!(
+                "zfw is not attached to interface '{name}'"
+            )));
+        };
+        targets.push((name.clone(), idx, *st));
+    }
+    for (_, idx, st) in &targets {
+        detach_iface(&progs, &maps, *idx, st)?;
+    }
+    Ok(targets.into_iter().map(|(n, _, _)| n).collect())
+}
+
+/// `zfw unload --all`: detach every interface and remove every pin.
+pub fn unload_all(root: &Root) -> Result<()> {
+    check_privileges()?;
+    root.require_loaded()?;
+    {
+        let _lock = root.lock()?;
+        let maps = Maps::open(root)?;
+        if let Ok(progs) = Programs::open(root) {
+            for (idx, st) in maps.ifaces()? {
+                detach_iface(&progs, &maps, idx, &st)?;
+            }
+        }
+    }
+    root.remove_all()
+}

@@ -1,0 +1,156 @@
+//! `zfw status`: interfaces and their hooks (with program ids as the kernel
+//! reports them), settings, map fill levels and verdict counters.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::attach::{tc, xdp, PRIO_EGRESS, PRIO_POLICY, PRIO_TRACK};
+use crate::bpffs::Root;
+use crate::error::Result;
+use crate::iface_state;
+use crate::loader::{Programs, PROG_EGRESS, PROG_NAMES, PROG_POLICY, PROG_TRACK, PROG_XDP};
+use crate::maps::Maps;
+use crate::skel::{enum_name, names};
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub bpffs: String,
+    pub programs: BTreeMap<String, u32>,
+    pub interfaces: Vec<IfaceStatus>,
+    pub maps: Vec<MapStatus>,
+    pub counters: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct IfaceStatus {
+    pub name: String,
+    pub ifindex: u32,
+    /// hook -> attached program id (None: not attached)
+    pub hooks: BTreeMap<String, Option<u32>>,
+    pub settings: BTreeMap<String, bool>,
+    pub addresses: Vec<String>,
+    pub present: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MapStatus {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub map_type: String,
+    pub max_entries: u32,
+    pub entries: usize,
+}
+
+pub fn status(root: &Root) -> Result<Status> {
+    let maps = Maps::open(root)?;
+    let progs = Programs::open(root)?;
+    iface_state::refresh_all(&maps)?;
+    let programs = PROG_NAMES
+        .iter()
+        .map(|n| (n.to_string(), progs.id(n)))
+        .collect();
+    let mut interfaces = Vec::new();
+    for (idx, st) in maps.ifaces()? {
+        let v = iface_state::view(&maps, idx, &st)?;
+        let present = crate::ifaddr::name_of(idx).as_deref() == Some(v.name.as_str());
+        let mut hooks = BTreeMap::new();
+        if present {
+            hooks.insert(
+                "ingress_prio1".into(),
+                tc::query(progs.fd(PROG_POLICY), idx, true, PRIO_POLICY),
+            );
+            hooks.insert(
+                "ingress_prio2".into(),
+                tc::query(progs.fd(PROG_TRACK), idx, true, PRIO_TRACK),
+            );
+            hooks.insert(
+                "egress_prio1".into(),
+                tc::query(progs.fd(PROG_EGRESS), idx, false, PRIO_EGRESS),
+            );
+            hooks.insert("xdp".into(), xdp::query(progs.fd(PROG_XDP), idx));
+        }
+        interfaces.push(IfaceStatus {
+            name: v.name,
+            ifindex: idx,
+            hooks,
+            settings: v.settings,
+            addresses: v.addresses,
+            present,
+        });
+    }
+    let mut map_list = Vec::new();
+    for name in crate::maps::MAP_NAMES {
+        if maps.handle(name).is_err() {
+            continue;
+        }
+        map_list.push(MapStatus {
+            name: name.to_string(),
+            map_type: format!("{:?}", maps.map_type(name)?),
+            max_entries: maps.max_entries(name)?,
+            entries: maps.count(name)?,
+        });
+    }
+    let mut counters = BTreeMap::new();
+    for (_, v) in names::ZFW_REASON.iter().filter(|(n, _)| *n != "ZFW_R_MAX") {
+        let c = maps.percpu_sum("counters_map", *v as u32)?;
+        if c > 0 {
+            counters.insert(enum_name(names::ZFW_REASON, "ZFW_R_", *v), c);
+        }
+    }
+    Ok(Status {
+        bpffs: root.dir.display().to_string(),
+        programs,
+        interfaces,
+        maps: map_list,
+        counters,
+    })
+}
+
+/// Human-readable rendering.
+pub fn render(s: &Status) -> String {
+    let mut out = format!("bpffs {}\nprograms:", s.bpffs);
+    for (n, id) in &s.programs {
+        out.push_str(&format!(" {n}={id}"));
+    }
+    out.push_str(
+        "\n\nINTERFACE        IFINDEX  INGRESS/1  INGRESS/2  EGRESS/1   XDP        SETTINGS\n",
+    );
+    for i in &s.interfaces {
+        let h = |k: &str| match i.hooks.get(k).copied().flatten() {
+            Some(id) => format!("id {id}"),
+            None => "-".to_string(),
+        };
+        let on: Vec<&str> = i
+            .settings
+            .iter()
+            .filter(|(_, v)| **v)
+            .map(|(k, _)| k.as_str())
+            .collect();
+        out.push_str(&format!(
+            "{:<16} {:<8} {:<10} {:<10} {:<10} {:<10} {}{}\n",
+            i.name,
+            i.ifindex,
+            h("ingress_prio1"),
+            h("ingress_prio2"),
+            h("egress_prio1"),
+            h("xdp"),
+            on.join(","),
+            if i.present { "" } else { " (interface gone)" }
+        ));
+    }
+    out.push_str("\nMAP                      TYPE          ENTRIES / MAX\n");
+    for m in &s.maps {
+        out.push_str(&format!(
+            "{:<24} {:<13} {} / {}\n",
+            m.name, m.map_type, m.entries, m.max_entries
+        ));
+    }
+    if !s.counters.is_empty() {
+        out.push_str("\nCOUNTER                  PACKETS\n");
+        for (k, v) in &s.counters {
+            out.push_str(&format!("{k:<24} {v}\n"));
+        }
+    }
+    out
+}

@@ -1,0 +1,6 @@
+//! Building blocks for packet tests and benchmarks: a frame builder and a
+//! BPF_PROG_TEST_RUN runner for pinned programs.  Used by tests/ and by
+//! `zfw-bench`; nothing in the firewall itself depends on it.
+
+pub mod packet;
+pub mod run;

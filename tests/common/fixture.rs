@@ -1,0 +1,110 @@
+//! Fixture for BPF_PROG_TEST_RUN packet tests: the datapath loaded (not
+//! attached) into a bpffs root of the test's own, with direct access to its
+//! maps.  Frames are run as
+//! if they arrived on `IFINDEX` (loopback of the test process's namespace).
+#![allow(dead_code)]
+
+use super::*;
+use zfw::skel::types;
+
+pub const IFINDEX: u32 = 1;
+pub const POLICY: &str = "zfw_policy";
+pub const TRACK: &str = "zfw_track_flow";
+pub const EGRESS: &str = "zfw_egress_flow";
+pub const XDP: &str = "zfw_xdp_tun_fast";
+
+pub struct Fixture {
+    pub root: BpfRoot,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let root = BpfRoot::new();
+        zfw::loader::load_detached(&root.root()).expect("load the datapath");
+        let f = Fixture { root };
+        f.set_flags(zfw::iface_state::default_flags());
+        f.set_addrs(&["10.0.0.2"], &["fd00::2"]);
+        f
+    }
+
+    /// Settings of IFINDEX (the test-run interface).
+    pub fn set_flags(&self, flags: u32) {
+        let mut st = types::zfw_iface {
+            flags,
+            ..Default::default()
+        };
+        zfw::iface_state::copy_name(&mut st.name, "lo");
+        self.root.maps().put("diag_map", &IFINDEX, &st).unwrap();
+    }
+
+    pub fn flag(name: &str) -> u32 {
+        zfw::iface_state::flag_bit(name).unwrap_or_else(|| panic!("no flag {name}"))
+    }
+
+    pub fn set_addrs(&self, v4: &[&str], v6: &[&str]) {
+        let maps = self.root.maps();
+        let mut a4 = types::zfw_if_addrs4::default();
+        for (i, a) in v4.iter().enumerate() {
+            let ip: std::net::Ipv4Addr = a.parse().unwrap();
+            a4.addr[i] = u32::from_ne_bytes(ip.octets());
+        }
+        a4.count = v4.len() as u32;
+        maps.put("ifindex_ip_map", &IFINDEX, &a4).unwrap();
+        let mut a6 = types::zfw_if_addrs6::default();
+        for (i, a) in v6.iter().enumerate() {
+            let ip: std::net::Ipv6Addr = a.parse().unwrap();
+            for (w, c) in ip.octets().chunks(4).enumerate() {
+                a6.addr[i].a[w] = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        a6.count = v6.len() as u32;
+        maps.put("ifindex_ip6_map", &IFINDEX, &a6).unwrap();
+    }
+
+    /// Run the ingress chain as the kernel would: prio 1, and prio 2 when
+    /// prio 1 returned TC_ACT_UNSPEC (with the cb[] prio 1 left).
+    pub fn ingress(&self, frame: &[u8]) -> u32 {
+        let r = self
+            .root
+            .prog(POLICY)
+            .run(frame, IFINDEX)
+            .expect("test run");
+        if r.retval == TC_ACT_UNSPEC {
+            let t = self
+                .root
+                .prog(TRACK)
+                .run_cb(frame, IFINDEX, r.cb, 1)
+                .expect("test run");
+            assert_eq!(
+                t.retval, TC_ACT_OK,
+                "prio 2 must pass what prio 1 let through"
+            );
+        }
+        r.retval
+    }
+
+    pub fn egress(&self, frame: &[u8]) -> u32 {
+        self.root
+            .prog(EGRESS)
+            .run(frame, IFINDEX)
+            .expect("test run")
+            .retval
+    }
+
+    /// Was the frame let in (pass or handed on to prio 2)?
+    pub fn allowed(&self, frame: &[u8]) -> bool {
+        matches!(self.ingress(frame), TC_ACT_OK | TC_ACT_UNSPEC)
+    }
+
+    pub fn counter(&self, reason: &str) -> u64 {
+        let v = zfw::skel::names::ZFW_REASON
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&format!("ZFW_R_{reason}")))
+            .unwrap_or_else(|| panic!("no reason {reason}"))
+            .1;
+        self.root
+            .maps()
+            .percpu_sum("counters_map", v as u32)
+            .unwrap()
+    }
+}

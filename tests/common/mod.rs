@@ -1,0 +1,385 @@
+//! Test harness: network namespaces joined by veth (removed on drop), a
+//! bpffs root per test, the real `zfw` binary run inside a namespace with
+//! `nsenter --net=` semantics (the mount namespace, and so the bpffs pins,
+//! stay visible), and sockets opened inside a namespace.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+#[allow(unused_imports)]
+pub use zfw::testkit::packet;
+pub use zfw::testkit::run::*;
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A short name unique to this process and call: fits IFNAMSIZ with room.
+pub fn unique(tag: &str) -> String {
+    let n = SEQ.fetch_add(1, Ordering::SeqCst);
+    let pid = std::process::id() % 100_000;
+    format!("{}{}{}", &tag[..tag.len().min(3)], pid, n)
+}
+
+/// True when the test may run.  Without root: fail under
+/// ZFW_REQUIRE_PRIV=1 (CI), otherwise print why it is skipped.
+pub fn privileged(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let netns = Path::new("/proc/self/ns/net").exists();
+    if root && netns {
+        return true;
+    }
+    if std::env::var("ZFW_REQUIRE_PRIV").as_deref() == Ok("1") {
+        panic!("{test}: needs root (BPF, netns); ZFW_REQUIRE_PRIV=1 forbids skipping");
+    }
+    eprintln!("SKIP {test}: needs root for BPF and network namespaces");
+    false
+}
+
+#[macro_export]
+macro_rules! require_priv {
+    () => {
+        if !$crate::common::privileged(module_path!()) {
+            return;
+        }
+    };
+}
+
+pub fn sh(cmd: &str, args: &[&str]) -> Output {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd}: {e}"));
+    out
+}
+
+pub fn sh_ok(cmd: &str, args: &[&str]) {
+    let out = sh(cmd, args);
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace, deleted (with its interfaces) on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("zfwt-{}", unique(tag));
+        sh_ok("ip", &["netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/run/netns/{}", self.name))
+    }
+
+    /// `ip -n NS ARGS`, asserting success.
+    pub fn ip(&self, args: &[&str]) {
+        let mut a = vec!["-n", &self.name];
+        a.extend_from_slice(args);
+        sh_ok("ip", &a);
+    }
+
+    /// Run a command inside the namespace (mount namespace unchanged).
+    pub fn exec(&self, cmd: &str, args: &[&str]) -> Output {
+        let net = format!("--net={}", self.path().display());
+        let mut a = vec![net.as_str(), cmd];
+        a.extend_from_slice(args);
+        sh("nsenter", &a)
+    }
+
+    /// Run `f` on a thread that has joined this namespace; sockets it opens
+    /// live in the namespace.
+    pub fn enter<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
+        let path = self.path();
+        std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).expect("open netns");
+            nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+        .join()
+        .expect("netns thread panicked")
+    }
+
+    /// Like `enter`, but in the background.
+    pub fn spawn<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> std::thread::JoinHandle<R> {
+        let path = self.path();
+        std::thread::spawn(move || {
+            let fd = std::fs::File::open(&path).expect("open netns");
+            nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+            f()
+        })
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = sh("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// Join `a` (in `na`) and `b` (in `nb`) with a veth pair, both up.
+pub fn veth(na: &Netns, a: &str, nb: &Netns, b: &str) {
+    sh_ok(
+        "ip",
+        &[
+            "link", "add", a, "netns", &na.name, "type", "veth", "peer", "name", b, "netns",
+            &nb.name,
+        ],
+    );
+    na.ip(&["link", "set", a, "up"]);
+    nb.ip(&["link", "set", b, "up"]);
+}
+
+/// A bpffs root of this test's own, unloaded and removed on drop (inside
+/// the namespace that holds the interfaces, when one is given).
+pub struct BpfRoot {
+    pub dir: PathBuf,
+    ns_path: Option<PathBuf>,
+}
+
+impl BpfRoot {
+    pub fn new() -> BpfRoot {
+        let dir = PathBuf::from(format!("/sys/fs/bpf/{}", unique("zfwroot")));
+        BpfRoot { dir, ns_path: None }
+    }
+
+    /// Root whose interfaces live in `ns` (cleanup runs there).
+    pub fn in_ns(ns: &Netns) -> BpfRoot {
+        let mut r = BpfRoot::new();
+        r.ns_path = Some(ns.path());
+        r
+    }
+
+    pub fn root(&self) -> zfw::bpffs::Root {
+        zfw::bpffs::Root::new(&self.dir)
+    }
+
+    pub fn maps(&self) -> zfw::maps::Maps {
+        zfw::maps::Maps::open(&self.root()).expect("open pinned maps")
+    }
+
+    pub fn prog(&self, name: &str) -> TestProg {
+        TestProg::open(&self.dir.join("progs").join(name)).expect("open pinned program")
+    }
+}
+
+impl Drop for BpfRoot {
+    fn drop(&mut self) {
+        if self.dir.exists() {
+            let d = self.dir.display().to_string();
+            let z = env!("CARGO_BIN_EXE_zfw");
+            let _ = match &self.ns_path {
+                Some(p) => sh(
+                    "nsenter",
+                    &[
+                        &format!("--net={}", p.display()),
+                        z,
+                        "--bpffs",
+                        &d,
+                        "unload",
+                        "--all",
+                    ],
+                ),
+                None => sh(z, &["--bpffs", &d, "unload", "--all"]),
+            };
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Result of running the zfw binary.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(self) -> Run {
+        assert_eq!(self.code, 0, "zfw failed: {}{}", self.stderr, self.stdout);
+        self
+    }
+}
+
+/// Run `zfw --bpffs ROOT ARGS` in `ns` (or here when None).
+pub fn zfw(ns: Option<&Netns>, root: &BpfRoot, args: &[&str]) -> Run {
+    let z = env!("CARGO_BIN_EXE_zfw");
+    let d = root.dir.display().to_string();
+    let mut a: Vec<&str> = vec!["--bpffs", &d];
+    a.extend_from_slice(args);
+    let out = match ns {
+        Some(ns) => ns.exec(z, &a),
+        None => sh(z, &a),
+    };
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Two namespaces, client and server, joined by veth: client 10.77.0.1/24
+/// (fd77::1/64) on `cli0`, server 10.77.0.2/24 (fd77::2/64) on `srv0`.
+pub struct Lab {
+    pub client: Netns,
+    pub server: Netns,
+    pub root: BpfRoot,
+}
+
+pub const CLIENT_IP: &str = "10.77.0.1";
+pub const SERVER_IP: &str = "10.77.0.2";
+pub const CLIENT_IP6: &str = "fd77::1";
+pub const SERVER_IP6: &str = "fd77::2";
+
+impl Lab {
+    pub fn new() -> Lab {
+        let client = Netns::new("cli");
+        let server = Netns::new("srv");
+        veth(&client, "cli0", &server, "srv0");
+        client.ip(&["addr", "add", "10.77.0.1/24", "dev", "cli0"]);
+        server.ip(&["addr", "add", "10.77.0.2/24", "dev", "srv0"]);
+        client.ip(&["-6", "addr", "add", "fd77::1/64", "dev", "cli0", "nodad"]);
+        server.ip(&["-6", "addr", "add", "fd77::2/64", "dev", "srv0", "nodad"]);
+        let root = BpfRoot::in_ns(&server);
+        Lab {
+            client,
+            server,
+            root,
+        }
+    }
+
+    /// `zfw` in the server namespace.
+    pub fn zfw(&self, args: &[&str]) -> Run {
+        zfw(Some(&self.server), &self.root, args)
+    }
+
+    pub fn load(&self) {
+        self.zfw(&["load", "--iface", "srv0"]).ok();
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        // unload before the namespaces go (field order would drop them first)
+        let r = std::mem::replace(
+            &mut self.root,
+            BpfRoot {
+                dir: PathBuf::new(),
+                ns_path: None,
+            },
+        );
+        drop(r);
+    }
+}
+
+/// Listen on `addr` (TCP) in `ns`, accepting in the background; returns
+/// the port and a thread that counts accepted connections until `n` or the
+/// timeout.
+pub fn tcp_listen(ns: &Netns, addr: &str) -> TcpListenerHandle {
+    let addr: SocketAddr = addr.parse().expect("addr");
+    let l = ns.enter(move || TcpListener::bind(addr).expect("bind"));
+    let port = l.local_addr().expect("addr").port();
+    TcpListenerHandle { listener: l, port }
+}
+
+pub struct TcpListenerHandle {
+    pub listener: TcpListener,
+    pub port: u16,
+}
+
+impl TcpListenerHandle {
+    /// Serve: echo one line back on each connection, forever (thread).
+    pub fn serve_echo(self) -> u16 {
+        let port = self.port;
+        std::thread::spawn(move || {
+            for s in self.listener.incoming() {
+                let Ok(mut s) = s else { continue };
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buf = [0u8; 256];
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                    if let Ok(n) = s.read(&mut buf) {
+                        let _ = s.write_all(&buf[..n]);
+                    }
+                });
+            }
+        });
+        port
+    }
+}
+
+/// From `ns`, connect to `addr` and echo a message; true when the echo
+/// came back within `timeout`.
+pub fn tcp_echo_ok(ns: &Netns, addr: &str, timeout: Duration) -> bool {
+    let addr: SocketAddr = addr.parse().expect("addr");
+    ns.enter(move || {
+        use std::io::{Read, Write};
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, timeout) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(timeout));
+        if s.write_all(b"zfw-hello").is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 16];
+        matches!(s.read(&mut buf), Ok(9)) && &buf[..9] == b"zfw-hello"
+    })
+}
+
+/// UDP echo server in `ns` on `addr` (background thread).
+pub fn udp_echo_server(ns: &Netns, addr: &str) -> u16 {
+    let addr: SocketAddr = addr.parse().expect("addr");
+    let s = ns.enter(move || UdpSocket::bind(addr).expect("bind udp"));
+    let port = s.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, peer)) = s.recv_from(&mut buf) {
+            let _ = s.send_to(&buf[..n], peer);
+        }
+    });
+    port
+}
+
+/// From `ns`, send a UDP datagram to `addr`; true when echoed in time.
+pub fn udp_echo_ok(ns: &Netns, addr: &str, timeout: Duration) -> bool {
+    let addr: SocketAddr = addr.parse().expect("addr");
+    ns.enter(move || {
+        let bind: SocketAddr = if addr.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        }
+        .parse()
+        .unwrap();
+        let s = UdpSocket::bind(bind).expect("bind");
+        s.set_read_timeout(Some(timeout)).unwrap();
+        if s.send_to(b"zfw-udp", addr).is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 64];
+        matches!(s.recv_from(&mut buf), Ok((7, _)))
+    })
+}
+
+/// `ping -c1 -W1 dst` from `ns`.
+pub mod fixture;
+
+pub fn ping_ok(ns: &Netns, dst: &str) -> bool {
+    ns.exec("ping", &["-c", "1", "-W", "1", dst])
+        .status
+        .success()
+}
