@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::ifaddr;
 use crate::maps::Maps;
-use crate::skel::{abi_const, names, types};
+use crate::skel::{names, types};
 
 /// Settings of an interface zfw meets for the first time: SSH and IPv6 on,
 /// like the BPF side's default for interfaces without a diag_map entry.
@@ -72,7 +72,7 @@ pub fn get_or_default(maps: &Maps, ifindex: u32, name: &str) -> Result<types::zf
 
 /// Write the current addresses of interface `name` into the address maps.
 pub fn refresh_addrs(maps: &Maps, ifindex: u32, name: &str) -> Result<()> {
-    let max = abi_const("ZFW_MAX_IF_ADDRS") as usize;
+    let max = crate::skel::names::ZFW_MAX_IF_ADDRS as usize;
     let (v4, v6) = ifaddr::addresses(name);
     let mut a4 = types::zfw_if_addrs4::default();
     for (slot, a) in a4.addr.iter_mut().zip(v4.iter().take(max)) {

@@ -4,6 +4,8 @@
 pub mod attach;
 pub mod bpffs;
 pub mod cli;
+pub mod conntrack;
+pub mod decode;
 pub mod error;
 pub mod iface_state;
 pub mod ifaddr;

@@ -16,7 +16,7 @@ use crate::error::{Context, Error, Result};
 use crate::iface_state;
 use crate::ifaddr;
 use crate::maps::{Maps, MAP_NAMES};
-use crate::skel::{abi_const, types, zfw::ZfwSkelBuilder, BPF_BUILD_ID};
+use crate::skel::{types, zfw::ZfwSkelBuilder, BPF_BUILD_ID};
 
 /// Program names (as pinned under DIR/progs).
 pub const PROG_POLICY: &str = "zfw_policy";
@@ -135,7 +135,7 @@ fn load_programs(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<()> {
 
 /// Make sure this build's programs are pinned; returns what happened.
 fn ensure_programs(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<&'static str> {
-    let abi = abi_const("ZFW_ABI_VERSION") as u32;
+    let abi = crate::skel::names::ZFW_ABI_VERSION as u32;
     let have_progs = PROG_NAMES.iter().all(|n| root.prog_path(n).exists());
     if root.is_loaded() {
         let maps = Maps::open(root)?;
@@ -203,7 +203,7 @@ pub fn load_detached(root: &Root) -> Result<()> {
     ensure_programs(root, &BTreeMap::new())?;
     let maps = Maps::open(root)?;
     let mut cfg = maps.config()?;
-    cfg.abi_version = abi_const("ZFW_ABI_VERSION") as u32;
+    cfg.abi_version = crate::skel::names::ZFW_ABI_VERSION as u32;
     cfg.build_id = BPF_BUILD_ID;
     maps.set_config(&cfg)
 }
@@ -241,7 +241,7 @@ pub fn load(root: &Root, opts: &LoadOptions) -> Result<LoadReport> {
     let maps = Maps::open(root)?;
 
     let mut cfg = maps.config()?;
-    cfg.abi_version = abi_const("ZFW_ABI_VERSION") as u32;
+    cfg.abi_version = crate::skel::names::ZFW_ABI_VERSION as u32;
     cfg.build_id = BPF_BUILD_ID;
     maps.set_config(&cfg)?;
 

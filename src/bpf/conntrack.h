@@ -20,11 +20,11 @@
 #include "maps.h"
 #include "parse.h"
 
-#define ZFW_TCP_EST_TIMEOUT (3600 * ZFW_NSEC)
-#define ZFW_TCP_OPEN_TIMEOUT (60 * ZFW_NSEC)  /* handshake not complete */
-#define ZFW_TCP_CLOSE_TIMEOUT (120 * ZFW_NSEC) /* FIN seen */
-#define ZFW_UDP_TIMEOUT (30 * ZFW_NSEC)
-#define ZFW_ICMP_TIMEOUT (30 * ZFW_NSEC)
+#define ZFW_TCP_EST_TIMEOUT (ZFW_TCP_EST_TIMEOUT_S * ZFW_NSEC)
+#define ZFW_TCP_OPEN_TIMEOUT (ZFW_TCP_OPEN_TIMEOUT_S * ZFW_NSEC)
+#define ZFW_TCP_CLOSE_TIMEOUT (ZFW_TCP_CLOSE_TIMEOUT_S * ZFW_NSEC)
+#define ZFW_UDP_TIMEOUT (ZFW_UDP_TIMEOUT_S * ZFW_NSEC)
+#define ZFW_ICMP_TIMEOUT (ZFW_ICMP_TIMEOUT_S * ZFW_NSEC)
 
 enum zfw_ct_rc {
 	ZFW_CT_MISS = 0,  /* no live entry */
@@ -137,21 +137,31 @@ ZFW_INLINE void zfw_flow_account(struct zfw_flow *f, const struct zfw_pkt *p, in
 	}
 }
 
+/* Flow clock: CLOCK_MONOTONIC at tick resolution, much cheaper than the
+ * precise clock and plenty for idle timeouts measured in seconds. */
+ZFW_INLINE __u64 zfw_now(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+
 /**
- * zfw_ct_touch - find @key in @map and advance it with packet @p.
+ * zfw_ct_touch_get - find @key in @map and advance it with packet @p.
  * An expired entry counts as absent; with @revive it is renewed instead
- * (the side that created a UDP/ICMP flow may bring it back).
+ * (the side that created a UDP/ICMP flow may bring it back).  On a hit that
+ * keeps the entry, *@fp points at it.
  */
-ZFW_INLINE int zfw_ct_touch(void *map, const struct zfw_flow_key *key, const struct zfw_pkt *p,
-			    int from_orig, int revive)
+ZFW_INLINE int zfw_ct_touch_get(void *map, const struct zfw_flow_key *key,
+				const struct zfw_pkt *p, int from_orig, int revive,
+				struct zfw_flow **fp)
 {
 	struct zfw_flow *f = bpf_map_lookup_elem(map, key);
 	__u64 now;
 	int rc = ZFW_CT_HIT;
 
+	*fp = 0;
 	if (!f)
 		return ZFW_CT_MISS;
-	now = bpf_ktime_get_ns();
+	now = zfw_now();
 	if (zfw_flow_expired(f, now)) {
 		if (!revive || p->k.proto == ZFW_P_TCP) {
 			bpf_map_delete_elem(map, key);
@@ -163,17 +173,30 @@ ZFW_INLINE int zfw_ct_touch(void *map, const struct zfw_flow_key *key, const str
 	zfw_flow_account(f, p, from_orig, now);
 	if (rc == ZFW_CT_CLOSED)
 		bpf_map_delete_elem(map, key);
+	else
+		*fp = f;
 	return rc;
+}
+
+ZFW_INLINE int zfw_ct_touch(void *map, const struct zfw_flow_key *key, const struct zfw_pkt *p,
+			    int from_orig, int revive)
+{
+	struct zfw_flow *f;
+
+	return zfw_ct_touch_get(map, key, p, from_orig, revive, &f);
 }
 
 /**
  * zfw_ct_create - start tracking a flow whose first packet is @p.
- * TCP entries start only from a SYN; returns 0 on success.
+ * TCP entries start only from a SYN; returns 0 on success.  @policy_gen is
+ * the rule generation that admitted the flow (0: admitted by something
+ * other than a rule, e.g. the SSH default; never re-checked).
  */
-ZFW_INLINE int zfw_ct_create(void *map, const struct zfw_flow_key *key, const struct zfw_pkt *p)
+ZFW_INLINE int zfw_ct_create_gen(void *map, const struct zfw_flow_key *key,
+				 const struct zfw_pkt *p, __u32 policy_gen)
 {
 	struct zfw_flow f = {};
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = zfw_now();
 
 	if (p->k.proto == ZFW_P_TCP) {
 		if ((p->tcp_flags & (ZFW_TCP_SYN | ZFW_TCP_ACK | ZFW_TCP_RST)) != ZFW_TCP_SYN)
@@ -183,8 +206,14 @@ ZFW_INLINE int zfw_ct_create(void *map, const struct zfw_flow_key *key, const st
 		f.state = ZFW_TCP_UDP;
 	}
 	f.first_ns = now;
+	f.policy_gen = policy_gen;
 	zfw_flow_account(&f, p, 1, now);
 	return bpf_map_update_elem(map, key, &f, BPF_ANY) ? -1 : 0;
+}
+
+ZFW_INLINE int zfw_ct_create(void *map, const struct zfw_flow_key *key, const struct zfw_pkt *p)
+{
+	return zfw_ct_create_gen(map, key, p, 0);
 }
 
 /* Which table holds flows of @proto opened from @inbound side. */

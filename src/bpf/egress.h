@@ -27,6 +27,8 @@ ZFW_INLINE int zfw_egress(struct __sk_buff *skb)
 	struct zfw_config *cfg;
 	struct zfw_flow_key rev;
 	struct zfw_decision d;
+	struct zfw_flow *f;
+	__u32 gen = 0;
 	void *data, *data_end, *in_map, *out_map;
 	__u32 flags;
 	int rc;
@@ -55,18 +57,30 @@ ZFW_INLINE int zfw_egress(struct __sk_buff *skb)
 	zfw_flow_reverse(&p.k, &rev);
 	if (zfw_ct_touch(in_map, &rev, &p, 0, 0) != ZFW_CT_MISS)
 		return TC_ACT_OK;
-	/* more of an outbound flow (its creator may revive an idle UDP flow) */
-	if (zfw_ct_touch(out_map, &p.k, &p, 1, 1) != ZFW_CT_MISS)
-		return TC_ACT_OK;
-
 	flags = zfw_if_flags(p.k.ifindex);
 	cfg = zfw_cfg();
+	/* more of an outbound flow (its creator may revive an idle UDP flow);
+	 * one an egress rule admitted ends if an egress deny now matches it */
+	if (zfw_ct_touch_get(out_map, &p.k, &p, 1, 1, &f) != ZFW_CT_MISS) {
+		if (f && f->policy_gen && cfg && f->policy_gen != cfg->policy_gen) {
+			d = zfw_policy_lookup(&p, ZFW_DIR_EGRESS,
+					      !!(flags & ZFW_IF_PER_INTERFACE_RULES), cfg);
+			if (d.action == ZFW_ACT_DENY) {
+				bpf_map_delete_elem(out_map, &p.k);
+				return zfw_egress_drop(&p, flags, cfg, ZFW_R_DROP_EGRESS_RULE);
+			}
+			f->policy_gen = cfg->policy_gen;
+		}
+		return TC_ACT_OK;
+	}
+
 	if (flags & ZFW_IF_OUTBOUND_FILTER) {
 		d = zfw_policy_lookup(&p, ZFW_DIR_EGRESS, !!(flags & ZFW_IF_PER_INTERFACE_RULES), cfg);
 		if (d.action != ZFW_ACT_ALLOW)
 			return zfw_egress_drop(&p, flags, cfg, ZFW_R_DROP_EGRESS_RULE);
+		gen = cfg ? cfg->policy_gen : 0;
 	}
-	if (zfw_ct_create(out_map, &p.k, &p) == 0) {
+	if (zfw_ct_create_gen(out_map, &p.k, &p, gen) == 0) {
 		zfw_count(ZFW_R_TRACK_NEW);
 		if (flags & ZFW_IF_VERBOSE)
 			zfw_emit(&p, ZFW_DIR_EGRESS, ZFW_EV_STATE, ZFW_R_TRACK_NEW,

@@ -74,19 +74,37 @@ ZFW_INLINE int zfw_v6_control(const struct zfw_pkt *p)
 	return 0;
 }
 
-/* Step 4: does the packet belong to a flow we know? */
+/*
+ * Step 4: does the packet belong to a flow we know?  Returns 1 (allow),
+ * 0 (not a known flow) or -1 (a rule change since the flow was admitted now
+ * denies it: the flow is ended).  Rule changes apply to new flows at once;
+ * an established flow keeps running unless an explicit deny now matches it.
+ */
 ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 {
 	struct zfw_pkt *p = &c->p;
 	struct zfw_flow_key rev;
+	struct zfw_flow *f;
 	void *in_map = zfw_ct_map(p->k.proto, 1);
 	void *out_map = zfw_ct_map(p->k.proto, 0);
 
 	if (!in_map || !out_map)
 		return 0;
 	/* an inbound flow admitted earlier: the packet comes from its originator */
-	if (zfw_ct_touch(in_map, &p->k, p, 1, 1) != ZFW_CT_MISS)
+	if (zfw_ct_touch_get(in_map, &p->k, p, 1, 1, &f) != ZFW_CT_MISS) {
+		if (f && f->policy_gen && c->cfg && f->policy_gen != c->cfg->policy_gen) {
+			struct zfw_decision d;
+
+			d = zfw_policy_lookup(p, ZFW_DIR_INGRESS,
+					      !!(c->flags & ZFW_IF_PER_INTERFACE_RULES), c->cfg);
+			if (d.action == ZFW_ACT_DENY) {
+				bpf_map_delete_elem(in_map, &p->k);
+				return -1;
+			}
+			f->policy_gen = c->cfg->policy_gen;
+		}
 		return 1;
+	}
 	/* the reply of a flow opened from this side (egress created it) */
 	zfw_flow_reverse(&p->k, &rev);
 	if (zfw_ct_touch(out_map, &rev, p, 0, 0) != ZFW_CT_MISS)
@@ -133,10 +151,13 @@ ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
 	}
 
 	/* Step 4: known flows, the cheapest path */
-	if (zfw_known_flow(skb, &c)) {
+	rc = zfw_known_flow(skb, &c);
+	if (rc > 0) {
 		zfw_frag_note(&c.p);
 		return zfw_pass(&c, ZFW_R_PASS_KNOWN_FLOW);
 	}
+	if (rc < 0)
+		return zfw_drop(&c, ZFW_R_DROP_RULE_DENY);
 	if (zfw_local_flow(skb, &c.p)) {
 		zfw_frag_note(&c.p);
 		return zfw_pass(&c, ZFW_R_PASS_LOCAL_SOCKET);

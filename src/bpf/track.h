@@ -20,6 +20,7 @@ ZFW_INLINE int zfw_track(struct __sk_buff *skb)
 	struct zfw_pkt p = {};
 	void *data, *data_end, *map;
 	__u32 cb0 = skb->cb[0];
+	__u32 gen = 0;
 
 	if ((cb0 >> 16) != ZFW_CB_MAGIC || !(cb0 & ZFW_CB_NEW_FLOW))
 		return TC_ACT_OK;
@@ -33,7 +34,13 @@ ZFW_INLINE int zfw_track(struct __sk_buff *skb)
 	map = zfw_ct_map(p.k.proto, 1);
 	if (!map)
 		return TC_ACT_OK;
-	if (zfw_ct_create(map, &p.k, &p) == 0) {
+	/* flows a rule admitted remember the rule generation (see zfw_known_flow) */
+	if (skb->cb[1] == ZFW_R_PASS_RULE) {
+		struct zfw_config *cfg = zfw_cfg();
+
+		gen = cfg ? cfg->policy_gen : 0;
+	}
+	if (zfw_ct_create_gen(map, &p.k, &p, gen) == 0) {
 		zfw_count(ZFW_R_TRACK_NEW);
 		if (zfw_if_flags(p.k.ifindex) & ZFW_IF_VERBOSE)
 			zfw_emit(&p, ZFW_DIR_INGRESS, ZFW_EV_STATE, ZFW_R_TRACK_NEW,

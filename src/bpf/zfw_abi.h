@@ -24,6 +24,15 @@ enum zfw_abi_consts {
 	ZFW_CB_MAGIC = 0x7a66,       /* skb->cb[0] high half: prio 1 handed this packet on */
 };
 
+/* Flow idle limits in seconds (datapath and `zfw gc` share them). */
+enum zfw_timeouts {
+	ZFW_TCP_EST_TIMEOUT_S = 3600,  /* established TCP */
+	ZFW_TCP_OPEN_TIMEOUT_S = 60,   /* handshake not complete */
+	ZFW_TCP_CLOSE_TIMEOUT_S = 120, /* FIN seen, final ACK pending */
+	ZFW_UDP_TIMEOUT_S = 30,
+	ZFW_ICMP_TIMEOUT_S = 30,
+};
+
 /* Per-interface settings (diag_map value flags). */
 enum zfw_if_flag {
 	ZFW_IF_ICMP_ECHO = 1,
@@ -196,7 +205,7 @@ struct zfw_flow {
 	__u8 fin_orig;   /* originator sent FIN */
 	__u8 fin_reply;  /* responder sent FIN */
 	__u8 rst;
-	__u8 pad[4];
+	__u32 policy_gen; /* zfw_config.policy_gen when the policy last admitted it */
 };
 
 /* Rule key: tproxy_map.  One key per (dir, set, family, proto, dst, src). */

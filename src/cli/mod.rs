@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::bpffs::{Root, DEFAULT_ROOT};
 use crate::error::Result;
 
+pub mod conntrack;
 pub mod lifecycle;
 
 #[derive(Debug, Parser)]
@@ -32,6 +33,11 @@ pub enum Command {
     Unload(lifecycle::UnloadArgs),
     /// Show interfaces, hooks, settings, map fill levels and counters
     Status(lifecycle::StatusArgs),
+    /// Tracked connections
+    #[command(subcommand)]
+    Conntrack(conntrack::ConntrackCmd),
+    /// Remove expired flow state
+    Gc(conntrack::GcArgs),
 }
 
 /// Run a parsed command line; returns the process exit status.
@@ -42,6 +48,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Load(a) => lifecycle::load(&root, a),
         Command::Unload(a) => lifecycle::unload(&root, a),
         Command::Status(a) => lifecycle::status(&root, a),
+        Command::Conntrack(c) => conntrack::conntrack(&root, c),
+        Command::Gc(a) => conntrack::gc(&root, a),
     };
     match res {
         Ok(()) => 0,

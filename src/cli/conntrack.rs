@@ -1,0 +1,61 @@
+//! `conntrack list|flush` and `gc`.
+
+use clap::{Args, Subcommand};
+
+use crate::bpffs::Root;
+use crate::error::Result;
+use crate::maps::Maps;
+
+#[derive(Debug, Subcommand)]
+pub enum ConntrackCmd {
+    /// Show every tracked flow
+    List {
+        /// One JSON document
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget every tracked flow (established connections then need a rule again)
+    Flush,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Print the counts as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn conntrack(root: &Root, cmd: ConntrackCmd) -> Result<()> {
+    crate::bpffs::check_privileges()?;
+    let maps = Maps::open(root)?;
+    match cmd {
+        ConntrackCmd::List { json } => {
+            let flows = crate::conntrack::list(&maps)?;
+            if json {
+                super::print_json(&flows)
+            } else {
+                print!("{}", crate::conntrack::render(&flows));
+                Ok(())
+            }
+        }
+        ConntrackCmd::Flush => {
+            let _lock = root.lock()?;
+            let n = crate::conntrack::flush(&maps)?;
+            println!("zfw: removed {n} flows");
+            Ok(())
+        }
+    }
+}
+
+pub fn gc(root: &Root, a: GcArgs) -> Result<()> {
+    crate::bpffs::check_privileges()?;
+    let maps = Maps::open(root)?;
+    let _lock = root.lock()?;
+    let flows = crate::conntrack::gc(&maps)?;
+    if a.json {
+        super::print_json(&serde_json::json!({ "flows_removed": flows }))
+    } else {
+        println!("zfw: removed {flows} expired flows");
+        Ok(())
+    }
+}

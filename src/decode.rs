@@ -1,0 +1,110 @@
+//! Turning raw ABI values into what people read: addresses as text,
+//! protocol and state names, ages in seconds, interface names.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::skel::{enum_name, names};
+
+pub const AF_INET: u8 = 2;
+pub const AF_INET6: u8 = 10;
+
+/// An address stored as four network-order words (IPv4 in word 0).
+pub fn addr(family: u8, words: &[u32; 4]) -> IpAddr {
+    if family == AF_INET6 {
+        let mut o = [0u8; 16];
+        for (i, w) in words.iter().enumerate() {
+            o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        IpAddr::V6(Ipv6Addr::from(o))
+    } else {
+        IpAddr::V4(Ipv4Addr::from(words[0].to_ne_bytes()))
+    }
+}
+
+/// The four-word form of an address.
+pub fn words(a: IpAddr) -> [u32; 4] {
+    match a {
+        IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
+        IpAddr::V6(v6) => {
+            let o = v6.octets();
+            let mut w = [0u32; 4];
+            for (i, c) in o.chunks(4).enumerate() {
+                w[i] = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+            }
+            w
+        }
+    }
+}
+
+pub fn family(f: u8) -> &'static str {
+    match f {
+        AF_INET => "ipv4",
+        AF_INET6 => "ipv6",
+        _ => "unknown",
+    }
+}
+
+pub fn proto(p: u8) -> String {
+    match p {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmpv6".into(),
+        112 => "vrrp".into(),
+        n => n.to_string(),
+    }
+}
+
+pub fn tcp_state(s: u8) -> String {
+    enum_name(names::ZFW_TCP_STATE, "ZFW_TCP_", i64::from(s))
+}
+
+pub fn reason(r: u16) -> String {
+    enum_name(names::ZFW_REASON, "ZFW_R_", i64::from(r))
+}
+
+pub fn action(a: u8) -> String {
+    enum_name(names::ZFW_ACTION, "ZFW_ACT_", i64::from(a))
+}
+
+/// `addr:port`, bracketing IPv6.
+pub fn endpoint(a: IpAddr, port: u16) -> String {
+    match a {
+        IpAddr::V4(v4) => format!("{v4}:{port}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns() and its coarse twin.
+pub fn mono_now_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// Seconds since a datapath timestamp (0 for timestamps in the future).
+pub fn age_s(now_ns: u64, ts_ns: u64) -> f64 {
+    (now_ns.saturating_sub(ts_ns) as f64 / 1e9 * 10.0).round() / 10.0
+}
+
+/// Interface name of an index (empty when unknown here).
+pub fn ifname(idx: u32) -> String {
+    crate::ifaddr::name_of(idx).unwrap_or_default()
+}
+
+/// A C string field.
+pub fn cstr(b: &[i8]) -> String {
+    let v: Vec<u8> = b
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+pub fn mac(m: &[u8; 6]) -> String {
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

@@ -1,0 +1,298 @@
+//! Connection tracking, packet by packet (BPF_PROG_TEST_RUN on the real
+//! ingress prio 1 + prio 2 and egress programs).
+
+mod common;
+
+use common::fixture::*;
+use common::packet::*;
+use common::*;
+use zfw::skel::types::{zfw_flow, zfw_flow_key};
+
+const C: &str = "10.0.0.1"; // remote peer
+const S: &str = "10.0.0.2"; // this host (an interface address)
+
+fn flows(f: &Fixture, map: &str) -> Vec<(zfw_flow_key, zfw_flow)> {
+    f.root.maps().entries(map).unwrap()
+}
+
+fn state(f: &Fixture, map: &str) -> Option<String> {
+    flows(f, map)
+        .first()
+        .map(|(_, v)| zfw::decode::tcp_state(v.state))
+}
+
+/// Make every entry of `map` look `secs` older.
+fn age(f: &Fixture, map: &str, secs: u64) {
+    let maps = f.root.maps();
+    for (k, mut v) in flows(f, map) {
+        v.last_ns -= secs * 1_000_000_000;
+        maps.put(map, &k, &v).unwrap();
+    }
+}
+
+fn cin(flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    tcp_full(C, 40000, S, 22, flags, seq, ack, &[])
+}
+fn sout(flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+    tcp_full(S, 22, C, 40000, flags, seq, ack, &[])
+}
+
+/// Inbound handshake to SSH (admitted without rules): returns the fixture.
+fn inbound_established() -> Fixture {
+    let f = Fixture::new();
+    assert_eq!(f.ingress(&cin(TCP_SYN, 100, 0)), TC_ACT_UNSPEC);
+    assert_eq!(state(&f, "tcp_ingress_map").as_deref(), Some("syn_sent"));
+    assert_eq!(f.egress(&sout(TCP_SYN | TCP_ACK, 500, 101)), TC_ACT_OK);
+    assert_eq!(state(&f, "tcp_ingress_map").as_deref(), Some("syn_recv"));
+    assert_eq!(f.ingress(&cin(TCP_ACK, 101, 501)), TC_ACT_OK);
+    assert_eq!(state(&f, "tcp_ingress_map").as_deref(), Some("established"));
+    f
+}
+
+#[test]
+fn inbound_tcp_lifecycle_client_closes_first() {
+    require_priv!();
+    let f = inbound_established();
+    let data = tcp_full(C, 40000, S, 22, TCP_ACK | TCP_PSH, 101, 501, b"hello");
+    assert_eq!(f.ingress(&data), TC_ACT_OK);
+    assert_eq!(f.ingress(&cin(TCP_FIN | TCP_ACK, 106, 501)), TC_ACT_OK);
+    assert_eq!(state(&f, "tcp_ingress_map").as_deref(), Some("fin_wait"));
+    assert_eq!(f.egress(&sout(TCP_ACK, 501, 107)), TC_ACT_OK);
+    assert_eq!(f.egress(&sout(TCP_FIN | TCP_ACK, 501, 107)), TC_ACT_OK);
+    assert_eq!(state(&f, "tcp_ingress_map").as_deref(), Some("closing"));
+    // final ACK of the server's FIN ends the flow
+    assert_eq!(f.ingress(&cin(TCP_ACK, 107, 502)), TC_ACT_OK);
+    assert!(
+        flows(&f, "tcp_ingress_map").is_empty(),
+        "entry removed after the final ACK"
+    );
+    // anything more from the client is a packet without state
+    assert_eq!(f.ingress(&cin(TCP_ACK, 107, 502)), TC_ACT_SHOT);
+}
+
+#[test]
+fn inbound_tcp_simultaneous_close() {
+    require_priv!();
+    let f = inbound_established();
+    assert_eq!(f.ingress(&cin(TCP_FIN | TCP_ACK, 101, 501)), TC_ACT_OK);
+    assert_eq!(f.egress(&sout(TCP_FIN | TCP_ACK, 501, 101)), TC_ACT_OK);
+    assert_eq!(state(&f, "tcp_ingress_map").as_deref(), Some("closing"));
+    // each side ACKs the other's FIN; the first final ACK ends tracking
+    assert_eq!(f.egress(&sout(TCP_ACK, 502, 102)), TC_ACT_OK);
+    assert!(flows(&f, "tcp_ingress_map").is_empty());
+}
+
+#[test]
+fn rst_from_either_side_ends_the_flow() {
+    require_priv!();
+    let f = inbound_established();
+    assert_eq!(
+        f.ingress(&cin(TCP_RST, 101, 0)),
+        TC_ACT_OK,
+        "the RST itself is delivered"
+    );
+    assert!(flows(&f, "tcp_ingress_map").is_empty());
+    let f = inbound_established();
+    assert_eq!(f.egress(&sout(TCP_RST | TCP_ACK, 501, 101)), TC_ACT_OK);
+    assert!(flows(&f, "tcp_ingress_map").is_empty());
+    assert_eq!(f.ingress(&cin(TCP_ACK, 101, 501)), TC_ACT_SHOT);
+}
+
+#[test]
+fn outbound_tcp_lifecycle_replies_allowed_then_closed() {
+    require_priv!();
+    let f = Fixture::new();
+    // a connection this host opens to C:443 (not SSH, no rules: replies only by state)
+    let out = |fl: u8, seq: u32, ack: u32| tcp_full(S, 50000, C, 443, fl, seq, ack, &[]);
+    let back = |fl: u8, seq: u32, ack: u32| tcp_full(C, 443, S, 50000, fl, seq, ack, &[]);
+    assert_eq!(
+        f.ingress(&back(TCP_SYN | TCP_ACK, 900, 11)),
+        TC_ACT_SHOT,
+        "no state yet"
+    );
+    assert_eq!(f.egress(&out(TCP_SYN, 10, 0)), TC_ACT_OK);
+    assert_eq!(state(&f, "tcp_map").as_deref(), Some("syn_sent"));
+    assert_eq!(f.ingress(&back(TCP_SYN | TCP_ACK, 900, 11)), TC_ACT_OK);
+    assert_eq!(state(&f, "tcp_map").as_deref(), Some("syn_recv"));
+    assert_eq!(f.egress(&out(TCP_ACK, 11, 901)), TC_ACT_OK);
+    assert_eq!(state(&f, "tcp_map").as_deref(), Some("established"));
+    assert_eq!(f.ingress(&back(TCP_ACK | TCP_PSH, 901, 11)), TC_ACT_OK);
+    // server closes first this time
+    assert_eq!(f.ingress(&back(TCP_FIN | TCP_ACK, 901, 11)), TC_ACT_OK);
+    assert_eq!(f.egress(&out(TCP_FIN | TCP_ACK, 11, 902)), TC_ACT_OK);
+    assert_eq!(state(&f, "tcp_map").as_deref(), Some("closing"));
+    assert_eq!(f.ingress(&back(TCP_ACK, 902, 12)), TC_ACT_OK);
+    assert!(flows(&f, "tcp_map").is_empty());
+    assert_eq!(f.ingress(&back(TCP_ACK, 902, 12)), TC_ACT_SHOT);
+}
+
+#[test]
+fn spoofed_ack_fin_rst_without_state_are_dropped() {
+    require_priv!();
+    let f = Fixture::new();
+    for fl in [
+        TCP_ACK,
+        TCP_FIN,
+        TCP_FIN | TCP_ACK,
+        TCP_RST,
+        TCP_RST | TCP_ACK,
+        TCP_ACK | TCP_PSH,
+    ] {
+        assert_eq!(
+            f.ingress(&tcp_full(C, 443, S, 50000, fl, 1, 1, b"x")),
+            TC_ACT_SHOT,
+            "flags {fl:#x}"
+        );
+    }
+    assert!(flows(&f, "tcp_map").is_empty() && flows(&f, "tcp_ingress_map").is_empty());
+}
+
+#[test]
+fn udp_outbound_expires_and_only_its_creator_revives_it() {
+    require_priv!();
+    let f = Fixture::new();
+    let q = udp(S, 5353, C, 53, b"query");
+    let a = udp(C, 53, S, 5353, b"answer");
+    assert_eq!(f.ingress(&a), TC_ACT_SHOT, "unsolicited");
+    assert_eq!(f.egress(&q), TC_ACT_OK);
+    assert_eq!(f.ingress(&a), TC_ACT_OK, "reply to our query");
+    age(&f, "udp_map", 31);
+    assert_eq!(
+        f.ingress(&a),
+        TC_ACT_SHOT,
+        "expired: the remote side cannot revive it"
+    );
+    assert_eq!(f.egress(&q), TC_ACT_OK);
+    assert_eq!(f.ingress(&a), TC_ACT_OK, "our next datagram revived it");
+    let (_, v) = flows(&f, "udp_map").pop().unwrap();
+    assert_eq!(
+        (v.pkts_orig, v.pkts_reply),
+        (1, 1),
+        "a fresh entry: the expired one was removed"
+    );
+}
+
+#[test]
+fn udp_inbound_revived_by_its_originator_only() {
+    require_priv!();
+    let f = Fixture::new();
+    // an inbound UDP flow as prio 2 would have recorded it
+    let q = udp(C, 6000, S, 53, b"q");
+    let r = udp(S, 53, C, 6000, b"r");
+    let maps = f.root.maps();
+    let mut k = zfw_flow_key {
+        sport: 6000,
+        dport: 53,
+        ifindex: IFINDEX,
+        family: 2,
+        proto: 17,
+        ..Default::default()
+    };
+    k.saddr[0] = u32::from_ne_bytes([10, 0, 0, 1]);
+    k.daddr[0] = u32::from_ne_bytes([10, 0, 0, 2]);
+    let v = zfw_flow {
+        state: 7,
+        last_ns: zfw::decode::mono_now_ns(),
+        ..Default::default()
+    };
+    maps.put("udp_ingress_map", &k, &v).unwrap();
+    assert_eq!(f.ingress(&q), TC_ACT_OK);
+    assert_eq!(f.egress(&r), TC_ACT_OK);
+    age(&f, "udp_ingress_map", 31);
+    assert_eq!(f.ingress(&q), TC_ACT_OK, "the originator revives its flow");
+    assert_eq!(flows(&f, "udp_ingress_map").len(), 1);
+}
+
+#[test]
+fn icmp_echo_replies_match_by_id_and_expire() {
+    require_priv!();
+    for (s, c) in [(S, C), ("fd00::2", "fd00::1")] {
+        let f = Fixture::new();
+        assert_eq!(
+            f.ingress(&icmp_echo(c, s, true, 77, 1)),
+            TC_ACT_SHOT,
+            "unsolicited reply"
+        );
+        assert_eq!(f.egress(&icmp_echo(s, c, false, 77, 1)), TC_ACT_OK);
+        assert_eq!(f.ingress(&icmp_echo(c, s, true, 77, 1)), TC_ACT_OK);
+        assert_eq!(
+            f.ingress(&icmp_echo(c, s, true, 78, 1)),
+            TC_ACT_SHOT,
+            "other id"
+        );
+        age(&f, "icmp_echo_map", 31);
+        assert_eq!(
+            f.ingress(&icmp_echo(c, s, true, 77, 2)),
+            TC_ACT_SHOT,
+            "expired"
+        );
+    }
+}
+
+#[test]
+fn icmp_errors_pass_only_for_tracked_flows() {
+    require_priv!();
+    let f = Fixture::new();
+    let q = udp(S, 5353, C, 53, b"query");
+    let quoted = strip_ether(&q).to_vec();
+    let unreach = icmp_error(C, S, 3, 3, &quoted);
+    assert_eq!(f.ingress(&unreach), TC_ACT_SHOT, "no flow yet");
+    assert_eq!(f.egress(&q), TC_ACT_OK);
+    assert_eq!(
+        f.ingress(&unreach),
+        TC_ACT_OK,
+        "port unreachable for our flow"
+    );
+    let other = strip_ether(&udp(S, 5354, C, 53, b"x")).to_vec();
+    assert_eq!(
+        f.ingress(&icmp_error(C, S, 3, 3, &other)),
+        TC_ACT_SHOT,
+        "unknown quoted flow"
+    );
+    assert_eq!(
+        f.ingress(&icmp_error("10.9.9.9", S, 11, 0, &quoted)),
+        TC_ACT_OK,
+        "time exceeded from a router"
+    );
+    // IPv6: packet too big for an outbound TCP flow
+    let syn6 = tcp("fd00::2", 50000, "fd00::1", 443, TCP_SYN);
+    let ptb = icmp_error("fd00::1", "fd00::2", 2, 0, strip_ether(&syn6));
+    assert_eq!(f.ingress(&ptb), TC_ACT_SHOT);
+    assert_eq!(f.egress(&syn6), TC_ACT_OK);
+    assert_eq!(f.ingress(&ptb), TC_ACT_OK);
+    // a truncated quote is malformed
+    let short = icmp_error(C, S, 3, 3, &quoted[..10]);
+    assert_eq!(f.ingress(&short), TC_ACT_SHOT);
+}
+
+#[test]
+fn conntrack_list_and_gc_via_cli() {
+    require_priv!();
+    let f = inbound_established();
+    f.egress(&udp(S, 5353, C, 53, b"q"));
+    let r = zfw(None, &f.root, &["conntrack", "list", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let list = v.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let tcp = list.iter().find(|e| e["proto"] == "tcp").unwrap();
+    assert_eq!(tcp["direction"], "inbound");
+    assert_eq!(tcp["state"], "established");
+    assert_eq!(tcp["src"], C);
+    assert_eq!(tcp["dport"], 22);
+    let udp_e = list.iter().find(|e| e["proto"] == "udp").unwrap();
+    assert_eq!(udp_e["direction"], "outbound");
+    // nothing is stale yet
+    let r = zfw(None, &f.root, &["gc", "--json"]).ok();
+    assert!(r.stdout.contains("\"flows_removed\": 0"), "{}", r.stdout);
+    age(&f, "udp_map", 31);
+    let r = zfw(None, &f.root, &["gc", "--json"]).ok();
+    assert!(r.stdout.contains("\"flows_removed\": 1"), "{}", r.stdout);
+    let t = zfw(None, &f.root, &["conntrack", "list"]).ok();
+    assert!(
+        t.stdout.contains("established") && t.stdout.contains("1 flows"),
+        "{}",
+        t.stdout
+    );
+    zfw(None, &f.root, &["conntrack", "flush"]).ok();
+    assert!(flows(&f, "tcp_ingress_map").is_empty());
+}
