@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::bpffs::{Root, DEFAULT_ROOT};
 use crate::error::Result;
 
+pub mod audit;
 pub mod conntrack;
 pub mod lifecycle;
 
@@ -38,6 +39,10 @@ pub enum Command {
     Conntrack(conntrack::ConntrackCmd),
     /// Remove expired flow state
     Gc(conntrack::GcArgs),
+    /// Print every map (or --map NAME) decoded as JSON
+    Dump(audit::DumpArgs),
+    /// Stream datapath events (drops, state changes) until Ctrl-C or --count
+    Monitor(audit::MonitorArgs),
 }
 
 /// Run a parsed command line; returns the process exit status.
@@ -50,6 +55,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Status(a) => lifecycle::status(&root, a),
         Command::Conntrack(c) => conntrack::conntrack(&root, c),
         Command::Gc(a) => conntrack::gc(&root, a),
+        Command::Dump(a) => audit::dump(&root, a),
+        Command::Monitor(a) => audit::monitor(&root, a),
     };
     match res {
         Ok(()) => 0,

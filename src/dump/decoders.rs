@@ -1,0 +1,247 @@
+//! Per-map decoders for `zfw dump`.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use crate::conntrack;
+use crate::decode::{self, addr, age_s, ifname, mono_now_ns};
+use crate::error::Result;
+use crate::iface_state;
+use crate::maps::Maps;
+use crate::skel::{names, types};
+
+fn prefix(family: u8, w: &[u32; 4], len: u8) -> String {
+    format!("{}/{}", addr(family, w), len)
+}
+
+fn dir(d: u8) -> &'static str {
+    if i64::from(d) == names::ZFW_DIR_EGRESS {
+        "egress"
+    } else {
+        "ingress"
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn iface(idx: u32) -> Value {
+    json!({ "ifindex": idx, "iface": ifname(idx) })
+}
+
+/// Decoded entries of map `name`.
+pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
+    let now = mono_now_ns();
+    let v = match name {
+        "config_map" => maps
+            .entries::<u32, types::zfw_config>(name)?
+            .into_iter()
+            .map(|(_, c)| {
+                json!({
+                    "abi_version": c.abi_version, "policy_gen": c.policy_gen, "active_set": c.active_set,
+                    "log_all_drops": c.log_all_drops != 0, "syn_rate": c.syn_rate, "syn_burst": c.syn_burst,
+                    "build_id": format!("{:016x}", c.build_id),
+                })
+            })
+            .collect(),
+        "diag_map" => maps
+            .entries::<u32, types::zfw_iface>(name)?
+            .into_iter()
+            .map(|(i, st)| {
+                let settings: serde_json::Map<String, Value> = iface_state::flag_table()
+                    .into_iter()
+                    .map(|(n, b)| (n, Value::Bool(st.flags & b != 0)))
+                    .collect();
+                let hooks: Vec<String> = names::ZFW_HOOK
+                    .iter()
+                    .filter(|(_, b)| st.hooks & (*b as u32) != 0)
+                    .map(|(n, _)| n.trim_start_matches("ZFW_HOOK_").to_ascii_lowercase())
+                    .collect();
+                json!({ "ifindex": i, "iface": decode::cstr(&st.name), "settings": settings, "hooks": hooks })
+            })
+            .collect(),
+        "ifindex_ip_map" => maps
+            .entries::<u32, types::zfw_if_addrs4>(name)?
+            .into_iter()
+            .map(|(i, a)| {
+                let list: Vec<String> =
+                    a.addr.iter().take(a.count as usize).map(|w| addr(2, &[*w, 0, 0, 0]).to_string()).collect();
+                json!({ "ifindex": i, "iface": ifname(i), "addresses": list })
+            })
+            .collect(),
+        "ifindex_ip6_map" => maps
+            .entries::<u32, types::zfw_if_addrs6>(name)?
+            .into_iter()
+            .map(|(i, a)| {
+                let list: Vec<String> =
+                    a.addr.iter().take(a.count as usize).map(|w| addr(10, &w.a).to_string()).collect();
+                json!({ "ifindex": i, "iface": ifname(i), "addresses": list })
+            })
+            .collect(),
+        "tproxy_map" => maps
+            .entries::<types::zfw_rule_key, types::zfw_rule_span>(name)?
+            .into_iter()
+            .map(|(k, s)| {
+                json!({
+                    "family": decode::family(k.family), "proto": decode::proto(k.proto),
+                    "dst": prefix(k.family, &k.dst, k.dst_len), "src": prefix(k.family, &k.src, k.src_len),
+                    "direction": dir(k.dir), "set": k.set, "first_range": s.first, "ranges": s.count,
+                })
+            })
+            .collect(),
+        "range_map" => range_entries(maps)?,
+        "service_map" => maps
+            .entries::<u32, types::zfw_service_id>(name)?
+            .into_iter()
+            .map(|(i, s)| json!({ "range": i, "service_id": decode::cstr(&s.id) }))
+            .collect(),
+        "dst_lpm_map" => maps
+            .entries::<types::zfw_lpm_key, types::zfw_lpm_val>(name)?
+            .into_iter()
+            .map(|(k, v)| {
+                let len = k.prefixlen.saturating_sub(32) as u8;
+                let pairs: Vec<[u8; 2]> =
+                    (0..v.npairs as usize).filter(|i| *i < v.dst_len.len()).map(|i| [v.dst_len[i], v.src_len[i]]).collect();
+                json!({
+                    "family": decode::family(k.family), "proto": decode::proto(k.proto), "direction": dir(k.dir),
+                    "set": k.set, "dst": prefix(k.family, &k.addr, len), "pairs": pairs,
+                })
+            })
+            .collect(),
+        "matched_map" => {
+            let gen = maps.config()?.policy_gen;
+            maps.entries::<types::zfw_match_key, types::zfw_match_val>(name)?
+                .into_iter()
+                .map(|(k, v)| {
+                    json!({
+                        "family": decode::family(k.family), "proto": decode::proto(k.proto), "direction": dir(k.dir),
+                        "src": addr(k.family, &k.src).to_string(), "dst": addr(k.family, &k.dst).to_string(),
+                        "dport": k.dport, "ifindex": k.ifindex, "iface": ifname(k.ifindex),
+                        "action": decode::action(v.action), "tproxy_port": v.tproxy_port,
+                        "range": if v.range_idx == u32::MAX { Value::Null } else { json!(v.range_idx) },
+                        "generation": v.gen, "valid": v.gen == gen,
+                    })
+                })
+                .collect()
+        }
+        "tcp_map" | "udp_map" | "tcp_ingress_map" | "udp_ingress_map" | "icmp_echo_map" => {
+            let d = conntrack::FLOW_MAPS.iter().find(|(m, _)| *m == name).map(|(_, d)| *d).unwrap_or("");
+            maps.entries::<types::zfw_flow_key, types::zfw_flow>(name)?
+                .into_iter()
+                .map(|(k, f)| serde_json::to_value(conntrack::view(now, name, d, &k, &f)).unwrap_or(Value::Null))
+                .collect()
+        }
+        "frag_map" => maps
+            .entries::<types::zfw_frag_key, u32>(name)?
+            .into_iter()
+            .map(|(k, _)| {
+                json!({
+                    "family": decode::family(k.family), "proto": decode::proto(k.proto),
+                    "src": addr(k.family, &k.saddr).to_string(), "dst": addr(k.family, &k.daddr).to_string(),
+                    "id": k.id, "ifindex": k.ifindex, "iface": ifname(k.ifindex),
+                })
+            })
+            .collect(),
+        "tun_map" => maps
+            .entries::<types::zfw_flow_key, types::zfw_tun_state>(name)?
+            .into_iter()
+            .map(|(k, s)| {
+                json!({
+                    "family": decode::family(k.family), "proto": decode::proto(k.proto),
+                    "client": decode::endpoint(addr(k.family, &k.saddr), k.sport),
+                    "service": decode::endpoint(addr(k.family, &k.daddr), k.dport),
+                    "ifindex": s.ifindex, "iface": ifname(s.ifindex),
+                    "client_mac": decode::mac(&s.client_mac), "our_mac": decode::mac(&s.our_mac),
+                    "idle_s": age_s(now, s.last_ns),
+                })
+            })
+            .collect(),
+        "ifindex_tun_map" => maps
+            .entries::<u32, types::zfw_tun_iface>(name)?
+            .into_iter()
+            .map(|(_, t)| json!({ "ifindex": t.ifindex, "iface": decode::cstr(&t.name) }))
+            .collect(),
+        "ddos_dport_map" => {
+            maps.entries::<u32, u32>(name)?.into_iter().map(|(p, _)| json!({ "port": p })).collect()
+        }
+        "ddos_saddr_map" => maps
+            .entries::<types::zfw_addr_key, u32>(name)?
+            .into_iter()
+            .map(|(k, _)| json!({ "family": decode::family(k.family), "address": addr(k.family, &k.addr).to_string() }))
+            .collect(),
+        "syn_count_map" => maps
+            .entries::<u32, u64>(name)?
+            .into_iter()
+            .map(|(i, c)| {
+                let mut v = iface(i);
+                v["syns"] = json!(c);
+                v
+            })
+            .collect(),
+        "syn_bucket_map" => maps
+            .entries::<types::zfw_addr_key, types::zfw_bucket>(name)?
+            .into_iter()
+            .map(|(k, b)| {
+                json!({
+                    "address": addr(k.family, &k.addr).to_string(), "tokens": b.tokens_milli as f64 / 1000.0,
+                    "idle_s": age_s(now, b.last_ns),
+                })
+            })
+            .collect(),
+        "dnp3_fcode_map" => {
+            maps.entries::<u32, u32>(name)?.into_iter().map(|(c, _)| json!({ "fcode": c })).collect()
+        }
+        "counters_map" => {
+            let mut v = Vec::new();
+            for (n, r) in names::ZFW_REASON.iter().filter(|(n, _)| *n != "ZFW_R_MAX") {
+                let c = maps.percpu_sum(name, *r as u32)?;
+                v.push(json!({ "reason": n.trim_start_matches("ZFW_R_").to_ascii_lowercase(), "packets": c }));
+            }
+            v
+        }
+        "rb_map" => Vec::new(),
+        _ => raw_entries(maps, name)?,
+    };
+    Ok(v)
+}
+
+/// range_map is an array: show the slots rule keys point at.
+fn range_entries(maps: &Maps) -> Result<Vec<Value>> {
+    let mut used = BTreeSet::new();
+    for (_, s) in maps.entries::<types::zfw_rule_key, types::zfw_rule_span>("tproxy_map")? {
+        used.extend(s.first..s.first.saturating_add(s.count));
+    }
+    let mut out = Vec::new();
+    for i in used {
+        let Some(r) = maps.get::<u32, types::zfw_range>("range_map", &i)? else {
+            continue;
+        };
+        let ifs: Vec<Value> = r
+            .ifindex
+            .iter()
+            .take(r.nif as usize)
+            .map(|i| iface(*i))
+            .collect();
+        out.push(json!({
+            "index": i, "ports": format!("{}-{}", r.lo, r.hi), "action": decode::action(r.action),
+            "tproxy_port": r.tproxy_port, "interfaces": ifs,
+        }));
+    }
+    Ok(out)
+}
+
+/// Maps without a decoder of their own: keys and values in hex.
+fn raw_entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
+    let h = maps.handle(name)?;
+    let mut out = Vec::new();
+    for k in maps.raw_keys(name)? {
+        let v = libbpf_rs::MapCore::lookup(h, &k, libbpf_rs::MapFlags::ANY)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        out.push(json!({ "key": hex(&k), "value": hex(&v) }));
+    }
+    Ok(out)
+}

@@ -1,0 +1,121 @@
+//! `zfw dump` and `zfw monitor` against a live datapath.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn dump_covers_every_map_as_json() {
+    require_priv!();
+    let lab = Lab::new();
+    let ssh = tcp_listen(&lab.server, "[::]:22").serve_echo();
+    lab.load();
+    // hold an SSH connection open while dumping
+    let target: std::net::SocketAddr = format!("{SERVER_IP}:{ssh}").parse().unwrap();
+    let conn = lab
+        .client
+        .enter(move || std::net::TcpStream::connect_timeout(&target, Duration::from_secs(3)));
+    let _conn = conn.expect("SSH connects");
+    let r = lab.zfw(&["dump"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("dump is one JSON document");
+    for name in zfw::maps::MAP_NAMES {
+        let m = &v["maps"][name];
+        assert_eq!(m["name"], *name, "{name} missing");
+        assert!(m["max_entries"].as_u64().unwrap() > 0, "{name}");
+        assert!(m["entries"].is_array(), "{name}");
+    }
+    let diag = &v["maps"]["diag_map"]["entries"][0];
+    assert_eq!(diag["iface"], "srv0");
+    assert_eq!(diag["settings"]["ssh"], true);
+    let addrs = &v["maps"]["ifindex_ip_map"]["entries"][0]["addresses"];
+    assert!(addrs.as_array().unwrap().iter().any(|a| a == SERVER_IP));
+    // the SSH connection left an inbound TCP flow with names, not numbers
+    let flow = &v["maps"]["tcp_ingress_map"]["entries"][0];
+    assert_eq!(flow["src"], CLIENT_IP);
+    assert_eq!(flow["dport"], 22);
+    assert_eq!(flow["iface"], "srv0");
+    assert!(flow["state"].is_string());
+    assert!(flow["age_s"].as_f64().unwrap() < 60.0);
+    let counters = v["maps"]["counters_map"]["entries"].as_array().unwrap();
+    assert!(counters
+        .iter()
+        .any(|c| c["reason"] == "pass_ssh" && c["packets"].as_u64().unwrap() >= 1));
+}
+
+#[test]
+fn dump_selected_maps_and_unknown_name() {
+    require_priv!();
+    let lab = Lab::new();
+    lab.load();
+    let r = lab
+        .zfw(&["dump", "--map", "tcp_map", "--map", "config_map"])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let maps = v["maps"].as_object().unwrap();
+    assert_eq!(maps.len(), 2);
+    assert_eq!(maps["config_map"]["entries"][0]["abi_version"], 1);
+    let r = lab.zfw(&["dump", "--map", "no_such_map"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("unknown map 'no_such_map'"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn monitor_reports_a_dropped_connection() {
+    require_priv!();
+    let lab = Lab::new();
+    let web = tcp_listen(&lab.server, "0.0.0.0:8080").serve_echo();
+    lab.load();
+    let d = lab.root.dir.display().to_string();
+    let child = Command::new("nsenter")
+        .args([
+            &format!("--net={}", lab.server.path().display()),
+            env!("CARGO_BIN_EXE_zfw"),
+        ])
+        .args([
+            "--bpffs",
+            &d,
+            "monitor",
+            "--all-drops",
+            "--json",
+            "--count",
+            "1",
+            "--iface",
+            "srv0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start monitor");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!tcp_echo_ok(
+        &lab.client,
+        &format!("{SERVER_IP}:{web}"),
+        Duration::from_millis(600)
+    ));
+    let out = child
+        .wait_with_output()
+        .expect("monitor exits after one event");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    let e: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON object");
+    assert_eq!(e["reason"], "drop_no_rule");
+    assert_eq!(e["proto"], "tcp");
+    assert_eq!(e["src"], CLIENT_IP);
+    assert_eq!(e["dport"], 8080);
+    assert_eq!(e["iface"], "srv0");
+    assert_eq!(e["direction"], "ingress");
+    // the global switch is restored when the monitor exits
+    assert_eq!(lab.root.maps().config().unwrap().log_all_drops, 0);
+}
