@@ -59,13 +59,20 @@ pub fn name_str(src: &[i8; 16]) -> String {
 
 /// diag_map entry of `ifindex`, or a fresh one with default settings.
 pub fn get_or_default(maps: &Maps, ifindex: u32, name: &str) -> Result<types::zfw_iface> {
+    if ifindex >= maps.max_entries("diag_map")? {
+        return Err(Error::runtime(format!(
+            "interface {name} has ifindex {ifindex}, beyond diag_map's {} slots; load into a new bpffs root with --map-size diag_map=N",
+            maps.max_entries("diag_map")?
+        )));
+    }
     let mut st = match maps.get::<u32, types::zfw_iface>("diag_map", &ifindex)? {
-        Some(st) => st,
-        None => types::zfw_iface {
+        Some(st) if st.hooks | st.flags != 0 => st,
+        _ => types::zfw_iface {
             flags: default_flags(),
             ..Default::default()
         },
     };
+    st.hooks |= names::ZFW_HOOK_CONFIGURED as u32;
     copy_name(&mut st.name, name);
     Ok(st)
 }

@@ -85,8 +85,6 @@ fn monitor_reports_a_dropped_connection() {
             "monitor",
             "--all-drops",
             "--json",
-            "--count",
-            "1",
             "--iface",
             "srv0",
         ])
@@ -100,16 +98,27 @@ fn monitor_reports_a_dropped_connection() {
         &format!("{SERVER_IP}:{web}"),
         Duration::from_millis(600)
     ));
-    let out = child
-        .wait_with_output()
-        .expect("monitor exits after one event");
+    // Ctrl-C ends the monitor cleanly
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().expect("monitor exits on SIGINT");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let line = String::from_utf8_lossy(&out.stdout);
-    let e: serde_json::Value = serde_json::from_str(line.trim()).expect("one JSON object");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let e = events
+        .iter()
+        .find(|e| e["proto"] == "tcp")
+        .expect("an event for the TCP SYN");
     assert_eq!(e["reason"], "drop_no_rule");
     assert_eq!(e["proto"], "tcp");
     assert_eq!(e["src"], CLIENT_IP);

@@ -66,6 +66,7 @@ fn env_num(name: &str, default: u64) -> u64 {
 fn setup_iface(maps: &Maps) -> zfw::Result<()> {
     let mut st = types::zfw_iface {
         flags: zfw::iface_state::default_flags(),
+        hooks: zfw::skel::names::ZFW_HOOK_CONFIGURED as u32,
         ..Default::default()
     };
     zfw::iface_state::copy_name(&mut st.name, "lo");

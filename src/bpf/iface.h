@@ -13,7 +13,8 @@ ZFW_INLINE __u32 zfw_if_flags(__u32 ifindex)
 {
 	struct zfw_iface *i = bpf_map_lookup_elem(&diag_map, &ifindex);
 
-	return i ? i->flags : ZFW_IF_DEFAULT_FLAGS;
+	/* an all-zero slot is an interface zfw was never told about */
+	return i && (i->hooks | i->flags) ? i->flags : ZFW_IF_DEFAULT_FLAGS;
 }
 
 ZFW_INLINE struct zfw_config *zfw_cfg(void)

@@ -56,6 +56,7 @@ enum zfw_hook {
 	ZFW_HOOK_EGRESS = 4,
 	ZFW_HOOK_XDP_TUN = 8,
 	ZFW_HOOK_OWN_CLSACT = 16, /* zfw created the clsact qdisc: remove it on unload */
+	ZFW_HOOK_CONFIGURED = 32, /* settings written by user space (slot in use) */
 };
 
 /* What a matching rule does. */
@@ -151,7 +152,7 @@ struct zfw_config {
 	__u64 build_id;     /* hash of the loaded BPF object */
 };
 
-/* diag_map value, keyed by __u32 ifindex. */
+/* diag_map value, indexed by ifindex (an all-zero slot: not configured). */
 struct zfw_iface {
 	__u32 flags;  /* enum zfw_if_flag */
 	__u32 hooks;  /* enum zfw_hook, user space bookkeeping */

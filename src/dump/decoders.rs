@@ -47,7 +47,7 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
             })
             .collect(),
         "diag_map" => maps
-            .entries::<u32, types::zfw_iface>(name)?
+            .ifaces()?
             .into_iter()
             .map(|(i, st)| {
                 let settings: serde_json::Map<String, Value> = iface_state::flag_table()

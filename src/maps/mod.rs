@@ -105,9 +105,18 @@ impl Maps {
             .ctx(|| format!("writing {name}"))
     }
 
-    /// Delete a key; Ok(false) when it was not there.
+    /// Delete a key; Ok(false) when it was not there.  Array slots cannot
+    /// be deleted: they are zeroed, which the datapath reads as unused.
     pub fn del<K: plain::Plain>(&self, name: &str, key: &K) -> Result<bool> {
-        match self.handle(name)?.delete(bytes_of(key)) {
+        let h = self.handle(name)?;
+        if matches!(h.map_type(), MapType::Array) {
+            let zero = vec![0u8; h.value_size() as usize];
+            return h
+                .update(bytes_of(key), &zero, MapFlags::ANY)
+                .map(|_| true)
+                .ctx(|| format!("clearing {name}"));
+        }
+        match h.delete(bytes_of(key)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e).ctx(|| format!("deleting from {name}")),
@@ -140,6 +149,9 @@ impl Maps {
     /// Entries in use (arrays: all slots; ring buffers: 0).
     pub fn count(&self, name: &str) -> Result<usize> {
         let h = self.handle(name)?;
+        if name == "diag_map" {
+            return Ok(self.ifaces()?.len());
+        }
         Ok(match h.map_type() {
             MapType::RingBuf => 0,
             MapType::Array | MapType::PercpuArray => h.max_entries() as usize,
@@ -181,6 +193,7 @@ impl Maps {
     /// Interface settings (diag_map) keyed by ifindex.
     pub fn ifaces(&self) -> Result<Vec<(u32, types::zfw_iface)>> {
         let mut v: Vec<(u32, types::zfw_iface)> = self.entries("diag_map")?;
+        v.retain(|(_, st)| st.hooks | st.flags != 0);
         v.sort_by_key(|(i, _)| *i);
         Ok(v)
     }

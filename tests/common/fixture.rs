@@ -31,6 +31,7 @@ impl Fixture {
     pub fn set_flags(&self, flags: u32) {
         let mut st = types::zfw_iface {
             flags,
+            hooks: zfw::skel::names::ZFW_HOOK_CONFIGURED as u32,
             ..Default::default()
         };
         zfw::iface_state::copy_name(&mut st.name, "lo");
