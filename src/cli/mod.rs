@@ -10,6 +10,7 @@ use crate::error::Result;
 
 pub mod audit;
 pub mod conntrack;
+pub mod docs;
 pub mod lifecycle;
 
 #[derive(Debug, Parser)]
@@ -43,6 +44,10 @@ pub enum Command {
     Dump(audit::DumpArgs),
     /// Stream datapath events (drops, state changes) until Ctrl-C or --count
     Monitor(audit::MonitorArgs),
+    /// Print shell completions
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (roff)
+    Manpage,
 }
 
 /// Run a parsed command line; returns the process exit status.
@@ -57,6 +62,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Gc(a) => conntrack::gc(&root, a),
         Command::Dump(a) => audit::dump(&root, a),
         Command::Monitor(a) => audit::monitor(&root, a),
+        Command::Completions(a) => docs::completions(a),
+        Command::Manpage => docs::manpage(),
     };
     match res {
         Ok(()) => 0,
