@@ -9,6 +9,8 @@ pub mod iface_state;
 pub mod ifaddr;
 pub mod loader;
 pub mod maps;
+pub mod netlink;
+pub mod rules;
 pub mod skel;
 pub mod status;
 pub mod testkit;

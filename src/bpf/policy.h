@@ -120,7 +120,8 @@ static long zfw_range_cb(__u32 i, void *ctx)
 		return 1;
 	if (s->port < r->lo || s->port > r->hi)
 		return 0;
-	if (s->per_if && r->nif) {
+	/* per_interface_rules: only rules that list this interface count */
+	if (s->per_if) {
 		int hit = 0;
 
 #pragma unroll

@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 use crate::bpffs::{Root, DEFAULT_ROOT};
 use crate::error::Result;
 
+pub mod iface;
 pub mod lifecycle;
+pub mod rules;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +34,12 @@ pub enum Command {
     Unload(lifecycle::UnloadArgs),
     /// Show interfaces, hooks, settings, map fill levels and counters
     Status(lifecycle::StatusArgs),
+    /// Add, delete, list and flush rules
+    #[command(subcommand)]
+    Rule(rules::RuleCmd),
+    /// Per-interface settings
+    #[command(subcommand)]
+    Iface(iface::IfaceCmd),
 }
 
 /// Run a parsed command line; returns the process exit status.
@@ -42,6 +50,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Load(a) => lifecycle::load(&root, a),
         Command::Unload(a) => lifecycle::unload(&root, a),
         Command::Status(a) => lifecycle::status(&root, a),
+        Command::Rule(c) => rules::run(&root, c),
+        Command::Iface(c) => iface::run(&root, c),
     };
     match res {
         Ok(()) => 0,
