@@ -164,6 +164,18 @@ static long zfw_pair_cb(__u32 i, void *ctx)
 	return w->scan.found ? 1 : 0;
 }
 
+/* The matched_map key of packet @p in direction @dir. */
+ZFW_INLINE void zfw_match_key_of(const struct zfw_pkt *p, __u8 dir, struct zfw_match_key *mk)
+{
+	__builtin_memcpy(mk->dst, p->k.daddr, 16);
+	__builtin_memcpy(mk->src, p->k.saddr, 16);
+	mk->ifindex = p->k.ifindex;
+	mk->dport = p->k.dport;
+	mk->family = p->k.family;
+	mk->proto = p->k.proto;
+	mk->dir = dir;
+}
+
 /**
  * zfw_policy_lookup - decide a new flow by the rules of direction @dir.
  * @per_if: the interface honours only rules that list it
@@ -182,13 +194,8 @@ ZFW_INLINE struct zfw_decision zfw_policy_lookup(const struct zfw_pkt *p, __u8 d
 	__u32 zero = 0;
 	__u32 gen = cfg ? cfg->policy_gen : 0;
 	__u8 set = cfg ? (cfg->active_set & 1) : 0;
-	__builtin_memcpy(mk.dst, p->k.daddr, 16);
-	__builtin_memcpy(mk.src, p->k.saddr, 16);
-	mk.ifindex = p->k.ifindex;
-	mk.dport = p->k.dport;
-	mk.family = p->k.family;
-	mk.proto = p->k.proto;
-	mk.dir = dir;
+
+	zfw_match_key_of(p, dir, &mk);
 	mv = bpf_map_lookup_elem(&matched_map, &mk);
 	if (mv && mv->gen == gen) {
 		d.action = mv->action;
