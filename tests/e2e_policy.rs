@@ -424,3 +424,65 @@ fn tproxy_hands_udp_to_a_loopback_listener() {
     assert_eq!(&buf[..n], b"zfw-udp");
     assert_eq!(peer.ip().to_string(), CLIENT_IP);
 }
+
+#[test]
+fn per_interface_rules_need_the_rule_to_list_the_interface() {
+    require_priv!();
+    let lab = Lab::new();
+    let web = tcp_listen(&lab.server, "0.0.0.0:0").serve_echo();
+    lab.load();
+    let p = web.to_string();
+    let addr = format!("{SERVER_IP}:{web}");
+    let rule = [
+        "rule",
+        "add",
+        "--dst",
+        "10.77.0.2/32",
+        "--proto",
+        "tcp",
+        "--ports",
+        &p,
+    ];
+    let mut on_lo = rule.to_vec();
+    on_lo.extend(["--iface", "lo"]);
+    lab.zfw(&on_lo).ok();
+    assert!(
+        tcp_echo_ok(&lab.client, &addr, LONG),
+        "lists ignored without the flag"
+    );
+    lab.zfw(&["iface", "set", "srv0", "--per-interface-rules", "on"])
+        .ok();
+    assert!(
+        !tcp_echo_ok(&lab.client, &addr, SHORT),
+        "the rule lists only lo"
+    );
+    let mut on_srv = rule.to_vec();
+    on_srv.extend(["--iface", "lo", "--iface", "srv0"]);
+    lab.zfw(&on_srv).ok();
+    assert!(tcp_echo_ok(&lab.client, &addr, LONG), "now it lists srv0");
+}
+
+#[test]
+fn interface_addresses_are_refreshed_by_zfw_commands() {
+    require_priv!();
+    let lab = Lab::new();
+    let _ssh = tcp_listen(&lab.server, "0.0.0.0:22").serve_echo();
+    lab.load();
+    lab.server
+        .ip(&["addr", "add", "10.77.0.3/24", "dev", "srv0"]);
+    // the datapath does not know the new address yet: no SSH exception
+    assert!(!tcp_echo_ok(&lab.client, "10.77.0.3:22", SHORT));
+    let show = lab.zfw(&["iface", "show", "srv0"]).ok().stdout;
+    assert!(show.contains("10.77.0.3"), "{show}");
+    assert!(tcp_echo_ok(&lab.client, "10.77.0.3:22", LONG), "refreshed");
+    lab.server
+        .ip(&["addr", "del", "10.77.0.3/24", "dev", "srv0"]);
+    lab.zfw(&["rule", "list"]).ok();
+    let v: serde_json::Value =
+        serde_json::from_str(&lab.zfw(&["iface", "show", "--json"]).ok().stdout).unwrap();
+    assert!(!v[0]["addresses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a == "10.77.0.3"));
+}

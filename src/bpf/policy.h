@@ -31,9 +31,23 @@
  * zfw_config.policy_gen; user space bumps the generation on every rule change,
  * which invalidates the whole cache in O(1) without touching it.
  *
+ * Interfaces: a range may list up to ZFW_MAX_RULE_IFACES ifindexes.  On an
+ * interface with per_interface_rules only ranges listing it count (a range
+ * with an empty list does not); elsewhere lists are ignored.  Toggling the
+ * flag bumps policy_gen too, since the cache key holds the ifindex but not
+ * the flag.
+ *
  * Rule sets: keys carry a set bit (0/1) and zfw_config.active_set selects the
- * live one, so `zfw apply` can build a complete new policy beside the old and
- * switch with one array update.
+ * live one; set s owns range_map slots [s * N/2, (s + 1) * N/2).  User space
+ * (src/rules/store.rs) writes every change - rule add/del/flush, later
+ * `zfw apply` - as a complete new set beside the live one, then flips
+ * active_set and bumps policy_gen in one config_map update, then deletes
+ * the old set.  Both sets coexist during a change, so a rule set may use at
+ * most half of tproxy_map, dst_lpm_map and range_map.
+ *
+ * Cost (zfw-bench, "first packet" rows, 2-core VM): about 1 us for a hit or
+ * a miss, flat from 10 to 250,000 rules; a cache hit costs what the steps
+ * before the policy cost.
  */
 #ifndef ZFW_POLICY_H
 #define ZFW_POLICY_H
