@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const SKELETONS: &[&str] = &["zfw", "empty"];
+const SKELETONS: &[&str] = &["zfw", "empty", "bench"];
 
 fn arch_dir() -> String {
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());

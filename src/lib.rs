@@ -13,6 +13,8 @@ pub mod ifaddr;
 pub mod loader;
 pub mod maps;
 pub mod monitor;
+pub mod netlink;
+pub mod rules;
 pub mod skel;
 pub mod status;
 pub mod testkit;

@@ -25,6 +25,18 @@ pub mod empty {
     include!(concat!(env!("OUT_DIR"), "/empty.skel.rs"));
 }
 
+#[allow(
+    clippy::all,
+    non_camel_case_types,
+    non_snake_case,
+    dead_code,
+    unused_imports
+)]
+#[allow(unsafe_op_in_unsafe_fn)]
+pub mod bench {
+    include!(concat!(env!("OUT_DIR"), "/bench.skel.rs"));
+}
+
 /// `enum` member tables of zfw_abi.h: `ZFW_REASON`, `ZFW_TCP_STATE`, ...
 pub mod names {
     include!(concat!(env!("OUT_DIR"), "/abi_enums.rs"));

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use zfw::bpffs::Root;
 use zfw::maps::Maps;
-use zfw::skel::{empty::EmptySkelBuilder, types};
+use zfw::skel::{bench::BenchSkelBuilder, empty::EmptySkelBuilder, types};
 use zfw::testkit::packet::*;
 use zfw::testkit::run::TestProg;
 
@@ -104,7 +104,10 @@ fn run() -> zfw::Result<Report> {
 
     let root = Root::new(format!("/sys/fs/bpf/zfw-bench-{}", std::process::id()));
     zfw::loader::load_detached(&root)?;
-    let result = cases(&bench, &root);
+    let result = cases(&bench, &root).and_then(|mut c| {
+        c.extend(policy_cases(&bench, &root)?);
+        Ok(c)
+    });
     let _ = zfw::loader::unload_all(&root);
     Ok(Report {
         floor,
@@ -174,6 +177,178 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
         0,
         bench.measure(&egress, &reply, [0; 5])?,
     );
+    Ok(out)
+}
+
+/// (dst len, src len) pairs the generated rule sets use: 4 x 4 = 16.
+const DST_LENS: [u8; 4] = [16, 20, 24, 28];
+const SRC_LENS: [u8; 4] = [0, 8, 16, 24];
+/// Port ranges per key, the same at every size: the per-key scan is bounded
+/// by ZFW_MAX_RANGES_PER_KEY anyway, and the bench asks how cost grows with
+/// the number of rules and prefixes.
+const RANGES_PER_KEY: usize = 10;
+
+fn key_prefixes(k: usize) -> (String, String) {
+    let pair = k % 16;
+    let (dl, sl) = (DST_LENS[pair / 4], SRC_LENS[pair % 4]);
+    let d = std::net::Ipv4Addr::from(((k as u32 + 1) << 16) & 0x7fff_ffff);
+    let s = std::net::Ipv4Addr::from(0xc000_0000 | ((k as u32 + 1) << 8));
+    let d = zfw::rules::model::Prefix::new(d.into(), dl);
+    let s = zfw::rules::model::Prefix::new(s.into(), sl);
+    (d.to_string(), s.to_string())
+}
+
+/// `n` ingress TCP rules over n / RANGES_PER_KEY keys (distinct dst
+/// prefixes, 16 length pairs), plus a catch-all 0.0.0.0/0 key so every
+/// lookup walks two pairs.
+fn rule_set(n: usize) -> Vec<zfw::rules::model::Rule> {
+    use zfw::rules::model::{Action, Direction, Rule};
+    let mk = |dst: &str, src: &str, ports: String, action| Rule {
+        direction: Direction::Ingress,
+        dst: dst.parse().unwrap_or_else(|_| panic!("{dst}")),
+        src: src.parse().unwrap_or_else(|_| panic!("{src}")),
+        proto: zfw::rules::model::Proto::Tcp,
+        ports: ports.parse().unwrap_or_else(|_| panic!("{ports}")),
+        action,
+        interfaces: vec![],
+        service_id: None,
+    };
+    let mut v = vec![mk("0.0.0.0/0", "0.0.0.0/0", "1".into(), Action::Deny)];
+    let keys = n.saturating_sub(1).div_ceil(RANGES_PER_KEY).max(1);
+    'outer: for k in 0..keys {
+        let (d, s) = key_prefixes(k);
+        for j in 0..RANGES_PER_KEY {
+            if v.len() >= n {
+                break 'outer;
+            }
+            let lo = 100 + 10 * j;
+            v.push(mk(&d, &s, format!("{lo}-{}", lo + 5), Action::Allow));
+        }
+    }
+    v
+}
+
+/// A SYN to the rule's dst prefix from inside its src prefix.
+fn frame_to_last_key(last: &zfw::rules::model::Rule, dport: u16) -> Vec<u8> {
+    let src = match last.src.addr {
+        std::net::IpAddr::V4(a) => std::net::Ipv4Addr::from(u32::from(a) | 1).to_string(),
+        a => a.to_string(),
+    };
+    tcp(&src, 40000, &last.dst.addr.to_string(), dport, TCP_SYN)
+}
+
+/// Load bench.bpf.c's `bench_first_packet` against the maps pinned under
+/// `root` (the same maps the real programs use).
+fn first_packet_prog(root: &Root) -> zfw::Result<TestProg> {
+    let mut storage = MaybeUninit::uninit();
+    let mut open = BenchSkelBuilder::default()
+        .open(&mut storage)
+        .map_err(|e| zfw::Error::runtime(format!("opening the bench object: {e}")))?;
+    for mut m in open.open_object_mut().maps_mut() {
+        let name = m.name().to_string_lossy().into_owned();
+        let pin = root.map_path(&name);
+        if pin.exists() {
+            m.reuse_pinned_map(&pin)
+                .map_err(|e| zfw::Error::runtime(format!("reusing {name}: {e}")))?;
+        }
+    }
+    let skel = open
+        .load()
+        .map_err(|e| zfw::Error::runtime(format!("loading the bench object: {e}")))?;
+    let fd = skel
+        .progs
+        .bench_first_packet
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| zfw::Error::runtime(e.to_string()))?;
+    Ok(TestProg::from_fd(fd, false))
+}
+
+/// Self-check: a poisoned cache entry decides for zfw_policy but not for
+/// bench_first_packet, which must take the full first-packet path.
+fn check_first_packet_bypasses_cache(
+    maps: &Maps,
+    policy: &TestProg,
+    first: &TestProg,
+) -> zfw::Result<()> {
+    use zfw::rules::model::{Action, Direction, Rule};
+    let r = Rule {
+        direction: Direction::Ingress,
+        dst: "10.9.0.0/16".parse().map_err(zfw::Error::runtime)?,
+        src: "0.0.0.0/0".parse().map_err(zfw::Error::runtime)?,
+        proto: zfw::rules::model::Proto::Tcp,
+        ports: "80".parse().map_err(zfw::Error::runtime)?,
+        action: Action::Allow,
+        interfaces: vec![],
+        service_id: None,
+    };
+    zfw::rules::store::replace_all(maps, &[r])?;
+    let f = tcp("192.0.2.1", 40000, "10.9.0.1", 80, TCP_SYN);
+    policy.run(&f, IFINDEX)?;
+    let (deny, _) = zfw::rules::compile::action_code(Action::Deny);
+    for (k, mut v) in maps.entries::<types::zfw_match_key, types::zfw_match_val>("matched_map")? {
+        v.action = deny;
+        maps.put("matched_map", &k, &v)?;
+    }
+    let cached = policy.run(&f, IFINDEX)?.retval;
+    let fresh = first.run(&f, IFINDEX)?.retval;
+
+    if cached != zfw::testkit::run::TC_ACT_SHOT || fresh != zfw::testkit::run::TC_ACT_UNSPEC {
+        return Err(zfw::Error::runtime(format!(
+            "bench: bench_first_packet does not bypass the cache (cached {cached}, fresh {fresh})"
+        )));
+    }
+    Ok(())
+}
+
+fn policy_cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
+    let maps = Maps::open(root)?;
+    let policy = TestProg::open(&root.prog_path("zfw_policy"))?;
+    let first = first_packet_prog(root)?;
+    let mut out = Vec::new();
+    let mut add = |name: &str, rules: usize, ns: f64| {
+        out.push(Case {
+            name: name.into(),
+            rules,
+            ns,
+        })
+    };
+    // what forgetting the cached decision costs: a frame decided before
+    // the policy step (SSH to the interface address), both programs
+    let ssh = tcp("10.0.0.1", 40000, "10.0.0.2", 22, TCP_SYN);
+    let overhead = bench.measure(&first, &ssh, [0; 5])? - bench.measure(&policy, &ssh, [0; 5])?;
+    add("bench_first_packet overhead (in rows below)", 0, overhead);
+    check_first_packet_bypasses_cache(&maps, &policy, &first)?;
+    for n in [10usize, 10_000, 250_000] {
+        let rules = rule_set(n);
+        zfw::rules::store::replace_all(&maps, &rules)?;
+        let last = &rules[rules.len() - 1];
+        let hit = frame_to_last_key(last, last.ports.lo);
+        let miss = frame_to_last_key(last, 60000);
+        if first.run(&hit, IFINDEX)?.retval != zfw::testkit::run::TC_ACT_UNSPEC {
+            return Err(zfw::Error::runtime("bench: the hit frame was not allowed"));
+        }
+        if first.run(&miss, IFINDEX)?.retval != zfw::testkit::run::TC_ACT_SHOT {
+            return Err(zfw::Error::runtime("bench: the miss frame was not dropped"));
+        }
+        add(
+            "first packet, policy hit",
+            n,
+            bench.measure(&first, &hit, [0; 5])?,
+        );
+        add(
+            "first packet, policy miss (full search)",
+            n,
+            bench.measure(&first, &miss, [0; 5])?,
+        );
+        policy.run(&hit, IFINDEX)?;
+        add(
+            "policy cache hit (matched_map)",
+            n,
+            bench.measure(&policy, &hit, [0; 5])?,
+        );
+    }
+    zfw::rules::store::replace_all(&maps, &[])?;
     Ok(out)
 }
 

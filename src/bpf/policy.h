@@ -31,9 +31,23 @@
  * zfw_config.policy_gen; user space bumps the generation on every rule change,
  * which invalidates the whole cache in O(1) without touching it.
  *
+ * Interfaces: a range may list up to ZFW_MAX_RULE_IFACES ifindexes.  On an
+ * interface with per_interface_rules only ranges listing it count (a range
+ * with an empty list does not); elsewhere lists are ignored.  Toggling the
+ * flag bumps policy_gen too, since the cache key holds the ifindex but not
+ * the flag.
+ *
  * Rule sets: keys carry a set bit (0/1) and zfw_config.active_set selects the
- * live one, so `zfw apply` can build a complete new policy beside the old and
- * switch with one array update.
+ * live one; set s owns range_map slots [s * N/2, (s + 1) * N/2).  User space
+ * (src/rules/store.rs) writes every change - rule add/del/flush, later
+ * `zfw apply` - as a complete new set beside the live one, then flips
+ * active_set and bumps policy_gen in one config_map update, then deletes
+ * the old set.  Both sets coexist during a change, so a rule set may use at
+ * most half of tproxy_map, dst_lpm_map and range_map.
+ *
+ * Cost (zfw-bench, "first packet" rows, 2-core VM): about 1 us for a hit or
+ * a miss, flat from 10 to 250,000 rules; a cache hit costs what the steps
+ * before the policy cost.
  */
 #ifndef ZFW_POLICY_H
 #define ZFW_POLICY_H
@@ -120,7 +134,8 @@ static long zfw_range_cb(__u32 i, void *ctx)
 		return 1;
 	if (s->port < r->lo || s->port > r->hi)
 		return 0;
-	if (s->per_if && r->nif) {
+	/* per_interface_rules: only rules that list this interface count */
+	if (s->per_if) {
 		int hit = 0;
 
 #pragma unroll
@@ -163,6 +178,18 @@ static long zfw_pair_cb(__u32 i, void *ctx)
 	return w->scan.found ? 1 : 0;
 }
 
+/* The matched_map key of packet @p in direction @dir. */
+ZFW_INLINE void zfw_match_key_of(const struct zfw_pkt *p, __u8 dir, struct zfw_match_key *mk)
+{
+	__builtin_memcpy(mk->dst, p->k.daddr, 16);
+	__builtin_memcpy(mk->src, p->k.saddr, 16);
+	mk->ifindex = p->k.ifindex;
+	mk->dport = p->k.dport;
+	mk->family = p->k.family;
+	mk->proto = p->k.proto;
+	mk->dir = dir;
+}
+
 /**
  * zfw_policy_lookup - decide a new flow by the rules of direction @dir.
  * @per_if: the interface honours only rules that list it
@@ -181,13 +208,8 @@ ZFW_INLINE struct zfw_decision zfw_policy_lookup(const struct zfw_pkt *p, __u8 d
 	__u32 zero = 0;
 	__u32 gen = cfg ? cfg->policy_gen : 0;
 	__u8 set = cfg ? (cfg->active_set & 1) : 0;
-	__builtin_memcpy(mk.dst, p->k.daddr, 16);
-	__builtin_memcpy(mk.src, p->k.saddr, 16);
-	mk.ifindex = p->k.ifindex;
-	mk.dport = p->k.dport;
-	mk.family = p->k.family;
-	mk.proto = p->k.proto;
-	mk.dir = dir;
+
+	zfw_match_key_of(p, dir, &mk);
 	mv = bpf_map_lookup_elem(&matched_map, &mk);
 	if (mv && mv->gen == gen) {
 		d.action = mv->action;

@@ -11,7 +11,9 @@ use crate::error::Result;
 pub mod audit;
 pub mod conntrack;
 pub mod docs;
+pub mod iface;
 pub mod lifecycle;
+pub mod rules;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,6 +50,12 @@ pub enum Command {
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff)
     Manpage,
+    /// Add, delete, list and flush rules
+    #[command(subcommand)]
+    Rule(rules::RuleCmd),
+    /// Per-interface settings
+    #[command(subcommand)]
+    Iface(iface::IfaceCmd),
 }
 
 /// Run a parsed command line; returns the process exit status.
@@ -64,6 +72,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Monitor(a) => audit::monitor(&root, a),
         Command::Completions(a) => docs::completions(a),
         Command::Manpage => docs::manpage(),
+        Command::Rule(c) => rules::run(&root, c),
+        Command::Iface(c) => iface::run(&root, c),
     };
     match res {
         Ok(()) => 0,

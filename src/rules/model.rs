@@ -1,0 +1,543 @@
+//! The rule model: one rule as the CLI, `apply` and `rule list --json` see
+//! it, its parsing and validation, and the DESIGN.md RULE JSON object.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::skel::abi_const;
+
+/// Address family of a rule (both prefixes share it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn bits(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+
+    /// The kernel's AF_* number (what the datapath's keys carry).
+    pub fn af(self) -> u8 {
+        match self {
+            Family::V4 => nix::libc::AF_INET as u8,
+            Family::V6 => nix::libc::AF_INET6 as u8,
+        }
+    }
+
+    pub fn from_af(af: u8) -> Option<Family> {
+        if af == nix::libc::AF_INET as u8 {
+            Some(Family::V4)
+        } else if af == nix::libc::AF_INET6 as u8 {
+            Some(Family::V6)
+        } else {
+            None
+        }
+    }
+}
+
+/// An address prefix, stored masked (host bits zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Prefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Prefix {
+    pub fn any(f: Family) -> Prefix {
+        match f {
+            Family::V4 => Prefix {
+                addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                len: 0,
+            },
+            Family::V6 => Prefix {
+                addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                len: 0,
+            },
+        }
+    }
+
+    pub fn family(&self) -> Family {
+        if self.addr.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
+
+    /// Build from an address and length, masking host bits.
+    pub fn new(addr: IpAddr, len: u8) -> Prefix {
+        Prefix {
+            addr: mask_addr(addr, len),
+            len,
+        }
+    }
+
+    /// Does this prefix contain `other` (same family, shorter or equal)?
+    pub fn contains(&self, other: &Prefix) -> bool {
+        self.family() == other.family()
+            && self.len <= other.len
+            && mask_addr(other.addr, self.len) == self.addr
+    }
+
+    /// The address as the datapath's four network-order words.
+    pub fn words(&self) -> [u32; 4] {
+        addr_words(self.addr)
+    }
+}
+
+/// An address as four u32 words holding network-order bytes (IPv4 in [0]).
+pub fn addr_words(a: IpAddr) -> [u32; 4] {
+    let mut w = [0u32; 4];
+    match a {
+        IpAddr::V4(v4) => w[0] = u32::from_ne_bytes(v4.octets()),
+        IpAddr::V6(v6) => {
+            for (slot, c) in w.iter_mut().zip(v6.octets().chunks_exact(4)) {
+                *slot = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+    }
+    w
+}
+
+/// The inverse of [`addr_words`].
+pub fn words_addr(f: Family, w: &[u32; 4]) -> IpAddr {
+    match f {
+        Family::V4 => IpAddr::V4(Ipv4Addr::from(w[0].to_ne_bytes())),
+        Family::V6 => {
+            let mut o = [0u8; 16];
+            for (i, x) in w.iter().enumerate() {
+                o[i * 4..i * 4 + 4].copy_from_slice(&x.to_ne_bytes());
+            }
+            IpAddr::V6(Ipv6Addr::from(o))
+        }
+    }
+}
+
+/// `addr` with all but the first `len` bits cleared.
+pub fn mask_addr(addr: IpAddr, len: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(len.min(32)))
+            };
+            IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
+        }
+        IpAddr::V6(a) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len.min(128)))
+            };
+            IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
+        }
+    }
+}
+
+impl FromStr for Prefix {
+    type Err = String;
+
+    /// `10.0.0.0/24`, `fd00::/8`, or a bare address (host prefix).  Host
+    /// bits set beyond the length are an error, as in `ip route`.
+    fn from_str(s: &str) -> std::result::Result<Prefix, String> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("'{s}' is not an IPv4/IPv6 address or CIDR prefix"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match l {
+            None => max,
+            Some(l) => l
+                .parse::<u8>()
+                .ok()
+                .filter(|n| *n <= max)
+                .ok_or_else(|| format!("'{s}': prefix length must be 0-{max}"))?,
+        };
+        let p = Prefix::new(addr, len);
+        if p.addr != addr {
+            return Err(format!(
+                "'{s}' has host bits set (did you mean {}/{len}?)",
+                p.addr
+            ));
+        }
+        Ok(p)
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => nix::libc::IPPROTO_TCP as u8,
+            Proto::Udp => nix::libc::IPPROTO_UDP as u8,
+        }
+    }
+
+    pub fn from_number(n: u8) -> Option<Proto> {
+        if n == nix::libc::IPPROTO_TCP as u8 {
+            Some(Proto::Tcp)
+        } else if n == nix::libc::IPPROTO_UDP as u8 {
+            Some(Proto::Udp)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+impl FromStr for Proto {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Proto, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(Proto::Tcp),
+            "udp" => Ok(Proto::Udp),
+            _ => Err(format!("protocol '{s}': expected tcp or udp")),
+        }
+    }
+}
+
+/// An inclusive port range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ports {
+    pub lo: u16,
+    pub hi: u16,
+}
+
+impl FromStr for Ports {
+    type Err = String;
+    /// `80` or `80-90`; ports 1-65535, lo <= hi.
+    fn from_str(s: &str) -> std::result::Result<Ports, String> {
+        let p = |x: &str| {
+            x.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("ports '{s}': expected P or P-Q with ports 1-65535"))
+        };
+        let (lo, hi) = match s.split_once('-') {
+            Some((a, b)) => (p(a)?, p(b)?),
+            None => {
+                let v = p(s)?;
+                (v, v)
+            }
+        };
+        if lo > hi {
+            return Err(format!("ports '{s}': the range is backwards ({lo} > {hi})"));
+        }
+        Ok(Ports { lo, hi })
+    }
+}
+
+impl fmt::Display for Ports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.lo == self.hi {
+            write!(f, "{}", self.lo)
+        } else {
+            write!(f, "{}-{}", self.lo, self.hi)
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Allow,
+    Deny,
+    Tproxy(u16),
+    Tunnel,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Allow => write!(f, "allow"),
+            Action::Deny => write!(f, "deny"),
+            Action::Tproxy(p) => write!(f, "tproxy:{p}"),
+            Action::Tunnel => write!(f, "tunnel"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+/// One rule.  `dst`/`src` share the family; `interfaces` are names (the
+/// maps store ifindexes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub direction: Direction,
+    pub dst: Prefix,
+    pub src: Prefix,
+    pub proto: Proto,
+    pub ports: Ports,
+    pub action: Action,
+    pub interfaces: Vec<String>,
+    pub service_id: Option<String>,
+}
+
+/// What identifies a rule for `rule del` and duplicate detection: its key
+/// and port range (action, interfaces and service id are attributes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleId {
+    pub direction: Direction,
+    pub dst: Prefix,
+    pub src: Prefix,
+    pub proto: Proto,
+    pub ports: Ports,
+}
+
+impl Rule {
+    pub fn family(&self) -> Family {
+        self.dst.family()
+    }
+
+    pub fn id(&self) -> RuleId {
+        RuleId {
+            direction: self.direction,
+            dst: self.dst,
+            src: self.src,
+            proto: self.proto,
+            ports: self.ports,
+        }
+    }
+
+    /// Check everything that does not need the kernel.
+    pub fn validate(&self) -> Result<()> {
+        if self.dst.family() != self.src.family() {
+            return Err(Error::usage(format!(
+                "--src {} and --dst {} are of different address families",
+                self.src, self.dst
+            )));
+        }
+        let max_if = abi_const("ZFW_MAX_RULE_IFACES") as usize;
+        if self.interfaces.len() > max_if {
+            return Err(Error::usage(format!(
+                "a rule may list at most {max_if} interfaces ({} given)",
+                self.interfaces.len()
+            )));
+        }
+        if let Some(id) = &self.service_id {
+            let max = abi_const("ZFW_SERVICE_ID_LEN") as usize;
+            if id.is_empty() || id.len() > max || !id.is_ascii() {
+                return Err(Error::usage(format!(
+                    "service id '{id}': 1-{max} ASCII characters"
+                )));
+            }
+        }
+        match self.action {
+            Action::Tproxy(0) => Err(Error::usage("--tproxy-port: port must be 1-65535")),
+            Action::Tproxy(_) if self.direction == Direction::Egress => Err(Error::usage(
+                "--tproxy-port applies to ingress rules only (not with --egress)",
+            )),
+            Action::Tunnel => Err(Error::usage(
+                "--tunnel is not available yet: tunnel targets arrive with the tun interface support (use --tproxy-port, allow or --deny)",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The DESIGN.md RULE object, field for field (unknown fields rejected).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleJson {
+    pub dst: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    pub proto: String,
+    pub ports: String,
+    #[serde(default = "default_action")]
+    pub action: ActionJson,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_id: Option<String>,
+}
+
+fn default_action() -> ActionJson {
+    ActionJson(Action::Allow)
+}
+
+/// `"allow" | "deny" | "tunnel" | {"tproxy": PORT}`.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionJson(pub Action);
+
+impl Serialize for ActionJson {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self.0 {
+            Action::Allow => s.serialize_str("allow"),
+            Action::Deny => s.serialize_str("deny"),
+            Action::Tunnel => s.serialize_str("tunnel"),
+            Action::Tproxy(p) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("tproxy", &p)?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ActionJson {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Tp {
+            tproxy: u16,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            Tp(Tp),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Name(n) => match n.as_str() {
+                "allow" => Ok(ActionJson(Action::Allow)),
+                "deny" => Ok(ActionJson(Action::Deny)),
+                "tunnel" => Ok(ActionJson(Action::Tunnel)),
+                other => Err(de::Error::custom(format!(
+                    "action '{other}': expected allow, deny, tunnel or {{\"tproxy\": PORT}}"
+                ))),
+            },
+            Raw::Tp(t) => Ok(ActionJson(Action::Tproxy(t.tproxy))),
+        }
+    }
+}
+
+impl Rule {
+    pub fn to_json(&self) -> RuleJson {
+        RuleJson {
+            dst: self.dst.to_string(),
+            src: Some(self.src.to_string()),
+            proto: self.proto.name().to_string(),
+            ports: self.ports.to_string(),
+            action: ActionJson(self.action),
+            interfaces: self.interfaces.clone(),
+            service_id: self.service_id.clone(),
+        }
+    }
+
+    /// Parse and validate a RULE object; errors name the field.
+    pub fn from_json(j: &RuleJson, direction: Direction) -> Result<Rule> {
+        let dst: Prefix = j
+            .dst
+            .parse()
+            .map_err(|e| Error::usage(format!("field dst: {e}")))?;
+        let src = match &j.src {
+            Some(s) => s
+                .parse()
+                .map_err(|e| Error::usage(format!("field src: {e}")))?,
+            None => Prefix::any(dst.family()),
+        };
+        let r = Rule {
+            direction,
+            dst,
+            src,
+            proto: j
+                .proto
+                .parse()
+                .map_err(|e| Error::usage(format!("field proto: {e}")))?,
+            ports: j
+                .ports
+                .parse()
+                .map_err(|e| Error::usage(format!("field ports: {e}")))?,
+            action: j.action.0,
+            interfaces: j.interfaces.clone(),
+            service_id: j.service_id.clone(),
+        };
+        r.validate()?;
+        Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_parse_mask_and_refuse_host_bits() {
+        let p: Prefix = "10.1.0.0/16".parse().unwrap();
+        assert_eq!(p.to_string(), "10.1.0.0/16");
+        assert!("10.1.2.0/16".parse::<Prefix>().is_err());
+        assert!("10.1.0.0/33".parse::<Prefix>().is_err());
+        assert_eq!("fd00::1".parse::<Prefix>().unwrap().len, 128);
+        assert!("nonsense".parse::<Prefix>().is_err());
+        let wide: Prefix = "10.0.0.0/8".parse().unwrap();
+        assert!(wide.contains(&p));
+        assert!(!p.contains(&wide));
+    }
+
+    #[test]
+    fn ports_parse() {
+        assert_eq!("80".parse::<Ports>().unwrap(), Ports { lo: 80, hi: 80 });
+        assert_eq!("80-90".parse::<Ports>().unwrap(), Ports { lo: 80, hi: 90 });
+        for bad in ["0", "90-80", "x", "1-70000", ""] {
+            assert!(bad.parse::<Ports>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn json_round_trip_and_unknown_fields() {
+        let j: RuleJson = serde_json::from_str(
+            r#"{"dst":"10.0.0.0/24","src":"0.0.0.0/0","proto":"tcp","ports":"80-90","action":{"tproxy":7777},"interfaces":["eth0"],"service_id":"x"}"#,
+        )
+        .unwrap();
+        let r = Rule::from_json(&j, Direction::Ingress).unwrap();
+        assert_eq!(r.action, Action::Tproxy(7777));
+        let back = serde_json::to_value(r.to_json()).unwrap();
+        assert_eq!(back["action"]["tproxy"], 7777);
+        assert_eq!(back["ports"], "80-90");
+        assert!(serde_json::from_str::<RuleJson>(
+            r#"{"dst":"10.0.0.0/24","proto":"tcp","ports":"80","bogus":1}"#
+        )
+        .is_err());
+        let j: RuleJson = serde_json::from_str(
+            r#"{"dst":"10.0.0.0/24","proto":"tcp","ports":"80","src":"fd00::/8"}"#,
+        )
+        .unwrap();
+        assert!(Rule::from_json(&j, Direction::Ingress).is_err());
+    }
+}
