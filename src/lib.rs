@@ -4,11 +4,13 @@
 pub mod attach;
 pub mod bpffs;
 pub mod cli;
+pub mod ddos;
 pub mod error;
 pub mod iface_state;
 pub mod ifaddr;
 pub mod loader;
 pub mod maps;
+pub mod ot;
 pub mod skel;
 pub mod status;
 pub mod testkit;

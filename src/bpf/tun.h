@@ -19,27 +19,45 @@ ZFW_INLINE void zfw_tun_key(const struct zfw_flow_key *in, struct zfw_flow_key *
 	out->ifindex = 0;
 }
 
+ZFW_INLINE int zfw_mac_eq(const __u8 *a, const __u8 *b)
+{
+	return a[0] == b[0] && a[1] == b[1] && a[2] == b[2] && a[3] == b[3] && a[4] == b[4] &&
+	       a[5] == b[5];
+}
+
 /**
  * zfw_tun_redirect - record the client's flow and send the packet to the tun.
+ * bpf_redirect into an L3 device (no header_ops) strips the Ethernet header
+ * itself (__bpf_redirect_no_mac), so the tun reader gets the IP packet.
+ * The entry is refreshed in place while the client's MACs and interface
+ * stay the same (one lookup, no rewrite of the value).
  * Returns TC_ACT_REDIRECT, or TC_ACT_SHOT when no tun is registered.
  */
 ZFW_INLINE int zfw_tun_redirect(void *data, void *data_end, const struct zfw_pkt *p)
 {
 	struct ethhdr *eth = data;
-	struct zfw_tun_state st = {};
+	struct zfw_tun_state st = {}, *cur;
 	struct zfw_tun_iface *ti;
 	struct zfw_flow_key key;
 	__u32 zero = 0;
+	__u64 now;
 
 	ti = bpf_map_lookup_elem(&ifindex_tun_map, &zero);
-	if (!ti || (void *)(eth + 1) > data_end)
+	if (!ti || !ti->ifindex || (void *)(eth + 1) > data_end)
 		return TC_ACT_SHOT;
 	zfw_tun_key(&p->k, &key);
-	st.last_ns = bpf_ktime_get_ns();
-	st.ifindex = p->k.ifindex;
-	__builtin_memcpy(st.client_mac, eth->h_source, 6);
-	__builtin_memcpy(st.our_mac, eth->h_dest, 6);
-	bpf_map_update_elem(&tun_map, &key, &st, BPF_ANY);
+	now = bpf_ktime_get_ns();
+	cur = bpf_map_lookup_elem(&tun_map, &key);
+	if (cur && cur->ifindex == p->k.ifindex &&
+	    zfw_mac_eq(cur->client_mac, eth->h_source) && zfw_mac_eq(cur->our_mac, eth->h_dest)) {
+		cur->last_ns = now;
+	} else {
+		st.last_ns = now;
+		st.ifindex = p->k.ifindex;
+		__builtin_memcpy(st.client_mac, eth->h_source, 6);
+		__builtin_memcpy(st.our_mac, eth->h_dest, 6);
+		bpf_map_update_elem(&tun_map, &key, &st, BPF_ANY);
+	}
 	return bpf_redirect(ti->ifindex, 0);
 }
 

@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 use crate::bpffs::{Root, DEFAULT_ROOT};
 use crate::error::Result;
 
+pub mod ddos;
 pub mod lifecycle;
+pub mod ot;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +34,10 @@ pub enum Command {
     Unload(lifecycle::UnloadArgs),
     /// Show interfaces, hooks, settings, map fill levels and counters
     Status(lifecycle::StatusArgs),
+    /// SYN protection: protected ports, whitelist, per-source SYN rate limit
+    Ddos(ddos::DdosArgs),
+    /// OT protocol filtering settings (DNP3 function codes)
+    Ot(ot::OtArgs),
 }
 
 /// Run a parsed command line; returns the process exit status.
@@ -42,6 +48,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Load(a) => lifecycle::load(&root, a),
         Command::Unload(a) => lifecycle::unload(&root, a),
         Command::Status(a) => lifecycle::status(&root, a),
+        Command::Ddos(a) => ddos::run(&root, a),
+        Command::Ot(a) => ot::run(&root, a),
     };
     match res {
         Ok(()) => 0,
