@@ -4,3 +4,4 @@
 
 pub mod packet;
 pub mod run;
+pub mod rules;
