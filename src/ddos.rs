@@ -70,7 +70,9 @@ pub fn port_add(maps: &Maps, port: u16) -> Result<bool> {
 
 pub fn port_del(maps: &Maps, port: u16) -> Result<()> {
     if !maps.del("ddos_dport_map", &u32::from(port))? {
-        return Err(Error::usage(format!("port {port} is not a DDoS-protected port")));
+        return Err(Error::usage(format!(
+            "port {port} is not a DDoS-protected port"
+        )));
     }
     Ok(())
 }

@@ -14,10 +14,7 @@ use common::packet::*;
 use common::*;
 
 fn protect(f: &Fixture, port: u32) {
-    f.root
-        .maps()
-        .put("ddos_dport_map", &port, &1u32)
-        .unwrap();
+    f.root.maps().put("ddos_dport_map", &port, &1u32).unwrap();
 }
 
 fn whitelist(f: &Fixture, ip: &str) {
@@ -165,7 +162,11 @@ fn syn_rate_limit_admits_sources_within_their_bucket() {
     for p in 40003..40010 {
         assert_eq!(syn("10.0.0.11", p), TC_ACT_UNSPEC);
     }
-    assert_eq!(f.counter("drop_ddos"), 0, "rate limiting replaces the refusal");
+    assert_eq!(
+        f.counter("drop_ddos"),
+        0,
+        "rate limiting replaces the refusal"
+    );
     // rate off again: back to whitelist-only
     set_rate(&f, 0, 0);
     assert_eq!(syn("10.0.0.12", 40011), TC_ACT_SHOT);
@@ -199,10 +200,16 @@ fn ddos_cli_manages_ports_whitelist_and_rate() {
     let z = |a: &[&str]| zfw(None, &r, a);
     z(&["ddos", "port", "add", "8080"]).ok();
     z(&["ddos", "port", "add", "443"]).ok();
-    assert!(z(&["ddos", "port", "add", "443"]).ok().stdout.contains("already"));
+    assert!(z(&["ddos", "port", "add", "443"])
+        .ok()
+        .stdout
+        .contains("already"));
     assert_eq!(z(&["ddos", "port", "list"]).ok().stdout, "443\n8080\n");
     assert_eq!(
-        z(&["ddos", "port", "list", "--json"]).ok().stdout.replace([' ', '\n'], ""),
+        z(&["ddos", "port", "list", "--json"])
+            .ok()
+            .stdout
+            .replace([' ', '\n'], ""),
         "[443,8080]"
     );
     z(&["ddos", "port", "del", "443"]).ok();
@@ -221,7 +228,10 @@ fn ddos_cli_manages_ports_whitelist_and_rate() {
     z(&["ddos", "rate", "100", "20"]).ok();
     let cfg = r.maps().config().unwrap();
     assert_eq!((cfg.syn_rate, cfg.syn_burst), (100, 20));
-    assert!(z(&["ddos", "rate", "--json"]).ok().stdout.contains("\"burst\": 20"));
+    assert!(z(&["ddos", "rate", "--json"])
+        .ok()
+        .stdout
+        .contains("\"burst\": 20"));
     z(&["ddos", "rate", "50"]).ok();
     let cfg = r.maps().config().unwrap();
     assert_eq!((cfg.syn_rate, cfg.syn_burst), (50, 50));
@@ -336,8 +346,7 @@ fn syn_flood(
             let r = (seed >> 33) as u32;
             let src = flood_source(NEXT_SOURCE.fetch_add(1, Ordering::SeqCst));
             let sport = 1024 + (r >> 20) as u16 % 60000;
-            let seg =
-                tcp_segment(src.into(), dst.into(), sport, port, TCP_SYN, r, 0, &[]);
+            let seg = tcp_segment(src.into(), dst.into(), sport, port, TCP_SYN, r, 0, &[]);
             let pkt = ip_packet(src.into(), dst.into(), 6, &seg);
             let sa = nix::libc::sockaddr_in {
                 sin_family: nix::libc::AF_INET as u16,
@@ -373,7 +382,10 @@ fn syn_flood(
 
 fn flood_lab() -> (Lab, u32) {
     let lab = Lab::new();
-    for k in ["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.srv0.rp_filter=0"] {
+    for k in [
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.srv0.rp_filter=0",
+    ] {
         lab.server.exec("sysctl", &["-qw", k]);
     }
     lab.load();
@@ -441,7 +453,10 @@ fn syn_flood_from_random_sources_never_reaches_the_listener() {
     t.join().unwrap();
     assert!(ok, "the whitelisted client connects during the flood");
     assert!(sent.load(Ordering::SeqCst) > 0);
-    assert_eq!(counter(&maps, "drop_ddos"), flood + sent.load(Ordering::SeqCst));
+    assert_eq!(
+        counter(&maps, "drop_ddos"),
+        flood + sent.load(Ordering::SeqCst)
+    );
 
     // status shows the per-interface SYN count
     let st = lab.zfw(&["status", "--json"]).ok().stdout;
@@ -461,7 +476,11 @@ fn with_a_syn_rate_limit_a_non_whitelisted_client_connects_during_a_flood() {
     let target = format!("{SERVER_IP}:{port}");
 
     // whitelist only (no rate limit): a client not on the list is refused
-    assert!(!tcp_echo_ok(&lab.client, &target, Duration::from_millis(700)));
+    assert!(!tcp_echo_ok(
+        &lab.client,
+        &target,
+        Duration::from_millis(700)
+    ));
 
     lab.zfw(&["ddos", "rate", "2", "2"]).ok();
     let stop = Arc::new(AtomicBool::new(false));
@@ -485,5 +504,8 @@ fn with_a_syn_rate_limit_a_non_whitelisted_client_connects_during_a_flood() {
         admitted <= bound,
         "at most burst + rate x {secs:.1} s of the flood got in: {admitted} > {bound}"
     );
-    assert!(limited + admitted >= flood, "{limited} + {admitted} < {flood}");
+    assert!(
+        limited + admitted >= flood,
+        "{limited} + {admitted} < {flood}"
+    );
 }

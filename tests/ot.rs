@@ -32,7 +32,18 @@ fn dnp3(ctrl: u8, fcode: Option<u8>) -> Vec<u8> {
         Some(fc) => vec![0xc0, 0xc0, fc, 0x00, 0x00],
         None => vec![],
     };
-    let mut b = vec![0x05, 0x64, 5 + user.len() as u8, ctrl, 1, 0, 10, 0, 0xaa, 0xbb];
+    let mut b = vec![
+        0x05,
+        0x64,
+        5 + user.len() as u8,
+        ctrl,
+        1,
+        0,
+        10,
+        0,
+        0xaa,
+        0xbb,
+    ];
     b.extend_from_slice(&user);
     if !user.is_empty() {
         b.extend_from_slice(&[0xcc, 0xdd]); // data block CRC
@@ -238,10 +249,7 @@ fn modbus_truncated_or_foreign_payload_is_dropped() {
     assert_eq!(f.ingress(&modbus_resp(40400, &foreign)), TC_ACT_SHOT);
     assert_eq!(f.counter("drop_ot_modbus"), 3);
     // bare ACKs of the connection are not inspected
-    assert_eq!(
-        f.ingress(&tcp(PLC, 502, HOST, 40400, TCP_ACK)),
-        TC_ACT_OK
-    );
+    assert_eq!(f.ingress(&tcp(PLC, 502, HOST, 40400, TCP_ACK)), TC_ACT_OK);
 }
 
 #[test]
@@ -265,7 +273,8 @@ fn ot_events(f: &Fixture) -> Vec<types::zfw_event> {
     let sink = events.clone();
     let mut b = libbpf_rs::RingBufferBuilder::new();
     b.add(rb, move |data: &[u8]| {
-        sink.borrow_mut().push(zfw::skel::from_bytes::<types::zfw_event>(data));
+        sink.borrow_mut()
+            .push(zfw::skel::from_bytes::<types::zfw_event>(data));
         0
     })
     .unwrap();
@@ -275,7 +284,12 @@ fn ot_events(f: &Fixture) -> Vec<types::zfw_event> {
         .find(|(n, _)| *n == "ZFW_EV_OT")
         .unwrap()
         .1 as u8;
-    let v = events.borrow().iter().filter(|e| e.kind == kind).copied().collect();
+    let v = events
+        .borrow()
+        .iter()
+        .filter(|e| e.kind == kind)
+        .copied()
+        .collect();
     v
 }
 
@@ -321,11 +335,17 @@ fn ot_dnp3_cli_manages_function_codes_and_rejects_bad_input() {
     z(&["ot", "dnp3", "add", "129"]).ok();
     z(&["ot", "dnp3", "add", "0"]).ok();
     z(&["ot", "dnp3", "add", "255"]).ok();
-    assert!(z(&["ot", "dnp3", "add", "129"]).ok().stdout.contains("already"));
+    assert!(z(&["ot", "dnp3", "add", "129"])
+        .ok()
+        .stdout
+        .contains("already"));
     assert_eq!(z(&["ot", "dnp3", "list"]).ok().stdout, "0\n129\n255\n");
     z(&["ot", "dnp3", "del", "0"]).ok();
     assert_eq!(
-        z(&["ot", "dnp3", "list", "--json"]).ok().stdout.replace([' ', '\n'], ""),
+        z(&["ot", "dnp3", "list", "--json"])
+            .ok()
+            .stdout
+            .replace([' ', '\n'], ""),
         "[129,255]"
     );
     for args in [
@@ -339,7 +359,11 @@ fn ot_dnp3_cli_manages_function_codes_and_rejects_bad_input() {
     ] {
         let out = z(args);
         assert_eq!(out.code, 2, "{args:?}: {}{}", out.stdout, out.stderr);
-        assert!(out.stderr.starts_with("error: "), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with("error: "),
+            "{args:?}: {}",
+            out.stderr
+        );
     }
     assert_eq!(z(&["ot", "dnp3", "list"]).ok().stdout, "129\n255\n");
     assert!(z(&["ot", "dnp3", "flush"]).ok().stdout.contains("2"));

@@ -185,8 +185,15 @@ fn client_udp_to_a_tunnel_service_is_answered_through_the_tun() {
     let lab = Lab::new();
     let tun_name = unique("ztun");
     let tun = open_tun_dev(&lab, &tun_name);
-    lab.client
-        .ip(&["route", "add", "100.64.0.0/24", "via", SERVER_IP, "dev", "cli0"]);
+    lab.client.ip(&[
+        "route",
+        "add",
+        "100.64.0.0/24",
+        "via",
+        SERVER_IP,
+        "dev",
+        "cli0",
+    ]);
     let out = lab
         .zfw(&["load", "--iface", "srv0", "--tun", &tun_name])
         .ok();
@@ -199,7 +206,11 @@ fn client_udp_to_a_tunnel_service_is_answered_through_the_tun() {
     let target = format!("{SERVICE}:5000");
 
     // no tunnel rule: default deny, the tunneler sees nothing
-    assert!(!udp_echo_ok(&lab.client, &target, Duration::from_millis(700)));
+    assert!(!udp_echo_ok(
+        &lab.client,
+        &target,
+        Duration::from_millis(700)
+    ));
     assert_eq!(tun.seen.load(std::sync::atomic::Ordering::SeqCst), 0);
 
     install_catch_all_rule(&maps, AF_INET, UDP, action("tunnel"));
@@ -217,9 +228,7 @@ fn client_udp_to_a_tunnel_service_is_answered_through_the_tun() {
     assert!(counter(&maps, "xdp_redirect") >= 1);
     assert!(counter(&maps, "tunnel") >= 1);
     // tun_map holds the flow: client interface and both MACs
-    let srv_idx = lab
-        .server
-        .enter(|| zfw::ifaddr::index_of("srv0").unwrap());
+    let srv_idx = lab.server.enter(|| zfw::ifaddr::index_of("srv0").unwrap());
     let entries: Vec<(types::zfw_flow_key, types::zfw_tun_state)> =
         maps.entries("tun_map").unwrap();
     assert_eq!(entries.len(), 1);

@@ -216,7 +216,9 @@ fn tunnel_ot_cases(
     let reply = udp("100.64.0.10", 5000, "10.0.0.1", 40000, b"answer");
     let r = xdp.run(&reply[14..], 0)?;
     if r.retval != zfw::testkit::run::XDP_REDIRECT {
-        return Err(zfw::Error::runtime("bench: the tun reply missed the fast path"));
+        return Err(zfw::Error::runtime(
+            "bench: the tun reply missed the fast path",
+        ));
     }
     // BPF_PROG_TEST_RUN does not reset the XDP buffer between repetitions:
     // after the first hit the frame starts with the pushed Ethernet header,
@@ -229,7 +231,10 @@ fn tunnel_ot_cases(
         .into_iter()
         .next()
         .ok_or_else(|| zfw::Error::runtime("bench: no tun_map entry"))?;
-    let stale = types::zfw_tun_state { last_ns: 0, ..fresh };
+    let stale = types::zfw_tun_state {
+        last_ns: 0,
+        ..fresh
+    };
     let hit1 = bench.measure_single(&xdp, &reply[14..])?;
     maps.put("tun_map", &key, &stale)?;
     let stale1 = bench.measure_single(&xdp, &reply[14..])?;
@@ -259,7 +264,16 @@ fn tunnel_ot_cases(
     let dnp3 = [
         0x05, 0x64, 10, 0x44, 1, 0, 10, 0, 0xaa, 0xbb, 0xc0, 0xc0, 129, 0, 0, 0xcc, 0xdd,
     ];
-    let resp = tcp_full("10.0.0.5", 20000, "10.0.0.2", 40000, TCP_ACK | TCP_PSH, 1, 1, &dnp3);
+    let resp = tcp_full(
+        "10.0.0.5",
+        20000,
+        "10.0.0.2",
+        40000,
+        TCP_ACK | TCP_PSH,
+        1,
+        1,
+        &dnp3,
+    );
     add(
         "ingress DNP3 response inspected + known flow",
         0,

@@ -71,9 +71,9 @@ struct RateView {
 
 fn operand<'a>(action: ListAction, v: &'a Option<String>, what: &str) -> Result<Option<&'a str>> {
     match (action, v) {
-        (ListAction::List, Some(x)) => Err(Error::usage(format!(
-            "list takes no {what} (got '{x}')"
-        ))),
+        (ListAction::List, Some(x)) => {
+            Err(Error::usage(format!("list takes no {what} (got '{x}')")))
+        }
         (ListAction::List, None) => Ok(None),
         (_, None) => Err(Error::usage(format!("add/del need a {what}"))),
         (_, Some(x)) => Ok(Some(x.as_str())),
@@ -134,7 +134,10 @@ fn allow(root: &Root, a: AllowArgs) -> Result<()> {
             println!("zfw: {ip} removed from the DDoS whitelist");
         }
         _ => {
-            let v: Vec<String> = ddos::allowed(&maps)?.iter().map(|a| a.to_string()).collect();
+            let v: Vec<String> = ddos::allowed(&maps)?
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
             if a.json {
                 return super::print_json(&v);
             }
@@ -176,11 +179,16 @@ fn rate(root: &Root, a: RateArgs) -> Result<()> {
         }
         (Some("off"), None) => None,
         (Some("off"), Some(b)) => {
-            return Err(Error::usage(format!("`ddos rate off` takes no burst (got '{b}')")))
+            return Err(Error::usage(format!(
+                "`ddos rate off` takes no burst (got '{b}')"
+            )))
         }
         (Some(r), b) => {
             let rate = parse_num(r, "rate")?;
-            let burst = b.map(|b| parse_num(b, "burst")).transpose()?.unwrap_or(rate);
+            let burst = b
+                .map(|b| parse_num(b, "burst"))
+                .transpose()?
+                .unwrap_or(rate);
             Some((rate, burst))
         }
     };

@@ -3,5 +3,5 @@
 //! `zfw-bench`; nothing in the firewall itself depends on it.
 
 pub mod packet;
-pub mod run;
 pub mod rules;
+pub mod run;
