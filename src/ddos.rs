@@ -157,3 +157,29 @@ pub fn syn_counts(maps: &Maps) -> Result<Vec<(String, u32, u64)>> {
     v.sort_by_key(|(_, i, _)| *i);
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_1_to_65535() {
+        assert_eq!(parse_port("443").unwrap(), 443);
+        assert_eq!(parse_port("65535").unwrap(), 65535);
+        for bad in ["0", "65536", "-1", "http", ""] {
+            assert_eq!(parse_port(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn addr_keys_round_trip_and_keep_families_apart() {
+        for s in ["192.0.2.1", "2001:db8::1", "::ffff:192.0.2.1"] {
+            let ip: IpAddr = s.parse().unwrap();
+            assert_eq!(key_addr(&addr_key(ip)), Some(ip));
+        }
+        let k = addr_key("192.0.2.1".parse().unwrap());
+        assert_eq!(k.addr[0].to_ne_bytes(), [192, 0, 2, 1]);
+        assert_eq!(&k.addr[1..], &[0, 0, 0]);
+        assert_eq!(parse_ip("10.0.0.0/8").unwrap_err().exit_code(), 2);
+    }
+}

@@ -48,3 +48,17 @@ pub fn dnp3_flush(maps: &Maps) -> Result<usize> {
     }
     Ok(codes.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_codes_are_0_to_255() {
+        assert_eq!(parse_fcode("0").unwrap(), 0);
+        assert_eq!(parse_fcode("255").unwrap(), 255);
+        for bad in ["256", "-1", "0x81", ""] {
+            assert_eq!(parse_fcode(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+    }
+}

@@ -112,8 +112,8 @@ fn xdp_fast_path_pushes_ethernet_and_redirects_fresh_flows_only() {
     assert_eq!(r.retval, XDP_PASS);
     assert_eq!(r.data, reply_ip);
 
-    // fresh entry: Ethernet header with the stored MACs, redirected
-    put_tun_state(&f, &key, mono_ns());
+    // fresh entry (20 s idle): Ethernet header with the stored MACs, redirected
+    put_tun_state(&f, &key, mono_ns() - 20_000_000_000);
     let r = xdp_run(&f, &reply_ip);
     assert_eq!(r.retval, XDP_REDIRECT);
     assert_eq!(r.data.len(), reply_ip.len() + 14);
@@ -122,9 +122,12 @@ fn xdp_fast_path_pushes_ethernet_and_redirects_fresh_flows_only() {
     assert_eq!(&r.data[12..14], &[0x08, 0x00]);
     assert_eq!(&r.data[14..], &reply_ip[..]);
     assert_eq!(f.counter("xdp_redirect"), 1);
-    // the hit refreshed the entry
+    // the reply refreshed the entry (replies keep the flow fresh too)
     let st: types::zfw_tun_state = f.root.maps().get("tun_map", &key).unwrap().unwrap();
-    assert!(mono_ns() - st.last_ns < 1_000_000_000);
+    assert!(
+        mono_ns() - st.last_ns < 1_000_000_000,
+        "last_ns not refreshed"
+    );
 
     // stale entry (31 s idle): slow path
     put_tun_state(&f, &key, mono_ns() - 31_000_000_000);
