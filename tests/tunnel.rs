@@ -248,3 +248,46 @@ fn client_udp_to_a_tunnel_service_is_answered_through_the_tun() {
 fn open_tun_dev(lab: &Lab, name: &str) -> common::tun::Tunneler {
     common::tun::Tunneler::start(common::tun::open_tun(&lab.server, name))
 }
+
+#[test]
+fn load_tun_registers_the_tun_and_unload_takes_it_away() {
+    require_priv!();
+    let ns = Netns::new("tun");
+    let root = BpfRoot::in_ns(&ns);
+    let name = unique("ztun");
+    ns.ip(&["tuntap", "add", "dev", &name, "mode", "tun"]);
+    ns.ip(&["link", "set", &name, "up"]);
+    // a name that is not an interface: usage error, nothing loaded
+    let bad = zfw(Some(&ns), &root, &["load", "--tun", "nosuchtun0"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(!root.dir.join("maps").exists());
+
+    zfw(Some(&ns), &root, &["load", "--tun", &name]).ok();
+    let idx = ns.enter({
+        let n = name.clone();
+        move || zfw::ifaddr::index_of(&n).unwrap()
+    });
+    let maps = root.maps();
+    let ti: types::zfw_tun_iface = maps.get("ifindex_tun_map", &0u32).unwrap().unwrap();
+    assert_eq!(ti.ifindex, idx);
+    assert_eq!(zfw::iface_state::name_str(&ti.name), name);
+    let link = sh("ip", &["-n", &ns.name, "-d", "link", "show", &name]);
+    assert!(String::from_utf8_lossy(&link.stdout).contains("xdpgeneric"));
+    let st = zfw(Some(&ns), &root, &["status", "--json"]).ok().stdout;
+    let v: serde_json::Value = serde_json::from_str(&st).unwrap();
+    let tun = v["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name.as_str())
+        .expect("tun in status");
+    assert!(tun["hooks"]["xdp"].as_u64().is_some(), "{tun}");
+
+    zfw(Some(&ns), &root, &["unload", "--iface", &name]).ok();
+    assert!(maps
+        .get::<u32, types::zfw_tun_iface>("ifindex_tun_map", &0u32)
+        .unwrap()
+        .is_none());
+    let link = sh("ip", &["-n", &ns.name, "-d", "link", "show", &name]);
+    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"));
+}
