@@ -117,7 +117,9 @@ ZFW_INLINE __u16 zfw_ot_ingress(struct __sk_buff *skb, const struct zfw_pkt *p, 
 	if (!zfw_tcp_paylen(p))
 		return 0; /* handshake, bare ACK, FIN: nothing to inspect */
 	n = zfw_ot_peek(skb, p, buf);
-	if (p->k.sport == ZFW_DNP3_PORT)
+	if (!n) /* a payload we could not read is not let through uninspected */
+		rc = p->k.sport == ZFW_DNP3_PORT ? ZFW_R_DROP_OT_DNP3 : ZFW_R_DROP_OT_MODBUS;
+	else if (p->k.sport == ZFW_DNP3_PORT)
 		rc = zfw_dnp3_check(buf, n, &code);
 	else
 		rc = zfw_modbus_check(p, buf, n, &code);
