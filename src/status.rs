@@ -20,6 +20,8 @@ pub struct Status {
     pub interfaces: Vec<IfaceStatus>,
     pub maps: Vec<MapStatus>,
     pub counters: BTreeMap<String, u64>,
+    /// SYNs to DDoS-protected ports, per interface (syn_count_map)
+    pub syn_counts: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -98,12 +100,17 @@ pub fn status(root: &Root) -> Result<Status> {
             counters.insert(enum_name(names::ZFW_REASON, "ZFW_R_", *v), c);
         }
     }
+    let syn_counts = crate::ddos::syn_counts(&maps)?
+        .into_iter()
+        .map(|(name, _, n)| (name, n))
+        .collect();
     Ok(Status {
         bpffs: root.dir.display().to_string(),
         programs,
         interfaces,
         maps: map_list,
         counters,
+        syn_counts,
     })
 }
 
@@ -150,6 +157,12 @@ pub fn render(s: &Status) -> String {
         out.push_str("\nCOUNTER                  PACKETS\n");
         for (k, v) in &s.counters {
             out.push_str(&format!("{k:<24} {v}\n"));
+        }
+    }
+    if !s.syn_counts.is_empty() {
+        out.push_str("\nSYN (DDoS-protected ports)  COUNT\n");
+        for (k, v) in &s.syn_counts {
+            out.push_str(&format!("{k:<28} {v}\n"));
         }
     }
     out

@@ -13,6 +13,7 @@
 #include "conntrack.h"
 #include "policy.h"
 #include "icmp.h"
+#include "ot.h"
 
 ZFW_INLINE int zfw_egress_drop(const struct zfw_pkt *p, __u32 flags,
 			       const struct zfw_config *cfg, __u16 reason)
@@ -48,6 +49,8 @@ ZFW_INLINE int zfw_egress(struct __sk_buff *skb)
 			zfw_ct_create(&icmp_echo_map, &p.k, &p);
 		return TC_ACT_OK;
 	}
+	if (p.k.dport == ZFW_MODBUS_PORT)
+		zfw_ot_egress(skb, &p);
 	in_map = zfw_ct_map(p.k.proto, 1);
 	out_map = zfw_ct_map(p.k.proto, 0);
 	if (!in_map || !out_map)

@@ -15,6 +15,8 @@
 #include "sock.h"
 #include "icmp.h"
 #include "tun.h"
+#include "ddos.h"
+#include "ot.h"
 
 /* skb->cb[0]: magic << 16 | ZFW_CB_* flags, read by prio 2 (track). */
 #define ZFW_CB_NEW_FLOW 1 /* policy admitted a new inbound flow: track it */
@@ -150,6 +152,13 @@ ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
 		return zfw_drop(&c, ZFW_R_DROP_FRAGMENT);
 	}
 
+	/* Step 9, first for OT responses (DESIGN step 4's exception) */
+	if ((c.flags & ZFW_IF_OT_FILTERING) && c.p.k.proto == ZFW_P_TCP) {
+		rc = zfw_ot_ingress(skb, &c.p, c.flags);
+		if (rc)
+			return zfw_drop(&c, rc);
+	}
+
 	/* Step 4: known flows, the cheapest path */
 	rc = zfw_known_flow(skb, &c);
 	if (rc > 0) {
@@ -179,6 +188,13 @@ ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
 	if (c.p.k.proto == ZFW_P_TCP &&
 	    (c.p.tcp_flags & (ZFW_TCP_SYN | ZFW_TCP_ACK | ZFW_TCP_RST | ZFW_TCP_FIN)) != ZFW_TCP_SYN)
 		return zfw_drop(&c, ZFW_R_DROP_NO_STATE);
+
+	/* Step 7 (ahead of SSH, so that a protected port 22 stays protected): DDoS */
+	if ((c.flags & ZFW_IF_DDOS) && c.p.k.proto == ZFW_P_TCP) {
+		rc = zfw_ddos_check(&c.p, c.cfg);
+		if (rc)
+			return zfw_drop(&c, rc);
+	}
 
 	/* Step 6: SSH to an interface address */
 	if (c.p.k.proto == ZFW_P_TCP && c.p.k.dport == 22 && (c.flags & ZFW_IF_SSH) &&

@@ -10,9 +10,11 @@ use crate::error::Result;
 
 pub mod audit;
 pub mod conntrack;
+pub mod ddos;
 pub mod docs;
 pub mod iface;
 pub mod lifecycle;
+pub mod ot;
 pub mod rules;
 
 #[derive(Debug, Parser)]
@@ -56,6 +58,10 @@ pub enum Command {
     /// Per-interface settings
     #[command(subcommand)]
     Iface(iface::IfaceCmd),
+    /// SYN protection: protected ports, whitelist, per-source SYN rate limit
+    Ddos(ddos::DdosArgs),
+    /// OT protocol filtering settings (DNP3 function codes)
+    Ot(ot::OtArgs),
 }
 
 /// Run a parsed command line; returns the process exit status.
@@ -74,6 +80,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Manpage => docs::manpage(),
         Command::Rule(c) => rules::run(&root, c),
         Command::Iface(c) => iface::run(&root, c),
+        Command::Ddos(a) => ddos::run(&root, a),
+        Command::Ot(a) => ot::run(&root, a),
     };
     match res {
         Ok(()) => 0,

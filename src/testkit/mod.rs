@@ -3,4 +3,5 @@
 //! `zfw-bench`; nothing in the firewall itself depends on it.
 
 pub mod packet;
+pub mod rules;
 pub mod run;

@@ -375,9 +375,11 @@ pub fn udp_echo_ok(ns: &Netns, addr: &str, timeout: Duration) -> bool {
     })
 }
 
-/// `ping -c1 -W1 dst` from `ns`.
+pub mod catch_all;
 pub mod fixture;
+pub mod tun;
 
+/// `ping -c1 -W1 dst` from `ns`.
 pub fn ping_ok(ns: &Netns, dst: &str) -> bool {
     ns.exec("ping", &["-c", "1", "-W", "1", dst])
         .status

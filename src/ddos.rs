@@ -1,0 +1,185 @@
+//! DDoS protection settings: protected ports (ddos_dport_map), whitelisted
+//! sources (ddos_saddr_map), the per-source SYN rate limit
+//! (zfw_config.syn_rate / syn_burst; see src/bpf/ddos.h for the design) and
+//! the per-interface SYN counters (syn_count_map).
+
+use std::net::IpAddr;
+
+use crate::error::{Error, Result};
+use crate::iface_state;
+use crate::maps::Maps;
+use crate::skel::types;
+
+/// Upper bound of rate and burst: keeps the datapath's token math in u64.
+pub const MAX_RATE: u32 = 1_000_000;
+
+/// A TCP port 1-65535.
+pub fn parse_port(s: &str) -> Result<u16> {
+    s.parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| Error::usage(format!("port '{s}': expected 1-65535")))
+}
+
+pub fn parse_ip(s: &str) -> Result<IpAddr> {
+    s.parse::<IpAddr>()
+        .map_err(|_| Error::usage(format!("address '{s}': expected an IPv4 or IPv6 address")))
+}
+
+/// ddos_saddr_map / syn_bucket_map key of an address.
+pub fn addr_key(ip: IpAddr) -> types::zfw_addr_key {
+    let mut k = types::zfw_addr_key::default();
+    match ip {
+        IpAddr::V4(a) => {
+            k.family = nix::libc::AF_INET as u8;
+            k.addr[0] = u32::from_ne_bytes(a.octets());
+        }
+        IpAddr::V6(a) => {
+            k.family = nix::libc::AF_INET6 as u8;
+            for (w, c) in k.addr.iter_mut().zip(a.octets().chunks(4)) {
+                *w = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+    }
+    k
+}
+
+fn key_addr(k: &types::zfw_addr_key) -> Option<IpAddr> {
+    if i32::from(k.family) == nix::libc::AF_INET {
+        return Some(IpAddr::from(k.addr[0].to_ne_bytes()));
+    }
+    if i32::from(k.family) == nix::libc::AF_INET6 {
+        let mut o = [0u8; 16];
+        for (i, w) in k.addr.iter().enumerate() {
+            o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        return Some(IpAddr::from(o));
+    }
+    None
+}
+
+/// Protect `port`; Ok(false) when it already was.
+pub fn port_add(maps: &Maps, port: u16) -> Result<bool> {
+    let k = u32::from(port);
+    if maps.get::<u32, u32>("ddos_dport_map", &k)?.is_some() {
+        return Ok(false);
+    }
+    maps.put("ddos_dport_map", &k, &1u32)?;
+    Ok(true)
+}
+
+pub fn port_del(maps: &Maps, port: u16) -> Result<()> {
+    if !maps.del("ddos_dport_map", &u32::from(port))? {
+        return Err(Error::usage(format!(
+            "port {port} is not a DDoS-protected port"
+        )));
+    }
+    Ok(())
+}
+
+pub fn ports(maps: &Maps) -> Result<Vec<u16>> {
+    let mut v: Vec<u16> = maps
+        .entries::<u32, u32>("ddos_dport_map")?
+        .into_iter()
+        .map(|(k, _)| k as u16)
+        .collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// Whitelist `ip`; Ok(false) when it already was.
+pub fn allow_add(maps: &Maps, ip: IpAddr) -> Result<bool> {
+    let k = addr_key(ip);
+    if maps.get::<_, u32>("ddos_saddr_map", &k)?.is_some() {
+        return Ok(false);
+    }
+    maps.put("ddos_saddr_map", &k, &1u32)?;
+    Ok(true)
+}
+
+pub fn allow_del(maps: &Maps, ip: IpAddr) -> Result<()> {
+    if !maps.del("ddos_saddr_map", &addr_key(ip))? {
+        return Err(Error::usage(format!("{ip} is not on the DDoS whitelist")));
+    }
+    Ok(())
+}
+
+pub fn allowed(maps: &Maps) -> Result<Vec<IpAddr>> {
+    let mut v: Vec<IpAddr> = maps
+        .entries::<types::zfw_addr_key, u32>("ddos_saddr_map")?
+        .iter()
+        .filter_map(|(k, _)| key_addr(k))
+        .collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
+/// Set (Some((rate, burst))) or switch off (None) the per-source SYN limit.
+pub fn set_rate(maps: &Maps, limit: Option<(u32, u32)>) -> Result<()> {
+    if let Some((rate, burst)) = limit {
+        for (what, v) in [("rate", rate), ("burst", burst)] {
+            if v == 0 || v > MAX_RATE {
+                return Err(Error::usage(format!(
+                    "SYN {what} {v}: expected 1-{MAX_RATE} (use `ddos rate off` to disable)"
+                )));
+            }
+        }
+    }
+    let _lock = maps.root.lock()?;
+    let mut cfg = maps.config()?;
+    let (rate, burst) = limit.unwrap_or((0, 0));
+    cfg.syn_rate = rate;
+    cfg.syn_burst = burst;
+    maps.set_config(&cfg)
+}
+
+/// The SYN limit in force: (rate per second, burst), None when off.
+pub fn rate(maps: &Maps) -> Result<Option<(u32, u32)>> {
+    let cfg = maps.config()?;
+    Ok((cfg.syn_rate != 0).then_some((cfg.syn_rate, cfg.syn_burst)))
+}
+
+/// Protected SYNs seen per interface: (interface name, ifindex, count).
+pub fn syn_counts(maps: &Maps) -> Result<Vec<(String, u32, u64)>> {
+    let names = maps.ifaces()?;
+    let mut v: Vec<(String, u32, u64)> = maps
+        .entries::<u32, u64>("syn_count_map")?
+        .into_iter()
+        .map(|(idx, n)| {
+            let name = names
+                .iter()
+                .find(|(i, _)| *i == idx)
+                .map(|(_, st)| iface_state::name_str(&st.name))
+                .unwrap_or_else(|| format!("ifindex {idx}"));
+            (name, idx, n)
+        })
+        .collect();
+    v.sort_by_key(|(_, i, _)| *i);
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_1_to_65535() {
+        assert_eq!(parse_port("443").unwrap(), 443);
+        assert_eq!(parse_port("65535").unwrap(), 65535);
+        for bad in ["0", "65536", "-1", "http", ""] {
+            assert_eq!(parse_port(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn addr_keys_round_trip_and_keep_families_apart() {
+        for s in ["192.0.2.1", "2001:db8::1", "::ffff:192.0.2.1"] {
+            let ip: IpAddr = s.parse().unwrap();
+            assert_eq!(key_addr(&addr_key(ip)), Some(ip));
+        }
+        let k = addr_key("192.0.2.1".parse().unwrap());
+        assert_eq!(k.addr[0].to_ne_bytes(), [192, 0, 2, 1]);
+        assert_eq!(&k.addr[1..], &[0, 0, 0]);
+        assert_eq!(parse_ip("10.0.0.0/8").unwrap_err().exit_code(), 2);
+    }
+}

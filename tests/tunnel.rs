@@ -1,0 +1,293 @@
+//! Tunnel mode: ingress `tunnel` rules redirect client flows into the
+//! registered tun (recording tun_map state), and XDP on the tun sends the
+//! tunneler's replies straight back out of the client's interface.
+
+mod common;
+
+use std::time::Duration;
+
+use common::catch_all::*;
+use common::fixture::*;
+use common::packet::*;
+use common::*;
+use zfw::skel::types;
+
+const SERVICE: &str = "100.64.0.10";
+
+fn register_tun(f: &Fixture, ifindex: u32) {
+    let ti = types::zfw_tun_iface {
+        ifindex,
+        ..Default::default()
+    };
+    f.root.maps().put("ifindex_tun_map", &0u32, &ti).unwrap();
+}
+
+/// tun_map key of a client flow (the tuple as it arrived, ifindex 0).
+fn tun_key(src: &str, sport: u16, dst: &str, dport: u16, proto: u8) -> types::zfw_flow_key {
+    let mut k = types::zfw_flow_key {
+        sport,
+        dport,
+        family: AF_INET,
+        proto,
+        ..Default::default()
+    };
+    k.saddr[0] = v4(src);
+    k.daddr[0] = v4(dst);
+    k
+}
+
+#[test]
+fn tunnel_rule_redirects_into_the_tun_and_records_the_flow() {
+    require_priv!();
+    let f = Fixture::new();
+    install_catch_all_rule(&f.root.maps(), AF_INET, UDP, action("tunnel"));
+    let frame = udp("10.0.0.1", 40000, SERVICE, 5000, b"hello");
+
+    // no tun registered: nowhere to send it
+    assert_eq!(f.ingress(&frame), TC_ACT_SHOT);
+    assert_eq!(f.counter("drop_no_tunnel"), 1);
+    assert_eq!(f.root.maps().count("tun_map").unwrap(), 0);
+
+    register_tun(&f, IFINDEX);
+    let before = mono_ns();
+    assert_eq!(f.ingress(&frame), TC_ACT_REDIRECT);
+    assert_eq!(f.counter("tunnel"), 1);
+    let st: types::zfw_tun_state = f
+        .root
+        .maps()
+        .get("tun_map", &tun_key("10.0.0.1", 40000, SERVICE, 5000, UDP))
+        .unwrap()
+        .expect("tun_map entry for the client flow");
+    assert_eq!(st.ifindex, IFINDEX);
+    assert_eq!(st.client_mac, CLIENT_MAC);
+    assert_eq!(st.our_mac, SERVER_MAC);
+    // tun_map uses the coarse clock: it may lag the fine one by a tick
+    assert!(st.last_ns + 50_000_000 >= before);
+
+    // more of the flow refreshes the entry in place
+    let first = st.last_ns;
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    assert_eq!(f.ingress(&frame), TC_ACT_REDIRECT);
+    let st2: types::zfw_tun_state = f
+        .root
+        .maps()
+        .get("tun_map", &tun_key("10.0.0.1", 40000, SERVICE, 5000, UDP))
+        .unwrap()
+        .unwrap();
+    assert!(st2.last_ns > first);
+    assert_eq!(f.root.maps().count("tun_map").unwrap(), 1);
+
+    // a TCP flow without a tunnel rule is not redirected
+    assert_eq!(
+        f.ingress(&tcp("10.0.0.1", 40001, SERVICE, 5000, TCP_SYN)),
+        TC_ACT_SHOT
+    );
+}
+
+fn xdp_run(f: &Fixture, ip: &[u8]) -> RunResult {
+    f.root.prog(XDP).run(ip, 0).expect("xdp test run")
+}
+
+fn put_tun_state(f: &Fixture, key: &types::zfw_flow_key, last_ns: u64) {
+    let st = types::zfw_tun_state {
+        last_ns,
+        ifindex: 7,
+        client_mac: CLIENT_MAC,
+        our_mac: SERVER_MAC,
+    };
+    f.root.maps().put("tun_map", key, &st).unwrap();
+}
+
+#[test]
+fn xdp_fast_path_pushes_ethernet_and_redirects_fresh_flows_only() {
+    require_priv!();
+    let f = Fixture::new();
+    let key = tun_key("10.0.0.1", 40000, SERVICE, 5000, UDP);
+    // the tunneler's reply, as the tun delivers it: starts at the IP header
+    let reply = udp(SERVICE, 5000, "10.0.0.1", 40000, b"answer");
+    let reply_ip = strip_ether(&reply).to_vec();
+
+    // miss: the stack gets it unchanged
+    let r = xdp_run(&f, &reply_ip);
+    assert_eq!(r.retval, XDP_PASS);
+    assert_eq!(r.data, reply_ip);
+
+    // fresh entry (20 s idle): Ethernet header with the stored MACs, redirected
+    put_tun_state(&f, &key, mono_ns() - 20_000_000_000);
+    let r = xdp_run(&f, &reply_ip);
+    assert_eq!(r.retval, XDP_REDIRECT);
+    assert_eq!(r.data.len(), reply_ip.len() + 14);
+    assert_eq!(&r.data[0..6], &CLIENT_MAC, "dst MAC = the client's");
+    assert_eq!(&r.data[6..12], &SERVER_MAC, "src MAC = ours");
+    assert_eq!(&r.data[12..14], &[0x08, 0x00]);
+    assert_eq!(&r.data[14..], &reply_ip[..]);
+    assert_eq!(f.counter("xdp_redirect"), 1);
+    // the reply refreshed the entry (replies keep the flow fresh too)
+    let st: types::zfw_tun_state = f.root.maps().get("tun_map", &key).unwrap().unwrap();
+    assert!(
+        mono_ns() - st.last_ns < 1_000_000_000,
+        "last_ns not refreshed"
+    );
+
+    // stale entry (31 s idle): slow path
+    put_tun_state(&f, &key, mono_ns() - 31_000_000_000);
+    assert_eq!(xdp_run(&f, &reply_ip).retval, XDP_PASS);
+    // an entry just inside the window still hits
+    put_tun_state(&f, &key, mono_ns() - 29_000_000_000);
+    assert_eq!(xdp_run(&f, &reply_ip).retval, XDP_REDIRECT);
+
+    // other ports of the same hosts are other flows
+    let other = udp(SERVICE, 5001, "10.0.0.1", 40000, b"answer");
+    assert_eq!(xdp_run(&f, strip_ether(&other)).retval, XDP_PASS);
+    // garbage and truncated packets pass to the stack untouched
+    assert_eq!(xdp_run(&f, &[0u8; 20]).retval, XDP_PASS);
+    assert_eq!(xdp_run(&f, &reply_ip[..24]).retval, XDP_PASS);
+    // a fragment goes to the stack for reassembly
+    let mut frag = reply_ip.clone();
+    frag[6] |= 0x20; // more fragments
+    assert_eq!(xdp_run(&f, &frag).retval, XDP_PASS);
+    // ICMP is never a tunnel reply
+    let ping = icmp_echo(SERVICE, "10.0.0.1", true, 40000, 1);
+    assert_eq!(xdp_run(&f, strip_ether(&ping)).retval, XDP_PASS);
+}
+
+#[test]
+fn xdp_fast_path_handles_ipv6() {
+    require_priv!();
+    let f = Fixture::new();
+    install_catch_all_rule(&f.root.maps(), AF_INET6, TCP, action("tunnel"));
+    register_tun(&f, IFINDEX);
+    let syn = tcp("fd00::1", 40000, "fd64::10", 443, TCP_SYN);
+    assert_eq!(f.ingress(&syn), TC_ACT_REDIRECT);
+    let reply = tcp("fd64::10", 443, "fd00::1", 40000, TCP_SYN | TCP_ACK);
+    let r = xdp_run(&f, strip_ether(&reply));
+    assert_eq!(r.retval, XDP_REDIRECT);
+    assert_eq!(&r.data[12..14], &[0x86, 0xdd]);
+    assert_eq!(&r.data[0..6], &CLIENT_MAC);
+}
+
+/// MAC address of `dev` in `ns`.
+fn mac_of(ns: &Netns, dev: &str) -> [u8; 6] {
+    let out = sh("ip", &["-n", &ns.name, "-o", "link", "show", dev]);
+    let s = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mac = s
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no MAC in {s}"));
+    let v: Vec<u8> = mac
+        .split(':')
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    v.try_into().unwrap()
+}
+
+#[test]
+fn client_udp_to_a_tunnel_service_is_answered_through_the_tun() {
+    require_priv!();
+    let lab = Lab::new();
+    let tun_name = unique("ztun");
+    let tun = open_tun_dev(&lab, &tun_name);
+    lab.client.ip(&[
+        "route",
+        "add",
+        "100.64.0.0/24",
+        "via",
+        SERVER_IP,
+        "dev",
+        "cli0",
+    ]);
+    let out = lab
+        .zfw(&["load", "--iface", "srv0", "--tun", &tun_name])
+        .ok();
+    assert!(
+        out.stdout.contains("xdp (generic)") || out.stdout.contains("xdp (native)"),
+        "{}",
+        out.stdout
+    );
+    let maps = lab.root.maps();
+    let target = format!("{SERVICE}:5000");
+
+    // no tunnel rule: default deny, the tunneler sees nothing
+    assert!(!udp_echo_ok(
+        &lab.client,
+        &target,
+        Duration::from_millis(700)
+    ));
+    assert_eq!(tun.seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    install_catch_all_rule(&maps, AF_INET, UDP, action("tunnel"));
+    assert!(
+        udp_echo_ok(&lab.client, &target, Duration::from_secs(3)),
+        "the tunneler's answer must come back to the client"
+    );
+    assert!(tun.seen.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    // the tun got an L3 packet: bpf_redirect stripped the Ethernet header
+    let first = tun.first.lock().unwrap().clone().unwrap();
+    assert_eq!(first[0] >> 4, 4, "packet read from the tun starts at IPv4");
+    assert_eq!(&first[16..20], &[100, 64, 0, 10]);
+    // the reply took the XDP fast path (the server namespace does not
+    // forward, so the slow path could not have delivered it)
+    assert!(counter(&maps, "xdp_redirect") >= 1);
+    assert!(counter(&maps, "tunnel") >= 1);
+    // tun_map holds the flow: client interface and both MACs
+    let srv_idx = lab.server.enter(|| zfw::ifaddr::index_of("srv0").unwrap());
+    let entries: Vec<(types::zfw_flow_key, types::zfw_tun_state)> =
+        maps.entries("tun_map").unwrap();
+    assert_eq!(entries.len(), 1);
+    let (k, st) = &entries[0];
+    assert_eq!(k.daddr[0], v4(SERVICE));
+    assert_eq!(k.saddr[0], v4(CLIENT_IP));
+    assert_eq!(k.dport, 5000);
+    assert_eq!(st.ifindex, srv_idx);
+    assert_eq!(st.client_mac, mac_of(&lab.client, "cli0"));
+    assert_eq!(st.our_mac, mac_of(&lab.server, "srv0"));
+    drop(tun);
+}
+
+fn open_tun_dev(lab: &Lab, name: &str) -> common::tun::Tunneler {
+    common::tun::Tunneler::start(common::tun::open_tun(&lab.server, name))
+}
+
+#[test]
+fn load_tun_registers_the_tun_and_unload_takes_it_away() {
+    require_priv!();
+    let ns = Netns::new("tun");
+    let root = BpfRoot::in_ns(&ns);
+    let name = unique("ztun");
+    ns.ip(&["tuntap", "add", "dev", &name, "mode", "tun"]);
+    ns.ip(&["link", "set", &name, "up"]);
+    // a name that is not an interface: usage error, nothing loaded
+    let bad = zfw(Some(&ns), &root, &["load", "--tun", "nosuchtun0"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(!root.dir.join("maps").exists());
+
+    zfw(Some(&ns), &root, &["load", "--tun", &name]).ok();
+    let idx = ns.enter({
+        let n = name.clone();
+        move || zfw::ifaddr::index_of(&n).unwrap()
+    });
+    let maps = root.maps();
+    let ti: types::zfw_tun_iface = maps.get("ifindex_tun_map", &0u32).unwrap().unwrap();
+    assert_eq!(ti.ifindex, idx);
+    assert_eq!(zfw::iface_state::name_str(&ti.name), name);
+    let link = sh("ip", &["-n", &ns.name, "-d", "link", "show", &name]);
+    assert!(String::from_utf8_lossy(&link.stdout).contains("xdpgeneric"));
+    let st = zfw(Some(&ns), &root, &["status", "--json"]).ok().stdout;
+    let v: serde_json::Value = serde_json::from_str(&st).unwrap();
+    let tun = v["interfaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == name.as_str())
+        .expect("tun in status");
+    assert!(tun["hooks"]["xdp"].as_u64().is_some(), "{tun}");
+
+    zfw(Some(&ns), &root, &["unload", "--iface", &name]).ok();
+    assert!(maps
+        .get::<u32, types::zfw_tun_iface>("ifindex_tun_map", &0u32)
+        .unwrap()
+        .is_none());
+    let link = sh("ip", &["-n", &ns.name, "-d", "link", "show", &name]);
+    assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"));
+}
