@@ -9,6 +9,7 @@ pub mod iface_state;
 pub mod ifaddr;
 pub mod loader;
 pub mod maps;
+pub mod nat;
 pub mod skel;
 pub mod status;
 pub mod testkit;

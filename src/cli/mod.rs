@@ -9,6 +9,7 @@ use crate::bpffs::{Root, DEFAULT_ROOT};
 use crate::error::Result;
 
 pub mod lifecycle;
+pub mod nat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +33,13 @@ pub enum Command {
     Unload(lifecycle::UnloadArgs),
     /// Show interfaces, hooks, settings, map fill levels and counters
     Status(lifecycle::StatusArgs),
+    /// Masquerade (NAT) mappings
+    Masquerade {
+        #[command(subcommand)]
+        cmd: nat::MasqueradeCmd,
+    },
+    /// Remove stale state: idle or orphaned masquerade mappings
+    Gc(nat::GcArgs),
 }
 
 /// Run a parsed command line; returns the process exit status.
@@ -42,6 +50,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Load(a) => lifecycle::load(&root, a),
         Command::Unload(a) => lifecycle::unload(&root, a),
         Command::Status(a) => lifecycle::status(&root, a),
+        Command::Masquerade { cmd } => nat::masquerade(&root, cmd),
+        Command::Gc(a) => nat::gc(&root, a),
     };
     match res {
         Ok(()) => 0,

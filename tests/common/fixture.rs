@@ -108,3 +108,32 @@ impl Fixture {
             .unwrap()
     }
 }
+
+impl Fixture {
+    /// Run the egress program; the result carries the packet as it left.
+    pub fn egress_out(&self, frame: &[u8]) -> RunResult {
+        self.root
+            .prog(EGRESS)
+            .run(frame, IFINDEX)
+            .expect("test run")
+    }
+
+    /// Run ingress prio 1 (and prio 2 when handed on); the result carries
+    /// the packet as prio 1 left it.
+    pub fn ingress_out(&self, frame: &[u8]) -> RunResult {
+        let r = self
+            .root
+            .prog(POLICY)
+            .run(frame, IFINDEX)
+            .expect("test run");
+        if r.retval == TC_ACT_UNSPEC {
+            let t = self
+                .root
+                .prog(TRACK)
+                .run_cb(&r.data, IFINDEX, r.cb, 1)
+                .expect("test run");
+            assert_eq!(t.retval, TC_ACT_OK);
+        }
+        r
+    }
+}
