@@ -139,7 +139,8 @@ pub fn list_nat(maps: &Maps) -> Result<Vec<NatEntry>> {
         }
     }
     out.sort_by(|a, b| {
-        (a.ifindex, &a.proto, &a.inside, &a.remote).cmp(&(b.ifindex, &b.proto, &b.inside, &b.remote))
+        (a.ifindex, &a.proto, &a.inside, &a.remote)
+            .cmp(&(b.ifindex, &b.proto, &b.inside, &b.remote))
     });
     Ok(out)
 }

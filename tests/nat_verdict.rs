@@ -157,7 +157,16 @@ fn dnat_restores_the_inside_destination_and_replies_pass_default_deny() {
     let f = masq();
     let nport = open_tcp(&f, 40000);
     // no rules at all: the reply is let in only as a known (tracked) flow
-    let r = f.ingress_out(&tcp_full(REMOTE, 80, OUT, nport, TCP_SYN | TCP_ACK, 99, 8, b""));
+    let r = f.ingress_out(&tcp_full(
+        REMOTE,
+        80,
+        OUT,
+        nport,
+        TCP_SYN | TCP_ACK,
+        99,
+        8,
+        b"",
+    ));
     assert_eq!(r.retval, TC_ACT_OK);
     let v = view(&r.data);
     assert_eq!(v.dst(), ip(IN), "destination restored");
@@ -168,7 +177,9 @@ fn dnat_restores_the_inside_destination_and_replies_pass_default_deny() {
     // data both ways
     let r = f.egress_out(&tcp_full(IN, 40000, REMOTE, 80, TCP_ACK, 8, 100, b"GET /"));
     assert_eq!(view(&r.data).sport(), nport);
-    let r = f.ingress_out(&tcp_full(REMOTE, 80, OUT, nport, TCP_ACK, 100, 13, b"200 OK"));
+    let r = f.ingress_out(&tcp_full(
+        REMOTE, 80, OUT, nport, TCP_ACK, 100, 13, b"200 OK",
+    ));
     assert_eq!(r.retval, TC_ACT_OK);
     assert!(view(&r.data).checksums_ok());
     // another port on the same address is not a reply: default deny
@@ -226,20 +237,14 @@ fn port_exhaustion_drops_and_never_sends_the_inside_address() {
     assert_eq!(f.counter("drop_nat_exhausted"), 1);
     assert_eq!(maps.count("masquerade_reverse_map").unwrap(), 0);
     // another peer port still has room
-    assert_eq!(
-        f.egress(&tcp(IN, 40000, REMOTE, 443, TCP_SYN)),
-        TC_ACT_OK
-    );
+    assert_eq!(f.egress(&tcp(IN, 40000, REMOTE, 443, TCP_SYN)), TC_ACT_OK);
 }
 
 #[test]
 fn a_non_syn_without_mapping_is_dropped_not_leaked() {
     require_priv!();
     let f = masq();
-    assert_eq!(
-        f.egress(&tcp(IN, 40000, REMOTE, 80, TCP_ACK)),
-        TC_ACT_SHOT
-    );
+    assert_eq!(f.egress(&tcp(IN, 40000, REMOTE, 80, TCP_ACK)), TC_ACT_SHOT);
     assert_eq!(f.counter("drop_nat_untranslatable"), 1);
 }
 
@@ -270,12 +275,25 @@ fn tcp_mapping_goes_after_fin_from_both_sides_and_the_final_ack() {
     f.ingress(&tcp_full(REMOTE, 80, OUT, n, TCP_SYN | TCP_ACK, 0, 1, b""));
     f.egress(&tcp_full(IN, 40000, REMOTE, 80, TCP_ACK, 1, 1, b""));
     // inside closes, the peer acknowledges and closes too
-    f.egress(&tcp_full(IN, 40000, REMOTE, 80, TCP_FIN | TCP_ACK, 1, 1, b""));
+    f.egress(&tcp_full(
+        IN,
+        40000,
+        REMOTE,
+        80,
+        TCP_FIN | TCP_ACK,
+        1,
+        1,
+        b"",
+    ));
     assert_eq!(maps.count("masquerade_map").unwrap(), 1, "one FIN: kept");
     let r = f.ingress_out(&tcp_full(REMOTE, 80, OUT, n, TCP_FIN | TCP_ACK, 1, 2, b""));
     assert_eq!(r.retval, TC_ACT_OK);
     assert_eq!(view(&r.data).dst(), ip(IN));
-    assert_eq!(maps.count("masquerade_map").unwrap(), 1, "final ACK pending");
+    assert_eq!(
+        maps.count("masquerade_map").unwrap(),
+        1,
+        "final ACK pending"
+    );
     let r = f.egress_out(&tcp_full(IN, 40000, REMOTE, 80, TCP_ACK, 2, 2, b""));
     assert_eq!(r.retval, TC_ACT_OK);
     assert_eq!(view(&r.data).src(), ip(OUT), "the final ACK is translated");
@@ -333,10 +351,17 @@ fn icmp_errors_are_translated_outer_and_quoted_headers() {
     assert_eq!(f.counter("pass_icmp_error"), 1);
     let outer = strip_ether(&r.data);
     assert_eq!(view(&r.data).dst(), ip(IN));
-    assert!(ipv4_checksum_ok(outer) && l4_checksum_ok(outer), "outer/ICMP checksums");
+    assert!(
+        ipv4_checksum_ok(outer) && l4_checksum_ok(outer),
+        "outer/ICMP checksums"
+    );
     let quoted = &outer[28..];
     assert!(ipv4_checksum_ok(quoted), "quoted IP checksum");
-    assert_eq!(&quoted[12..16], &[192, 168, 1, 10], "quoted source restored");
+    assert_eq!(
+        &quoted[12..16],
+        &[192, 168, 1, 10],
+        "quoted source restored"
+    );
     assert_eq!(u16::from_be_bytes([quoted[20], quoted[21]]), 5000);
     assert_ne!(nport, 0);
 
@@ -350,7 +375,11 @@ fn icmp_errors_are_translated_outer_and_quoted_headers() {
     assert!(ipv4_checksum_ok(outer) && l4_checksum_ok(outer));
     let quoted = &outer[28..];
     assert!(ipv4_checksum_ok(quoted));
-    assert_eq!(&quoted[16..20], &[10, 0, 0, 2], "quoted destination translated");
+    assert_eq!(
+        &quoted[16..20],
+        &[10, 0, 0, 2],
+        "quoted destination translated"
+    );
     assert_eq!(u16::from_be_bytes([quoted[22], quoted[23]]), nport);
     // an error from inside about an untranslated flow is not let out
     let stray = udp(REMOTE, 53, IN, 6000, b"x");
@@ -409,7 +438,8 @@ fn idle_udp_mappings_stop_admitting_replies_and_gc_removes_them() {
             v.last_ns = 1;
             maps.put("masquerade_map", &k, &v).unwrap();
             let rk = zfw::nat::reverse_key(&k, &v);
-            let mut rv: types::zfw_nat_rev = maps.get("masquerade_reverse_map", &rk).unwrap().unwrap();
+            let mut rv: types::zfw_nat_rev =
+                maps.get("masquerade_reverse_map", &rk).unwrap().unwrap();
             rv.last_ns = 1;
             maps.put("masquerade_reverse_map", &rk, &rv).unwrap();
         }

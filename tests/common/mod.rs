@@ -377,6 +377,7 @@ pub fn udp_echo_ok(ns: &Netns, addr: &str, timeout: Duration) -> bool {
 
 /// `ping -c1 -W1 dst` from `ns`.
 pub mod fixture;
+pub mod router;
 
 pub fn ping_ok(ns: &Netns, dst: &str) -> bool {
     ns.exec("ping", &["-c", "1", "-W", "1", dst])
