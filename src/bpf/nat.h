@@ -150,14 +150,13 @@ ZFW_INLINE int zfw_nat_set_addr(struct __sk_buff *skb, __u8 family, __u32 l3_off
 	return bpf_skb_store_bytes(skb, l3_off + (dst ? 24 : 8), to, 16, 0) ? -1 : 0;
 }
 
-/* Replace the 16-bit port (or echo id) at @off, fixing the checksum at @csum_off. */
+/* Replace the 16-bit port (or echo id) at @off, fixing the checksum at
+ * @csum_off.  IPv4 only: IPv6 static PAT keeps ports (callers skip it). */
 ZFW_INLINE int zfw_nat_set_port(struct __sk_buff *skb, __u32 off, __u16 from, __u16 to,
 				__u32 csum_off, __u64 fl)
 {
 	__u16 f = bpf_htons(from), t = bpf_htons(to);
 
-	if (f == t)
-		return 0;
 	if (csum_off && bpf_l4_csum_replace(skb, csum_off, f, t, fl | 2))
 		return -1;
 	return bpf_skb_store_bytes(skb, off, &t, 2, 0) ? -1 : 0;
@@ -313,6 +312,7 @@ ZFW_INLINE int zfw_nat_alloc(struct __sk_buff *skb, const struct zfw_pkt *p,
 	v->port = p->k.sport;
 	v->state = p->k.proto == ZFW_P_TCP ? ZFW_TCP_SYN_SENT : ZFW_TCP_UDP;
 	v->last_ns = now;
+	v->naddr4 = p->k.family == ZFW_AF_INET ? nr->naddr[0] : 0;
 	if (p->k.family == ZFW_AF_INET6) {
 		/* static PAT: the port stays, so it must be free for this peer */
 		k->nport = p->k.sport;
@@ -355,26 +355,22 @@ ZFW_INLINE int zfw_nat_may_start(const struct zfw_pkt *p)
 }
 
 /* SNAT of a forwarded TCP / UDP / ICMP echo packet. */
-ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat_scratch *s)
+ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat_scratch *s,
+			struct zfw_nat_rev *r)
 {
 	struct zfw_nat_rev *nr = &s->nr;
 	struct zfw_nat_key *k = &s->k;
-	struct zfw_nat_rev *r;
 	__u32 csum_off, off;
 	__u64 fl;
 	int rc, gone = 0;
 
-	/* no ports to translate (later fragments, other protocols): never
-	 * let the inside address out */
-	if (p->frag == ZFW_FRAG_LATER || !p->has_ports)
-		return zfw_nat_drop(p, ZFW_DIR_EGRESS, ZFW_R_DROP_NAT_UNTRANSLATABLE,
-				    ZFW_NAT_E_NOT_START);
-	r = bpf_map_lookup_elem(&masquerade_reverse_map, &p->k);
 	if (r) {
 		r->last_ns = bpf_ktime_get_ns();
 		*nr = *r;
 	} else {
-		if (!zfw_nat_may_start(p))
+		/* no ports to translate (later fragments, other protocols):
+		 * never let the inside address out */
+		if (p->frag == ZFW_FRAG_LATER || !p->has_ports || !zfw_nat_may_start(p))
 			return zfw_nat_drop(p, ZFW_DIR_EGRESS, ZFW_R_DROP_NAT_UNTRANSLATABLE,
 					    ZFW_NAT_E_NOT_START);
 		rc = zfw_nat_alloc(skb, p, s);
@@ -400,7 +396,8 @@ ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat
 		return zfw_nat_drop(p, ZFW_DIR_EGRESS, ZFW_R_DROP_NAT_UNTRANSLATABLE,
 				    ZFW_NAT_E_REWRITE);
 	off = zfw_nat_port_off(p, 0, &csum_off, &fl);
-	if (zfw_nat_set_port(skb, off, p->k.sport, nr->nport, csum_off, fl))
+	if (p->k.family == ZFW_AF_INET &&
+	    zfw_nat_set_port(skb, off, p->k.sport, nr->nport, csum_off, fl))
 		return zfw_nat_drop(p, ZFW_DIR_EGRESS, ZFW_R_DROP_NAT_UNTRANSLATABLE,
 				    ZFW_NAT_E_REWRITE);
 	if (gone)
@@ -449,7 +446,7 @@ ZFW_INLINE int zfw_snat_icmp_error(struct __sk_buff *skb, struct zfw_pkt *p, int
 	if (zfw_nat_set_addr(skb, p->k.family, in->l3_off, 1, in->k.daddr, nr->naddr,
 			     v4 ? 0 : csum, 0))
 		goto fail;
-	if (zfw_nat_set_port(skb, in->l4_off + 2, in->k.dport, nr->nport, csum, 0))
+	if (v4 && zfw_nat_set_port(skb, in->l4_off + 2, in->k.dport, nr->nport, csum, 0))
 		goto fail;
 	if (!own_src && zfw_nat_set_addr(skb, p->k.family, p->l3_off, 0, p->k.saddr, nr->naddr,
 					 v4 ? 0 : csum, BPF_F_PSEUDO_HDR))
@@ -468,6 +465,7 @@ fail:
 static __attribute__((noinline)) int zfw_nat_out(struct __sk_buff *skb, struct zfw_pkt *p)
 {
 	struct zfw_nat_scratch *s;
+	struct zfw_nat_rev *r;
 	int own;
 
 	if (!(zfw_if_flags(p->k.ifindex) & ZFW_IF_MASQUERADE))
@@ -475,16 +473,24 @@ static __attribute__((noinline)) int zfw_nat_out(struct __sk_buff *skb, struct z
 	s = zfw_nat_scratch();
 	if (!s)
 		return TC_ACT_SHOT;
-	own = zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.saddr);
 	if ((p->k.proto == ZFW_P_ICMP || p->k.proto == ZFW_P_ICMPV6) && p->frag != ZFW_FRAG_LATER &&
-	    zfw_icmp_is_error(p))
+	    zfw_icmp_is_error(p)) {
+		own = zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.saddr);
 		return zfw_snat_icmp_error(skb, p, own, s);
-	if (own)
+	}
+	/* a flow with a mapping is forwarded by definition: the own-address
+	 * check is needed only before creating one */
+	if (p->frag != ZFW_FRAG_LATER && p->has_ports) {
+		r = bpf_map_lookup_elem(&masquerade_reverse_map, &p->k);
+		if (r)
+			return zfw_snat(skb, p, s, r);
+	}
+	if (zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.saddr))
 		return TC_ACT_OK;
 	if (p->k.family == ZFW_AF_INET6 && p->k.proto == ZFW_P_ICMPV6 && p->icmp_type >= 133 &&
 	    p->icmp_type <= 137)
 		return TC_ACT_OK; /* neighbour discovery from a link-local/unspecified source */
-	return zfw_snat(skb, p, s);
+	return zfw_snat(skb, p, s, 0);
 }
 
 /* DNAT of an ICMP error quoting a translated flow: outer destination,
@@ -521,7 +527,7 @@ ZFW_INLINE int zfw_dnat_icmp_error(struct __sk_buff *skb, struct zfw_pkt *p,
 			     v4 ? 0 : csum, 0))
 		return -ZFW_R_DROP_NAT_UNTRANSLATABLE;
 	off = in->k.proto == ZFW_P_TCP || in->k.proto == ZFW_P_UDP ? in->l4_off : in->l4_off + 4;
-	if (zfw_nat_set_port(skb, off, in->k.sport, v->port, csum, 0))
+	if (v4 && zfw_nat_set_port(skb, off, in->k.sport, v->port, csum, 0))
 		return -ZFW_R_DROP_NAT_UNTRANSLATABLE;
 	__builtin_memcpy(p->k.daddr, v->addr, 16);
 	zfw_count(ZFW_R_NAT);
@@ -569,7 +575,11 @@ static __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zf
 	k->family = p->k.family;
 	k->proto = p->k.proto;
 	vp = bpf_map_lookup_elem(zfw_nat_map(p->k.proto), k);
-	if (!vp || !zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.daddr))
+	if (!vp)
+		return 0;
+	/* the mapping is for replies to our translated address only */
+	if (p->k.family == ZFW_AF_INET ? vp->naddr4 != p->k.daddr[0]
+				       : !zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.daddr))
 		return 0;
 	now = bpf_ktime_get_ns();
 	zfw_nat_rev_key(k, vp, rk);
@@ -601,7 +611,8 @@ static __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zf
 	if (zfw_nat_set_addr(skb, p->k.family, p->l3_off, 1, p->k.daddr, v->addr, csum_off, fl))
 		return -ZFW_R_DROP_NAT_UNTRANSLATABLE;
 	off = zfw_nat_port_off(p, 1, &csum_off, &fl);
-	if (zfw_nat_set_port(skb, off, k->nport, v->port, csum_off, fl))
+	if (p->k.family == ZFW_AF_INET &&
+	    zfw_nat_set_port(skb, off, k->nport, v->port, csum_off, fl))
 		return -ZFW_R_DROP_NAT_UNTRANSLATABLE;
 	__builtin_memcpy(p->k.daddr, v->addr, 16);
 	if (echo)

@@ -316,7 +316,7 @@ struct zfw_nat_val {
 	__u16 port;      /* original inside source port / echo id */
 	__u8 state;      /* enum zfw_tcp_state (ZFW_TCP_UDP for UDP/ICMP) */
 	__u8 fin;        /* enum zfw_nat_fin bits */
-	__u32 pad2;
+	__u32 naddr4;    /* IPv4: the translated address (0 for IPv6) */
 	__u64 last_ns;   /* last packet from outside (or creation) */
 };
 
