@@ -38,6 +38,34 @@ pub struct NatEntry {
     pub idle_s: u64,
 }
 
+/// Masquerade on an interface needs both TC directions: SNAT runs in the
+/// egress program, DNAT in ingress.  Err names what is missing and how to
+/// fix it (for `iface set IF --masquerade on` and `masquerade list`).
+fn hook(name: &str) -> u32 {
+    names::ZFW_HOOK
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, v)| *v as u32)
+}
+
+pub fn check_hooks(name: &str, st: &types::zfw_iface) -> Result<()> {
+    let missing: Vec<&str> = [
+        ("ZFW_HOOK_EGRESS", "egress"),
+        ("ZFW_HOOK_INGRESS", "ingress"),
+    ]
+    .into_iter()
+    .filter(|(c, _)| st.hooks & hook(c) == 0)
+    .map(|(_, n)| n)
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(crate::Error::usage(format!(
+        "masquerade on {name} needs the {} hook, which is not attached (zfw load --iface {name}, without --no-egress)",
+        missing.join(" and ")
+    )))
+}
+
 /// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns().
 pub fn now_ns() -> Result<u64> {
     let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
@@ -189,6 +217,21 @@ mod tests {
         assert_eq!(timeout_ns(6, 3), 3600 * NSEC);
         assert_eq!(timeout_ns(6, 1), 60 * NSEC);
         assert_eq!(timeout_ns(6, 5), 120 * NSEC);
+    }
+
+    #[test]
+    fn masquerade_needs_egress_and_ingress_hooks() {
+        let mut st = types::zfw_iface {
+            hooks: hook("ZFW_HOOK_INGRESS") | hook("ZFW_HOOK_TRACK"),
+            ..Default::default()
+        };
+        let e = check_hooks("eth0", &st).unwrap_err();
+        assert!(e.to_string().contains("needs the egress hook"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+        st.hooks |= hook("ZFW_HOOK_EGRESS");
+        assert!(check_hooks("eth0", &st).is_ok());
+        st.hooks = hook("ZFW_HOOK_EGRESS");
+        assert!(check_hooks("eth0", &st).is_err());
     }
 
     #[test]

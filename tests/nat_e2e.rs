@@ -167,3 +167,28 @@ fn icmp_port_unreachable_reaches_the_inside_client() {
     });
     assert!(refused, "port unreachable translated back to the client");
 }
+
+#[test]
+fn masquerade_without_egress_hook_is_reported_and_cli_errors_are_one_line() {
+    require_priv!();
+    let lab = RouterLab::new();
+    lab.zfw(&["load", "--iface", OUTSIDE_IF, "--no-egress"])
+        .ok();
+    lab.set_masquerade(true);
+    let r = lab.zfw(&["masquerade", "list"]).ok();
+    assert!(
+        r.stderr.contains("masquerade on ro0 needs the egress hook"),
+        "{}",
+        r.stderr
+    );
+    // bad usage: exit 2, one line; nothing loaded: exit 1
+    let bad = lab.zfw(&["masquerade", "show"]);
+    assert_eq!(bad.code, 2);
+    let empty = BpfRoot::new();
+    let r = zfw(None, &empty, &["masquerade", "list"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("not loaded"), "{}", r.stderr);
+    let r = zfw(None, &empty, &["gc"]);
+    assert_eq!(r.code, 1);
+}

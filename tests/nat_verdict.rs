@@ -236,6 +236,19 @@ fn port_exhaustion_drops_and_never_sends_the_inside_address() {
     assert_eq!(r.retval, TC_ACT_SHOT, "no free port: dropped");
     assert_eq!(f.counter("drop_nat_exhausted"), 1);
     assert_eq!(maps.count("masquerade_reverse_map").unwrap(), 0);
+    // an event says why
+    let name = |t: &[(&str, i64)], n: &str| t.iter().find(|(k, _)| *k == n).unwrap().1;
+    let ev = f.events();
+    assert!(
+        ev.iter().any(|e| i64::from(e.kind)
+            == name(zfw::skel::names::ZFW_EVENT_KIND, "ZFW_EV_NAT")
+            && i64::from(e.reason)
+                == name(zfw::skel::names::ZFW_REASON, "ZFW_R_DROP_NAT_EXHAUSTED")
+            && i64::from(e.code) == name(zfw::skel::names::ZFW_NAT_ERR, "ZFW_NAT_E_EXHAUSTED")
+            && e.sport == 40000
+            && e.dport == 80),
+        "exhaustion event: {ev:?}"
+    );
     // another peer port still has room
     assert_eq!(f.egress(&tcp(IN, 40000, REMOTE, 443, TCP_SYN)), TC_ACT_OK);
 }
@@ -379,6 +392,23 @@ fn icmp_errors_are_translated_outer_and_quoted_headers() {
         &quoted[16..20],
         &[10, 0, 0, 2],
         "quoted destination translated"
+    );
+    assert_eq!(u16::from_be_bytes([quoted[22], quoted[23]]), nport);
+    // this host's own error about a reply it un-translated (e.g. the inside
+    // host is unreachable): the quoted packet gets the outside view back,
+    // the outer source (ours) stays
+    let err = icmp_error(OUT, REMOTE, 3, 1, strip_ether(&reply));
+    let r = f.egress_out(&err);
+    assert_eq!(r.retval, TC_ACT_OK);
+    let outer = strip_ether(&r.data);
+    assert_eq!(view(&r.data).src(), ip(OUT));
+    assert!(ipv4_checksum_ok(outer) && l4_checksum_ok(outer));
+    let quoted = &outer[28..];
+    assert!(ipv4_checksum_ok(quoted));
+    assert_eq!(
+        &quoted[16..20],
+        &[10, 0, 0, 2],
+        "no inside address in the quote"
     );
     assert_eq!(u16::from_be_bytes([quoted[22], quoted[23]]), nport);
     // an error from inside about an untranslated flow is not let out

@@ -63,15 +63,6 @@ ZFW_INLINE struct zfw_nat_scratch *zfw_nat_scratch(void)
 	return bpf_map_lookup_elem(&nat_scratch_map, &zero);
 }
 
-/* Why a packet could not be translated: zfw_event.code of ZFW_EV_NAT. */
-enum zfw_nat_err {
-	ZFW_NAT_E_EXHAUSTED = 1, /* no free port after ZFW_NAT_RETRIES picks */
-	ZFW_NAT_E_NO_ADDR = 2,   /* the interface has no address to use */
-	ZFW_NAT_E_NOT_START = 3, /* no mapping and the packet cannot start one */
-	ZFW_NAT_E_CONFLICT = 4,  /* IPv6 static PAT: the port is taken by another host */
-	ZFW_NAT_E_REWRITE = 5,   /* a helper failed to rewrite the packet */
-};
-
 ZFW_INLINE int zfw_nat_drop(const struct zfw_pkt *p, __u8 dir, __u16 reason, __u16 why)
 {
 	zfw_count(reason);

@@ -136,6 +136,15 @@ enum zfw_event_kind {
 	ZFW_EV_NAT = 4,
 };
 
+/* Why masquerade dropped a packet: zfw_event.code of a ZFW_EV_NAT event. */
+enum zfw_nat_err {
+	ZFW_NAT_E_EXHAUSTED = 1, /* no free port after ZFW_NAT_RETRIES picks */
+	ZFW_NAT_E_NO_ADDR = 2,   /* the interface has no address to use */
+	ZFW_NAT_E_NOT_START = 3, /* no mapping, and the packet cannot start one */
+	ZFW_NAT_E_CONFLICT = 4,  /* IPv6 static PAT: the port is taken by another host */
+	ZFW_NAT_E_REWRITE = 5,   /* a helper failed to rewrite the packet */
+};
+
 /* Global settings, config_map[0]. */
 struct zfw_config {
 	__u32 abi_version;

@@ -39,6 +39,14 @@ fn iface_name(maps: &Maps, ifindex: u32) -> String {
 pub fn masquerade(root: &Root, cmd: MasqueradeCmd) -> Result<()> {
     let MasqueradeCmd::List(a) = cmd;
     let maps = Maps::open(root)?;
+    let bit = iface_state::flag_bit("masquerade").unwrap_or(0);
+    for (_, st) in maps.ifaces()? {
+        if st.flags & bit != 0 {
+            if let Err(e) = nat::check_hooks(&iface_state::name_str(&st.name), &st) {
+                eprintln!("warning: {e}");
+            }
+        }
+    }
     let entries = nat::list_nat(&maps)?;
     if a.json {
         return super::print_json(&entries);

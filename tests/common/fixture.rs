@@ -137,3 +137,24 @@ impl Fixture {
         r
     }
 }
+
+impl Fixture {
+    /// Drain rb_map: every event the datapath emitted so far.
+    pub fn events(&self) -> Vec<types::zfw_event> {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let h = libbpf_rs::MapHandle::from_pinned_path(self.root.dir.join("maps/rb_map"))
+            .expect("open rb_map");
+        let got: Rc<RefCell<Vec<types::zfw_event>>> = Rc::default();
+        let sink = got.clone();
+        let mut b = libbpf_rs::RingBufferBuilder::new();
+        b.add(&h, move |d: &[u8]| {
+            sink.borrow_mut().push(zfw::skel::from_bytes(d));
+            0
+        })
+        .expect("ring buffer");
+        b.build().expect("ring buffer").consume().expect("consume");
+        let v = got.borrow().clone();
+        v
+    }
+}
