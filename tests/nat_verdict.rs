@@ -71,6 +71,13 @@ impl View<'_> {
     }
 }
 
+/// An ICMPv6 message of type `ty` (no body) from `src` to `dst`.
+fn icmp_message_frame(src: &str, dst: &str, ty: u8) -> Vec<u8> {
+    let (s, d) = (ip(src), ip(dst));
+    let m = icmp_message(s, d, ty, 0, [0; 4], &[0; 16]);
+    ether(SERVER_MAC, CLIENT_MAC, 0x86dd, &ip_packet(s, d, 58, &m))
+}
+
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
@@ -268,6 +275,18 @@ fn the_hosts_own_traffic_is_not_translated() {
     let own = tcp(OUT, 40000, REMOTE, 80, TCP_SYN);
     let r = f.egress_out(&own);
     assert_eq!((r.retval, &r.data), (TC_ACT_OK, &own));
+    assert_eq!(f.root.maps().count("masquerade_map").unwrap(), 0);
+    // nor are packets sent before the host has an address, or link-local
+    for frame in [
+        udp("0.0.0.0", 68, "255.255.255.255", 67, b"dhcp discover"),
+        udp("192.168.1.10", 68, "255.255.255.255", 67, b"dhcp"),
+        icmp_message_frame("::", "ff02::16", 143),
+        icmp_message_frame("fe80::1", "ff02::2", 133),
+        tcp("fe80::1", 40000, "fe80::2", 80, TCP_SYN),
+    ] {
+        let r = f.egress_out(&frame);
+        assert_eq!((r.retval, &r.data), (TC_ACT_OK, &frame));
+    }
     assert_eq!(f.root.maps().count("masquerade_map").unwrap(), 0);
     // its reply comes back through the normal known-flow path
     let reply = tcp(REMOTE, 80, OUT, 40000, TCP_SYN | TCP_ACK);

@@ -448,6 +448,20 @@ fail:
 	return zfw_nat_drop(p, ZFW_DIR_EGRESS, ZFW_R_DROP_NAT_UNTRANSLATABLE, ZFW_NAT_E_REWRITE);
 }
 
+/*
+ * Packets no router forwards, which this host sends before (or without)
+ * having an address of its own: DHCP from 0.0.0.0, limited broadcast,
+ * IPv6 from :: (DAD, MLD) or a link-local address.  Never translated.
+ */
+ZFW_INLINE int zfw_nat_local_scope(const struct zfw_pkt *p)
+{
+	if (p->k.family == ZFW_AF_INET)
+		return p->k.saddr[0] == 0 || p->k.daddr[0] == 0xffffffff;
+	if ((p->k.saddr[0] & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000))
+		return 1;
+	return (p->k.saddr[0] | p->k.saddr[1] | p->k.saddr[2] | p->k.saddr[3]) == 0;
+}
+
 /**
  * zfw_nat_out - masquerade step of the egress program, after its state
  * bookkeeping (which is keyed by the inside tuple).  The host's own
@@ -478,9 +492,8 @@ static __attribute__((noinline)) int zfw_nat_out(struct __sk_buff *skb, struct z
 	}
 	if (zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.saddr))
 		return TC_ACT_OK;
-	if (p->k.family == ZFW_AF_INET6 && p->k.proto == ZFW_P_ICMPV6 && p->icmp_type >= 133 &&
-	    p->icmp_type <= 137)
-		return TC_ACT_OK; /* neighbour discovery from a link-local/unspecified source */
+	if (zfw_nat_local_scope(p))
+		return TC_ACT_OK;
 	return zfw_snat(skb, p, s, 0);
 }
 
