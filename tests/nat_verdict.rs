@@ -334,6 +334,48 @@ fn tcp_mapping_goes_after_fin_from_both_sides_and_the_final_ack() {
 }
 
 #[test]
+fn a_new_connection_on_a_closing_tuple_keeps_its_mapping() {
+    require_priv!();
+    let f = masq();
+    let maps = f.root.maps();
+    let n = open_tcp(&f, 40000);
+    f.ingress(&tcp_full(REMOTE, 80, OUT, n, TCP_SYN | TCP_ACK, 0, 1, b""));
+    f.egress(&tcp_full(
+        IN,
+        40000,
+        REMOTE,
+        80,
+        TCP_FIN | TCP_ACK,
+        1,
+        1,
+        b"",
+    ));
+    f.ingress(&tcp_full(REMOTE, 80, OUT, n, TCP_FIN | TCP_ACK, 1, 2, b""));
+    // the final ACK got lost; the inside host opens the same tuple again
+    let r = f.egress_out(&tcp_full(IN, 40000, REMOTE, 80, TCP_SYN, 5000, 0, b""));
+    assert_eq!(view(&r.data).sport(), n, "same mapping");
+    let r = f.ingress_out(&tcp_full(
+        REMOTE,
+        80,
+        OUT,
+        n,
+        TCP_SYN | TCP_ACK,
+        9000,
+        5001,
+        b"",
+    ));
+    assert_eq!(view(&r.data).dst(), ip(IN));
+    let r = f.egress_out(&tcp_full(IN, 40000, REMOTE, 80, TCP_ACK, 5001, 9001, b""));
+    assert_eq!(view(&r.data).src(), ip(OUT));
+    assert_eq!(
+        maps.count("masquerade_map").unwrap(),
+        1,
+        "new connection keeps it"
+    );
+    assert_eq!(maps.count("masquerade_reverse_map").unwrap(), 1);
+}
+
+#[test]
 fn tcp_mapping_goes_on_rst_from_either_side() {
     require_priv!();
     let f = masq();

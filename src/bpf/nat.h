@@ -200,6 +200,18 @@ ZFW_INLINE int zfw_nat_tcp_step(__u8 *state, __u8 *fin, __u8 fl, __u8 side)
 {
 	if (fl & ZFW_TCP_RST)
 		return 1;
+	if (fl & ZFW_TCP_SYN) {
+		if (!(fl & ZFW_TCP_ACK) && side == ZFW_NAT_SIDE_IN &&
+		    (*state == ZFW_TCP_FIN_WAIT || *state == ZFW_TCP_CLOSING)) {
+			/* the inside host reuses the tuple: a new connection */
+			*state = ZFW_TCP_SYN_SENT;
+			*fin = 0;
+		} else if ((fl & ZFW_TCP_ACK) && side == ZFW_NAT_SIDE_OUT &&
+			   *state == ZFW_TCP_SYN_SENT) {
+			*state = ZFW_TCP_ESTABLISHED;
+		}
+		return 0;
+	}
 	if (fl & ZFW_TCP_FIN) {
 		__u8 f = (*fin & (ZFW_NAT_FIN_INSIDE | ZFW_NAT_FIN_OUTSIDE)) | side;
 
@@ -214,9 +226,6 @@ ZFW_INLINE int zfw_nat_tcp_step(__u8 *state, __u8 *fin, __u8 fl, __u8 side)
 
 		return side != last;
 	}
-	if (side == ZFW_NAT_SIDE_OUT && *state == ZFW_TCP_SYN_SENT && (fl & ZFW_TCP_SYN) &&
-	    (fl & ZFW_TCP_ACK))
-		*state = ZFW_TCP_ESTABLISHED;
 	return 0;
 }
 
@@ -379,7 +388,8 @@ ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat
 	k->family = p->k.family;
 	k->proto = p->k.proto;
 	if (p->k.proto == ZFW_P_TCP &&
-	    ((p->tcp_flags & (ZFW_TCP_FIN | ZFW_TCP_RST)) || nr->state == ZFW_TCP_CLOSING))
+	    ((p->tcp_flags & (ZFW_TCP_FIN | ZFW_TCP_RST)) || nr->state == ZFW_TCP_CLOSING ||
+	     nr->state == ZFW_TCP_FIN_WAIT))
 		gone = zfw_nat_tcp_event(k, &p->k, p->tcp_flags, ZFW_NAT_SIDE_IN);
 
 	csum_off = zfw_nat_addr_csum(p, &fl);
@@ -599,7 +609,7 @@ static __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zf
 		__u8 st = vp->state, fin = vp->fin;
 
 		gone = zfw_nat_tcp_step(&st, &fin, p->tcp_flags, ZFW_NAT_SIDE_OUT);
-		if (fin != vp->fin) {
+		if (fin != vp->fin || gone) {
 			struct zfw_nat_rev *r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
 
 			if (r) {
