@@ -41,6 +41,13 @@
 #define ZFW_NAT_SIDE_IN ZFW_NAT_FIN_INSIDE
 #define ZFW_NAT_SIDE_OUT ZFW_NAT_FIN_OUTSIDE
 
+/* Mapping timestamps: the coarse clock is plenty for 30 s+ idle limits
+ * (same CLOCK_MONOTONIC base user space compares against) and cheaper. */
+ZFW_INLINE __u64 zfw_nat_now(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+
 /* Per-CPU working state: the ingress hook's stack is nearly full. */
 struct zfw_nat_scratch {
 	struct zfw_pkt in;      /* the header an ICMP error quotes */
@@ -338,7 +345,7 @@ ZFW_INLINE int zfw_nat_alloc(struct __sk_buff *skb, const struct zfw_pkt *p,
 	struct zfw_nat_rev *nr = &s->nr;
 	struct zfw_nat_rev *old;
 	void *map = zfw_nat_map(p->k.proto);
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = zfw_nat_now();
 	int i;
 
 	__builtin_memset(nr, 0, sizeof(*nr));
@@ -408,8 +415,8 @@ ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat
 	int rc, gone = 0;
 
 	if (r) {
-		r->last_ns = bpf_ktime_get_ns();
-		*nr = *r;
+		r->last_ns = zfw_nat_now();
+		nr = r;
 	} else {
 		/* no ports to translate (later fragments, other protocols):
 		 * never let the inside address out */
@@ -638,11 +645,13 @@ static __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zf
 	if (p->k.family == ZFW_AF_INET ? vp->naddr4 != p->k.daddr[0]
 				       : !zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.daddr))
 		return 0;
-	now = bpf_ktime_get_ns();
-	zfw_nat_rev_key(k, vp, rk);
+	now = zfw_nat_now();
 	if (p->k.proto != ZFW_P_TCP && now - vp->last_ns > ZFW_NAT_UDP_TIMEOUT_S * ZFW_NSEC) {
 		/* an idle mapping admits nothing from outside until the inside renews it */
-		struct zfw_nat_rev *r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
+		struct zfw_nat_rev *r;
+
+		zfw_nat_rev_key(k, vp, rk);
+		r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
 
 		if (!r || now - r->last_ns > ZFW_NAT_UDP_TIMEOUT_S * ZFW_NSEC)
 			return 0;
@@ -653,7 +662,10 @@ static __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zf
 
 		gone = zfw_nat_tcp_step(&st, &fin, p->tcp_flags, ZFW_NAT_SIDE_OUT);
 		if (fin != vp->fin || gone) {
-			struct zfw_nat_rev *r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
+			struct zfw_nat_rev *r;
+
+			zfw_nat_rev_key(k, vp, rk);
+			r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
 
 			if (r) {
 				r->state = st;
