@@ -14,6 +14,7 @@ pub mod ifaddr;
 pub mod loader;
 pub mod maps;
 pub mod monitor;
+pub mod nat;
 pub mod netlink;
 pub mod ot;
 pub mod rules;

@@ -91,6 +91,13 @@ fn setup_iface(maps: &Maps) -> zfw::Result<()> {
     maps.put("ifindex_ip_map", &IFINDEX, &a4)
 }
 
+fn reason(name: &str) -> u32 {
+    zfw::skel::names::ZFW_REASON
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, v)| *v as u32)
+}
+
 fn run() -> zfw::Result<Report> {
     let bench = Bench {
         runs: env_num("ZFW_BENCH_RUNS", 5) as usize,
@@ -190,6 +197,132 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
         bench.measure(&egress, &reply, [0; 5])?,
     );
     tunnel_ot_cases(bench, &maps, &policy, &egress, &mut add)?;
+
+    // Masquerade.  BPF_PROG_TEST_RUN repeats on one buffer, so a packet
+    // that is really translated is, from the second repetition on, another
+    // packet.  The NAT cases therefore use mappings that translate a flow
+    // onto itself (written into the maps here): every repetition runs the
+    // full existing-mapping path -- lookups, state, checksum helpers,
+    // stores -- and leaves the same bytes behind.
+    let mut st = types::zfw_iface {
+        flags: zfw::iface_state::default_flags()
+            | zfw::iface_state::flag_bit("masquerade").unwrap_or(0),
+        ..Default::default()
+    };
+    zfw::iface_state::copy_name(&mut st.name, "lo");
+    maps.put("diag_map", &IFINDEX, &st)?;
+    let v4 = |a: [u8; 4]| [u32::from_ne_bytes(a), 0, 0, 0];
+    let (inside, remote, ours) = (
+        v4([192, 168, 1, 10]),
+        v4([198, 51, 100, 7]),
+        v4([10, 0, 0, 2]),
+    );
+    let flow = |s: [u32; 4], sp: u16, d: [u32; 4], dp: u16| types::zfw_flow_key {
+        saddr: s,
+        daddr: d,
+        sport: sp,
+        dport: dp,
+        ifindex: IFINDEX,
+        family: 2,
+        proto: 6,
+        ..Default::default()
+    };
+    let mapping = |r: [u32; 4], rp: u16, np: u16| types::zfw_nat_key {
+        raddr: r,
+        rport: rp,
+        nport: np,
+        ifindex: IFINDEX,
+        family: 2,
+        proto: 6,
+        ..Default::default()
+    };
+    let now = zfw::nat::now_ns()?;
+    let est = zfw::skel::names::ZFW_TCP_STATE
+        .iter()
+        .find(|(n, _)| *n == "ZFW_TCP_ESTABLISHED")
+        .map_or(0, |(_, v)| *v as u8);
+    // egress: the forwarded flow 192.168.1.10:40000 -> 198.51.100.7:80
+    let rev = types::zfw_nat_rev {
+        naddr: inside,
+        nport: 40000,
+        state: est,
+        last_ns: now,
+        ..Default::default()
+    };
+    maps.put(
+        "masquerade_reverse_map",
+        &flow(inside, 40000, remote, 80),
+        &rev,
+    )?;
+    let val = types::zfw_nat_val {
+        addr: inside,
+        port: 40000,
+        state: est,
+        last_ns: now,
+        ..Default::default()
+    };
+    maps.put("masquerade_map", &mapping(remote, 80, 40000), &val)?;
+    egress.run(
+        &tcp("192.168.1.10", 40000, "198.51.100.7", 80, TCP_SYN),
+        IFINDEX,
+    )?;
+    let fwd = tcp_full(
+        "192.168.1.10",
+        40000,
+        "198.51.100.7",
+        80,
+        TCP_ACK,
+        1,
+        1,
+        b"data",
+    );
+    let r = egress.run(&fwd, IFINDEX)?;
+    if r.retval != 0 || r.data != fwd {
+        return Err(zfw::Error::runtime("bench: SNAT set-up did not take"));
+    }
+    add(
+        "egress SNAT TCP, existing mapping",
+        0,
+        bench.measure(&egress, &fwd, [0; 5])?,
+    );
+    // ingress: replies of 10.0.0.2:40001 -> 198.51.100.7:80
+    let val = types::zfw_nat_val {
+        addr: ours,
+        port: 40001,
+        naddr4: ours[0],
+        state: est,
+        last_ns: now,
+        ..Default::default()
+    };
+    maps.put("masquerade_map", &mapping(remote, 80, 40001), &val)?;
+    egress.run(
+        &tcp("10.0.0.2", 40001, "198.51.100.7", 80, TCP_SYN),
+        IFINDEX,
+    )?;
+    policy.run(
+        &tcp("198.51.100.7", 80, "10.0.0.2", 40001, TCP_SYN | TCP_ACK),
+        IFINDEX,
+    )?;
+    let back = tcp_full(
+        "198.51.100.7",
+        80,
+        "10.0.0.2",
+        40001,
+        TCP_ACK,
+        1,
+        5,
+        b"data",
+    );
+    let before = maps.percpu_sum("counters_map", reason("ZFW_R_NAT"))?;
+    policy.run(&back, IFINDEX)?;
+    if maps.percpu_sum("counters_map", reason("ZFW_R_NAT"))? != before + 1 {
+        return Err(zfw::Error::runtime("bench: DNAT set-up did not take"));
+    }
+    add(
+        "ingress DNAT TCP + known flow (prio 1)",
+        0,
+        bench.measure(&policy, &back, [0; 5])?,
+    );
     Ok(out)
 }
 

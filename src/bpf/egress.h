@@ -14,6 +14,7 @@
 #include "policy.h"
 #include "icmp.h"
 #include "ot.h"
+#include "nat.h"
 
 ZFW_INLINE int zfw_egress_drop(const struct zfw_pkt *p, __u32 flags,
 			       const struct zfw_config *cfg, __u16 reason)
@@ -40,26 +41,28 @@ ZFW_INLINE int zfw_egress(struct __sk_buff *skb)
 	data = ZFW_SKB_DATA(skb);
 	data_end = ZFW_SKB_DATA_END(skb);
 	rc = zfw_parse_eth(data, data_end, &p);
-	if (rc != ZFW_PARSE_OK || p.frag == ZFW_FRAG_LATER)
+	if (rc != ZFW_PARSE_OK)
 		return TC_ACT_OK; /* the host's own non-IP or odd frames are not ours to judge */
+	if (p.frag == ZFW_FRAG_LATER)
+		return zfw_nat_out(skb, &p);
 
 	if (p.k.proto == ZFW_P_ICMP || p.k.proto == ZFW_P_ICMPV6) {
 		if (zfw_icmp_is_echo_req(&p) &&
 		    zfw_ct_touch(&icmp_echo_map, &p.k, &p, 1, 1) == ZFW_CT_MISS)
 			zfw_ct_create(&icmp_echo_map, &p.k, &p);
-		return TC_ACT_OK;
+		return zfw_nat_out(skb, &p);
 	}
 	if (p.k.dport == ZFW_MODBUS_PORT)
 		zfw_ot_egress(skb, &p);
 	in_map = zfw_ct_map(p.k.proto, 1);
 	out_map = zfw_ct_map(p.k.proto, 0);
 	if (!in_map || !out_map)
-		return TC_ACT_OK;
+		return zfw_nat_out(skb, &p);
 
 	/* the reply direction of an inbound flow prio 1 admitted */
 	zfw_flow_reverse(&p.k, &rev);
 	if (zfw_ct_touch(in_map, &rev, &p, 0, 0) != ZFW_CT_MISS)
-		return TC_ACT_OK;
+		return zfw_nat_out(skb, &p);
 	flags = zfw_if_flags(p.k.ifindex);
 	cfg = zfw_cfg();
 	/* more of an outbound flow (its creator may revive an idle UDP flow);
@@ -74,7 +77,7 @@ ZFW_INLINE int zfw_egress(struct __sk_buff *skb)
 			}
 			f->policy_gen = cfg->policy_gen;
 		}
-		return TC_ACT_OK;
+		return zfw_nat_out(skb, &p);
 	}
 
 	if (flags & ZFW_IF_OUTBOUND_FILTER) {
@@ -89,7 +92,7 @@ ZFW_INLINE int zfw_egress(struct __sk_buff *skb)
 			zfw_emit(&p, ZFW_DIR_EGRESS, ZFW_EV_STATE, ZFW_R_TRACK_NEW,
 				 p.k.proto == ZFW_P_TCP ? ZFW_TCP_SYN_SENT : ZFW_TCP_UDP);
 	}
-	return TC_ACT_OK;
+	return zfw_nat_out(skb, &p);
 }
 
 #endif /* ZFW_EGRESS_H */

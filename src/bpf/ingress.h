@@ -17,6 +17,7 @@
 #include "tun.h"
 #include "ddos.h"
 #include "ot.h"
+#include "nat.h"
 
 /* skb->cb[0]: magic << 16 | ZFW_CB_* flags, read by prio 2 (track). */
 #define ZFW_CB_NEW_FLOW 1 /* policy admitted a new inbound flow: track it */
@@ -150,6 +151,15 @@ ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
 		if (zfw_frag_allowed(&c.p))
 			return zfw_pass(&c, ZFW_R_PASS_FRAGMENT);
 		return zfw_drop(&c, ZFW_R_DROP_FRAGMENT);
+	}
+
+	/* masquerade: replies to translated flows get the inside destination back */
+	if (c.flags & ZFW_IF_MASQUERADE) {
+		rc = zfw_nat_in(skb, &c.p);
+		if (rc < 0)
+			return zfw_drop(&c, -rc);
+		data = ZFW_SKB_DATA(skb);
+		data_end = ZFW_SKB_DATA_END(skb);
 	}
 
 	/* Step 9, first for OT responses (DESIGN step 4's exception) */

@@ -28,6 +28,8 @@ struct zfw_btf_anchor {
 	enum zfw_event_kind kind;
 	enum zfw_abi_consts consts;
 	enum zfw_timeouts timeouts;
+	enum zfw_nat_fin nat_fin;
+	enum zfw_nat_err nat_err;
 };
 struct zfw_btf_anchor zfw_btf_anchor_unused SEC(".bss");
 

@@ -22,6 +22,12 @@ enum zfw_abi_consts {
 	ZFW_SERVICE_ID_LEN = 32,
 	ZFW_IFNAME_LEN = 16,
 	ZFW_CB_MAGIC = 0x7a66,       /* skb->cb[0] high half: prio 1 handed this packet on */
+	ZFW_NAT_PORT_MIN = 1024,     /* masquerade: allocated ports / echo ids in MIN..65535 */
+	ZFW_NAT_RETRIES = 10,        /* random port picks before giving up (exhaustion) */
+	ZFW_NAT_UDP_TIMEOUT_S = 30,  /* idle UDP / ICMP echo mappings expire */
+	ZFW_NAT_TCP_OPEN_TIMEOUT_S = 60,    /* no reply to the SYN yet */
+	ZFW_NAT_TCP_EST_TIMEOUT_S = 3600,   /* idle established TCP mapping */
+	ZFW_NAT_TCP_CLOSE_TIMEOUT_S = 120,  /* FIN seen, final ACK not (yet) */
 };
 
 /* Flow idle limits in seconds (datapath and `zfw gc` share them). */
@@ -116,7 +122,8 @@ enum zfw_reason {
 	ZFW_R_XDP_PASS = 38,
 	ZFW_R_DROP_SYN_RATE = 39,
 	ZFW_R_PASS_NOT_IP_TUPLE = 40,
-	ZFW_R_MAX = 41,
+	ZFW_R_DROP_NAT_UNTRANSLATABLE = 41, /* masquerade cannot translate: dropped, never leaked */
+	ZFW_R_MAX = 42,
 };
 
 /* TCP connection states kept in tcp_map / tcp_ingress_map. */
@@ -137,6 +144,15 @@ enum zfw_event_kind {
 	ZFW_EV_STATE = 2,
 	ZFW_EV_OT = 3,
 	ZFW_EV_NAT = 4,
+};
+
+/* Why masquerade dropped a packet: zfw_event.code of a ZFW_EV_NAT event. */
+enum zfw_nat_err {
+	ZFW_NAT_E_EXHAUSTED = 1, /* no free port after ZFW_NAT_RETRIES picks */
+	ZFW_NAT_E_NO_ADDR = 2,   /* the interface has no address to use */
+	ZFW_NAT_E_NOT_START = 3, /* no mapping, and the packet cannot start one */
+	ZFW_NAT_E_CONFLICT = 4,  /* IPv6 static PAT: the port is taken by another host */
+	ZFW_NAT_E_REWRITE = 5,   /* a helper failed to rewrite the packet */
 };
 
 /* Global settings, config_map[0]. */
@@ -288,33 +304,49 @@ struct zfw_match_val {
 	__u8 pad;
 };
 
-/* masquerade_map: outside view (remote, allocated port) -> inside source. */
+/*
+ * Masquerade.  masquerade_map (TCP/UDP) and icmp_masquerade_map (ICMP echo)
+ * map the outside view of a translated flow -- remote peer, remote port
+ * (0 for echo), allocated port / echo id, outside interface -- to the inside
+ * source.  masquerade_reverse_map maps the inside flow as it leaves
+ * (zfw_flow_key: inside src, remote dst, ifindex = outside interface) to
+ * the translation.  Both entries are created together on the flow's first
+ * packet and removed together.  IPv6 (static PAT): nport = the inside port.
+ */
 struct zfw_nat_key {
 	__u32 raddr[4];  /* remote peer */
-	__u16 rport;
+	__u16 rport;     /* remote port, 0 for ICMP echo */
 	__u16 nport;     /* allocated source port (or echo id) */
-	__u32 ifindex;
+	__u32 ifindex;   /* outside interface */
 	__u8 family;
 	__u8 proto;
 	__u8 pad[2];
 };
 
+/* Bits of zfw_nat_val.fin / zfw_nat_rev.fin (TCP close bookkeeping). */
+enum zfw_nat_fin {
+	ZFW_NAT_FIN_INSIDE = 1,    /* the inside host sent FIN */
+	ZFW_NAT_FIN_OUTSIDE = 2,   /* the remote peer sent FIN */
+	ZFW_NAT_FIN_LAST_OUT = 4,  /* the latest FIN came from outside */
+};
+
 struct zfw_nat_val {
 	__u32 addr[4];   /* original inside source address */
 	__u16 port;      /* original inside source port / echo id */
-	__u8 state;      /* enum zfw_tcp_state */
-	__u8 pad;
-	__u32 pad2;
-	__u64 last_ns;
+	__u8 state;      /* enum zfw_tcp_state (ZFW_TCP_UDP for UDP/ICMP) */
+	__u8 fin;        /* enum zfw_nat_fin bits */
+	__u32 naddr4;    /* IPv4: the translated address (0 for IPv6) */
+	__u64 last_ns;   /* last packet from outside (or creation) */
 };
 
 /* masquerade_reverse_map value, keyed by the inside flow (zfw_flow_key). */
 struct zfw_nat_rev {
 	__u32 naddr[4];  /* translated source address */
 	__u16 nport;
-	__u16 pad;
+	__u8 state;      /* copy of the TCP state as of the latest FIN */
+	__u8 fin;        /* enum zfw_nat_fin bits, kept in step with zfw_nat_val */
 	__u32 pad2;
-	__u64 last_ns;
+	__u64 last_ns;   /* last packet from inside */
 };
 
 /* tun_map value, keyed by the client's flow as seen on ingress. */

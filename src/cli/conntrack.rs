@@ -52,10 +52,11 @@ pub fn gc(root: &Root, a: GcArgs) -> Result<()> {
     let maps = Maps::open(root)?;
     let _lock = root.lock()?;
     let flows = crate::conntrack::gc(&maps)?;
+    let nat = crate::nat::gc_nat(&maps)?;
     if a.json {
-        super::print_json(&serde_json::json!({ "flows_removed": flows }))
+        super::print_json(&serde_json::json!({ "flows_removed": flows, "masquerade_removed": nat }))
     } else {
-        println!("zfw: removed {flows} expired flows");
+        println!("zfw: removed {flows} expired flows and {nat} stale masquerade mappings");
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ pub mod ddos;
 pub mod docs;
 pub mod iface;
 pub mod lifecycle;
+pub mod nat;
 pub mod ot;
 pub mod rules;
 
@@ -42,7 +43,7 @@ pub enum Command {
     /// Tracked connections
     #[command(subcommand)]
     Conntrack(conntrack::ConntrackCmd),
-    /// Remove expired flow state
+    /// Remove expired flow state and stale masquerade mappings
     Gc(conntrack::GcArgs),
     /// Print every map (or --map NAME) decoded as JSON
     Dump(audit::DumpArgs),
@@ -62,6 +63,11 @@ pub enum Command {
     Ddos(ddos::DdosArgs),
     /// OT protocol filtering settings (DNP3 function codes)
     Ot(ot::OtArgs),
+    /// Masquerade (NAT) mappings
+    Masquerade {
+        #[command(subcommand)]
+        cmd: nat::MasqueradeCmd,
+    },
 }
 
 /// Run a parsed command line; returns the process exit status.
@@ -82,6 +88,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Iface(c) => iface::run(&root, c),
         Command::Ddos(a) => ddos::run(&root, a),
         Command::Ot(a) => ot::run(&root, a),
+        Command::Masquerade { cmd } => nat::masquerade(&root, cmd),
     };
     match res {
         Ok(()) => 0,

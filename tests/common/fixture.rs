@@ -109,3 +109,53 @@ impl Fixture {
             .unwrap()
     }
 }
+
+impl Fixture {
+    /// Run the egress program; the result carries the packet as it left.
+    pub fn egress_out(&self, frame: &[u8]) -> RunResult {
+        self.root
+            .prog(EGRESS)
+            .run(frame, IFINDEX)
+            .expect("test run")
+    }
+
+    /// Run ingress prio 1 (and prio 2 when handed on); the result carries
+    /// the packet as prio 1 left it.
+    pub fn ingress_out(&self, frame: &[u8]) -> RunResult {
+        let r = self
+            .root
+            .prog(POLICY)
+            .run(frame, IFINDEX)
+            .expect("test run");
+        if r.retval == TC_ACT_UNSPEC {
+            let t = self
+                .root
+                .prog(TRACK)
+                .run_cb(&r.data, IFINDEX, r.cb, 1)
+                .expect("test run");
+            assert_eq!(t.retval, TC_ACT_OK);
+        }
+        r
+    }
+}
+
+impl Fixture {
+    /// Drain rb_map: every event the datapath emitted so far.
+    pub fn events(&self) -> Vec<types::zfw_event> {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let h = libbpf_rs::MapHandle::from_pinned_path(self.root.dir.join("maps/rb_map"))
+            .expect("open rb_map");
+        let got: Rc<RefCell<Vec<types::zfw_event>>> = Rc::default();
+        let sink = got.clone();
+        let mut b = libbpf_rs::RingBufferBuilder::new();
+        b.add(&h, move |d: &[u8]| {
+            sink.borrow_mut().push(zfw::skel::from_bytes(d));
+            0
+        })
+        .expect("ring buffer");
+        b.build().expect("ring buffer").consume().expect("consume");
+        let v = got.borrow().clone();
+        v
+    }
+}

@@ -377,6 +377,7 @@ pub fn udp_echo_ok(ns: &Netns, addr: &str, timeout: Duration) -> bool {
 
 pub mod catch_all;
 pub mod fixture;
+pub mod router;
 pub mod tun;
 
 /// `ping -c1 -W1 dst` from `ns`.

@@ -1,0 +1,697 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * nat.h - masquerade on interfaces with ZFW_IF_MASQUERADE.
+ *
+ * Egress (zfw_nat_out, the last step of the egress program): a forwarded
+ * packet -- its source is not an address of the outgoing interface -- gets
+ * the interface's primary address as source and, for IPv4, a random port
+ * (or ICMP echo id) in ZFW_NAT_PORT_MIN..65535, picked up to
+ * ZFW_NAT_RETRIES times until masquerade_map takes it (BPF_NOEXIST makes the
+ * claim atomic).  IPv6 is static PAT: the address changes, the port stays.
+ * masquerade_reverse_map remembers the translation of the inside flow, so
+ * every later packet of the flow reuses it.
+ *
+ * Ingress (zfw_nat_in, before the known-flow step): a packet to the
+ * interface address whose (remote, remote port, our port) is in
+ * masquerade_map / icmp_masquerade_map gets the inside destination back;
+ * the in-memory tuple is updated so that the verdict path that follows
+ * sees the flow exactly as egress tracked it (conntrack is keyed pre-NAT,
+ * by the inside tuple).
+ *
+ * ICMP errors are translated both ways, outer and quoted headers, so the
+ * inside address never leaves and errors reach the inside host.
+ * Checksums: bpf_l3_csum_replace for the IPv4 header, bpf_l4_csum_replace
+ * with BPF_F_PSEUDO_HDR for address changes (TCP, UDP, ICMPv6) and without
+ * it for ports, BPF_F_MARK_MANGLED_0 for UDP (a zero checksum stays zero).
+ * These helpers also keep CHECKSUM_PARTIAL / CHECKSUM_COMPLETE skbs right.
+ *
+ * Removal: TCP mappings go after RST, or after the final ACK once both sides
+ * sent FIN; UDP and echo mappings expire after ZFW_NAT_UDP_TIMEOUT_S idle
+ * (zfw gc deletes them; an expired one no longer admits replies).
+ */
+#ifndef ZFW_NAT_H
+#define ZFW_NAT_H
+
+#include "maps.h"
+#include "parse.h"
+#include "events.h"
+#include "iface.h"
+#include "icmp.h"
+
+#define ZFW_NAT_SIDE_IN ZFW_NAT_FIN_INSIDE
+#define ZFW_NAT_SIDE_OUT ZFW_NAT_FIN_OUTSIDE
+
+/* Mapping timestamps: the coarse clock is plenty for 30 s+ idle limits
+ * (same CLOCK_MONOTONIC base user space compares against) and cheaper. */
+ZFW_INLINE __u64 zfw_nat_now(void)
+{
+	return bpf_ktime_get_coarse_ns();
+}
+
+/* Per-CPU working state: the ingress hook's stack is nearly full. */
+struct zfw_nat_scratch {
+	struct zfw_pkt in;      /* the header an ICMP error quotes */
+	struct zfw_nat_key k;
+	struct zfw_nat_val v;
+	struct zfw_flow_key rk;
+	struct zfw_nat_rev nr;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct zfw_nat_scratch);
+	__uint(max_entries, 1);
+} nat_scratch_map SEC(".maps");
+
+ZFW_INLINE struct zfw_nat_scratch *zfw_nat_scratch(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&nat_scratch_map, &zero);
+}
+
+ZFW_INLINE int zfw_nat_drop(const struct zfw_pkt *p, __u8 dir, __u16 reason, __u16 why)
+{
+	zfw_count(reason);
+	zfw_emit(p, dir, ZFW_EV_NAT, reason, why);
+	return TC_ACT_SHOT;
+}
+
+/* The address masquerade uses on @ifindex: the first IPv4 address, or the
+ * first IPv6 address that is not link-local.  Returns -1 when none. */
+ZFW_INLINE int zfw_nat_addr(__u32 ifindex, __u8 family, __u32 *out)
+{
+	int i;
+
+	if (family == ZFW_AF_INET) {
+		struct zfw_if_addrs4 *a = bpf_map_lookup_elem(&ifindex_ip_map, &ifindex);
+
+		if (!a || a->count == 0)
+			return -1;
+		out[0] = a->addr[0];
+		return 0;
+	} else {
+		struct zfw_if_addrs6 *a = bpf_map_lookup_elem(&ifindex_ip6_map, &ifindex);
+
+		if (!a)
+			return -1;
+		for (i = 0; i < ZFW_MAX_IF_ADDRS; i++) {
+			if (i >= a->count)
+				break;
+			if ((a->addr[i].a[0] & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000))
+				continue;
+			__builtin_memcpy(out, a->addr[i].a, 16);
+			return 0;
+		}
+		return -1;
+	}
+}
+
+/* Offset of the L4 checksum an address change touches (0: none, ICMPv4). */
+ZFW_INLINE __u32 zfw_nat_addr_csum(const struct zfw_pkt *p, __u64 *fl)
+{
+	*fl = BPF_F_PSEUDO_HDR;
+	switch (p->k.proto) {
+	case ZFW_P_TCP:
+		return p->l4_off + 16;
+	case ZFW_P_UDP:
+		*fl |= BPF_F_MARK_MANGLED_0;
+		return p->l4_off + 6;
+	case ZFW_P_ICMPV6:
+		return p->l4_off + 2;
+	default:
+		return 0;
+	}
+}
+
+/* Fold a 32-bit one's complement sum to 16 bits. */
+ZFW_INLINE __u16 zfw_csum_fold(__u32 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)s;
+}
+
+/*
+ * Rewrite a 4-byte IPv4 address at @off in place (direct packet access:
+ * cheaper than bpf_skb_store_bytes + bpf_l3_csum_replace) and fix the
+ * header checksum at @l3_off + 10 incrementally (RFC 1624; one's
+ * complement sums do not depend on byte order).
+ */
+ZFW_INLINE int zfw_ip4_put(struct __sk_buff *skb, __u32 l3_off, __u32 off, __u32 from, __u32 to)
+{
+	void *data = ZFW_SKB_DATA(skb), *end = ZFW_SKB_DATA_END(skb);
+	__u16 *csum;
+	__u32 *a, sum;
+
+	l3_off &= 0x3ff;
+	off &= 0x3ff;
+	if (data + l3_off + 12 > end || data + off + 4 > end)
+		return -1;
+	csum = data + l3_off + 10;
+	a = data + off;
+	sum = (__u16)~*csum;
+	sum += (~from & 0xffff) + (~from >> 16) + (to & 0xffff) + (to >> 16);
+	*csum = ~zfw_csum_fold(sum);
+	*a = to;
+	return 0;
+}
+
+/* Write 2 bytes at @off (direct packet access). */
+ZFW_INLINE int zfw_put16(struct __sk_buff *skb, __u32 off, __u16 v)
+{
+	void *data = ZFW_SKB_DATA(skb), *end = ZFW_SKB_DATA_END(skb);
+
+	off &= 0x3ff;
+	if (data + off + 2 > end)
+		return -1;
+	*(__u16 *)(data + off) = v;
+	return 0;
+}
+
+/**
+ * zfw_nat_set_addr - replace the source (@dst == 0) or destination address
+ * of the IP header at @l3_off with @to, fixing the IPv4 header checksum and
+ * the L4 checksum at @csum_off (0: none) with flags @fl.
+ */
+ZFW_INLINE int zfw_nat_set_addr(struct __sk_buff *skb, __u8 family, __u32 l3_off, int dst,
+				__u32 *from, __u32 *to, __u32 csum_off, __u64 fl)
+{
+	if (family == ZFW_AF_INET) {
+		if (csum_off && bpf_l4_csum_replace(skb, csum_off, from[0], to[0], fl | 4))
+			return -1;
+		return zfw_ip4_put(skb, l3_off, l3_off + (dst ? 16 : 12), from[0], to[0]);
+	}
+	if (csum_off) {
+		__s64 d = bpf_csum_diff(from, 16, to, 16, 0);
+
+		if (d < 0 || bpf_l4_csum_replace(skb, csum_off, 0, d, fl))
+			return -1;
+	}
+	return bpf_skb_store_bytes(skb, l3_off + (dst ? 24 : 8), to, 16, 0) ? -1 : 0;
+}
+
+/* Replace the 16-bit port (or echo id) at @off, fixing the checksum at
+ * @csum_off.  IPv4 only: IPv6 static PAT keeps ports (callers skip it). */
+ZFW_INLINE int zfw_nat_set_port(struct __sk_buff *skb, __u32 off, __u16 from, __u16 to,
+				__u32 csum_off, __u64 fl)
+{
+	__u16 f = bpf_htons(from), t = bpf_htons(to);
+
+	if (csum_off && bpf_l4_csum_replace(skb, csum_off, f, t, fl | 2))
+		return -1;
+	return zfw_put16(skb, off, t);
+}
+
+/* Offset of the port a translation rewrites and of the checksum covering it. */
+ZFW_INLINE __u32 zfw_nat_port_off(const struct zfw_pkt *p, int dst, __u32 *csum_off, __u64 *fl)
+{
+	*fl = 0;
+	if (p->k.proto == ZFW_P_TCP) {
+		*csum_off = p->l4_off + 16;
+	} else if (p->k.proto == ZFW_P_UDP) {
+		*csum_off = p->l4_off + 6;
+		*fl = BPF_F_MARK_MANGLED_0;
+	} else {
+		*csum_off = p->l4_off + 2;
+		return p->l4_off + 4; /* echo identifier */
+	}
+	return p->l4_off + (dst ? 2 : 0);
+}
+
+ZFW_INLINE void *zfw_nat_map(__u8 proto)
+{
+	if (proto == ZFW_P_ICMP || proto == ZFW_P_ICMPV6)
+		return &icmp_masquerade_map;
+	return &masquerade_map;
+}
+
+/* The inside flow (masquerade_reverse_map key) of a mapping. */
+ZFW_INLINE void zfw_nat_rev_key(const struct zfw_nat_key *k, const struct zfw_nat_val *v,
+				struct zfw_flow_key *rk)
+{
+	__builtin_memcpy(rk->saddr, v->addr, 16);
+	__builtin_memcpy(rk->daddr, k->raddr, 16);
+	rk->sport = v->port;
+	rk->dport = k->rport;
+	rk->ifindex = k->ifindex;
+	rk->family = k->family;
+	rk->proto = k->proto;
+	rk->pad[0] = 0;
+	rk->pad[1] = 0;
+}
+
+/**
+ * zfw_nat_tcp_step - advance a TCP mapping's close bookkeeping by one
+ * packet from @side.  Returns 1 when the mapping must go after this packet
+ * (RST, or the ACK that answers the last FIN).
+ */
+ZFW_INLINE int zfw_nat_tcp_step(__u8 *state, __u8 *fin, __u8 fl, __u8 side)
+{
+	if (fl & ZFW_TCP_RST)
+		return 1;
+	if (fl & ZFW_TCP_SYN) {
+		if (!(fl & ZFW_TCP_ACK) && side == ZFW_NAT_SIDE_IN &&
+		    (*state == ZFW_TCP_FIN_WAIT || *state == ZFW_TCP_CLOSING)) {
+			/* the inside host reuses the tuple: a new connection */
+			*state = ZFW_TCP_SYN_SENT;
+			*fin = 0;
+		} else if ((fl & ZFW_TCP_ACK) && side == ZFW_NAT_SIDE_OUT &&
+			   *state == ZFW_TCP_SYN_SENT) {
+			*state = ZFW_TCP_ESTABLISHED;
+		}
+		return 0;
+	}
+	if (fl & ZFW_TCP_FIN) {
+		__u8 f = (*fin & (ZFW_NAT_FIN_INSIDE | ZFW_NAT_FIN_OUTSIDE)) | side;
+
+		if (side == ZFW_NAT_SIDE_OUT)
+			f |= ZFW_NAT_FIN_LAST_OUT;
+		*fin = f;
+		*state = (f & 3) == 3 ? ZFW_TCP_CLOSING : ZFW_TCP_FIN_WAIT;
+		return 0;
+	}
+	if (*state == ZFW_TCP_CLOSING && (fl & ZFW_TCP_ACK)) {
+		__u8 last = (*fin & ZFW_NAT_FIN_LAST_OUT) ? ZFW_NAT_SIDE_OUT : ZFW_NAT_SIDE_IN;
+
+		return side != last;
+	}
+	return 0;
+}
+
+/**
+ * zfw_nat_tcp_event - egress side of a TCP packet that may change a
+ * mapping's state (FIN, RST, or any packet once closing).  Updates both
+ * entries; returns 1 when they must go, which the caller does with
+ * zfw_nat_forget once the packet is translated.
+ */
+ZFW_INLINE int zfw_nat_tcp_event(const struct zfw_nat_key *k, const struct zfw_flow_key *rk,
+				 __u8 fl, __u8 side)
+{
+	struct zfw_nat_val *v = bpf_map_lookup_elem(&masquerade_map, k);
+	struct zfw_nat_rev *r;
+	int gone;
+
+	if (!v)
+		return 0;
+	gone = zfw_nat_tcp_step(&v->state, &v->fin, fl, side);
+	r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
+	if (r) {
+		r->state = v->state;
+		r->fin = v->fin;
+	}
+	return gone;
+}
+
+ZFW_INLINE void zfw_nat_forget(void *map, const struct zfw_nat_key *k,
+			       const struct zfw_flow_key *rk)
+{
+	bpf_map_delete_elem(map, k);
+	bpf_map_delete_elem(&masquerade_reverse_map, rk);
+}
+
+/* Is (naddr:port <- raddr:rport) already a flow of a local socket? */
+ZFW_INLINE int zfw_nat_port_busy(struct __sk_buff *skb, const struct zfw_pkt *p, __u32 naddr,
+				 __u16 port)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+
+	t.ipv4.saddr = p->k.daddr[0];
+	t.ipv4.daddr = naddr;
+	t.ipv4.sport = bpf_htons(p->k.dport);
+	t.ipv4.dport = bpf_htons(port);
+	if (p->k.proto == ZFW_P_TCP)
+		sk = bpf_skc_lookup_tcp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	else if (p->k.proto == ZFW_P_UDP)
+		sk = bpf_sk_lookup_udp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	else
+		return 0;
+	if (!sk)
+		return 0;
+	bpf_sk_release(sk);
+	return 1;
+}
+
+/**
+ * zfw_nat_alloc - create the mapping of the inside flow @p (first packet).
+ * Fills @nr with the translation; returns 0 or a ZFW_NAT_E_* code.
+ */
+ZFW_INLINE int zfw_nat_alloc(struct __sk_buff *skb, const struct zfw_pkt *p,
+			     struct zfw_nat_scratch *s)
+{
+	struct zfw_nat_key *k = &s->k;
+	struct zfw_nat_val *v = &s->v;
+	struct zfw_nat_rev *nr = &s->nr;
+	struct zfw_nat_rev *old;
+	void *map = zfw_nat_map(p->k.proto);
+	__u64 now = zfw_nat_now();
+	int i;
+
+	__builtin_memset(nr, 0, sizeof(*nr));
+	if (zfw_nat_addr(p->k.ifindex, p->k.family, nr->naddr) < 0)
+		return ZFW_NAT_E_NO_ADDR;
+	__builtin_memset(k, 0, sizeof(*k));
+	__builtin_memcpy(k->raddr, p->k.daddr, 16);
+	k->rport = p->k.dport;
+	k->ifindex = p->k.ifindex;
+	k->family = p->k.family;
+	k->proto = p->k.proto;
+	__builtin_memset(v, 0, sizeof(*v));
+	__builtin_memcpy(v->addr, p->k.saddr, 16);
+	v->port = p->k.sport;
+	v->state = p->k.proto == ZFW_P_TCP ? ZFW_TCP_SYN_SENT : ZFW_TCP_UDP;
+	v->last_ns = now;
+	v->naddr4 = p->k.family == ZFW_AF_INET ? nr->naddr[0] : 0;
+	if (p->k.family == ZFW_AF_INET6) {
+		/* static PAT: the port stays, so it must be free for this peer */
+		k->nport = p->k.sport;
+		if (bpf_map_update_elem(map, k, v, BPF_NOEXIST))
+			return ZFW_NAT_E_CONFLICT;
+	} else {
+		for (i = 0; i < ZFW_NAT_RETRIES; i++) {
+			k->nport = ZFW_NAT_PORT_MIN +
+				   bpf_get_prandom_u32() % (65536 - ZFW_NAT_PORT_MIN);
+			if (zfw_nat_port_busy(skb, p, nr->naddr[0], k->nport))
+				continue;
+			if (bpf_map_update_elem(map, k, v, BPF_NOEXIST) == 0)
+				break;
+		}
+		if (i >= ZFW_NAT_RETRIES)
+			return ZFW_NAT_E_EXHAUSTED;
+	}
+	nr->nport = k->nport;
+	nr->state = v->state;
+	nr->last_ns = now;
+	if (bpf_map_update_elem(&masquerade_reverse_map, &p->k, nr, BPF_NOEXIST) == 0)
+		return 0;
+	/* another CPU mapped the same flow first (or the map is full): use its */
+	bpf_map_delete_elem(map, k);
+	old = bpf_map_lookup_elem(&masquerade_reverse_map, &p->k);
+	if (!old)
+		return ZFW_NAT_E_EXHAUSTED;
+	*nr = *old;
+	return 0;
+}
+
+/* May the packet @p, of a flow without a mapping, start one? */
+ZFW_INLINE int zfw_nat_may_start(const struct zfw_pkt *p)
+{
+	if (p->k.proto == ZFW_P_TCP)
+		return (p->tcp_flags & (ZFW_TCP_SYN | ZFW_TCP_ACK | ZFW_TCP_RST)) == ZFW_TCP_SYN;
+	if (p->k.proto == ZFW_P_UDP)
+		return p->has_ports;
+	return zfw_icmp_is_echo_req(p) && p->has_ports;
+}
+
+/* SNAT of a forwarded TCP / UDP / ICMP echo packet. */
+ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat_scratch *s,
+			struct zfw_nat_rev *r)
+{
+	struct zfw_nat_rev *nr = &s->nr;
+	struct zfw_nat_key *k = &s->k;
+	__u32 csum_off, off;
+	__u64 fl;
+	int rc, gone = 0;
+
+	if (r) {
+		r->last_ns = zfw_nat_now();
+		nr = r;
+	} else {
+		/* no ports to translate (later fragments, other protocols):
+		 * never let the inside address out */
+		if (p->frag == ZFW_FRAG_LATER || !p->has_ports || !zfw_nat_may_start(p))
+			return zfw_nat_drop(p, ZFW_DIR_EGRESS, ZFW_R_DROP_NAT_UNTRANSLATABLE,
+					    ZFW_NAT_E_NOT_START);
+		rc = zfw_nat_alloc(skb, p, s);
+		if (rc)
+			return zfw_nat_drop(p, ZFW_DIR_EGRESS,
+					    rc == ZFW_NAT_E_EXHAUSTED ? ZFW_R_DROP_NAT_EXHAUSTED
+								       : ZFW_R_DROP_NAT_UNTRANSLATABLE,
+					    rc);
+	}
+	__builtin_memset(k, 0, sizeof(*k));
+	__builtin_memcpy(k->raddr, p->k.daddr, 16);
+	k->rport = p->k.dport;
+	k->nport = nr->nport;
+	k->ifindex = p->k.ifindex;
+	k->family = p->k.family;
+	k->proto = p->k.proto;
+	if (p->k.proto == ZFW_P_TCP &&
+	    ((p->tcp_flags & (ZFW_TCP_FIN | ZFW_TCP_RST)) || nr->state == ZFW_TCP_CLOSING ||
+	     nr->state == ZFW_TCP_FIN_WAIT))
+		gone = zfw_nat_tcp_event(k, &p->k, p->tcp_flags, ZFW_NAT_SIDE_IN);
+
+	csum_off = zfw_nat_addr_csum(p, &fl);
+	if (zfw_nat_set_addr(skb, p->k.family, p->l3_off, 0, p->k.saddr, nr->naddr, csum_off, fl))
+		return zfw_nat_drop(p, ZFW_DIR_EGRESS, ZFW_R_DROP_NAT_UNTRANSLATABLE,
+				    ZFW_NAT_E_REWRITE);
+	off = zfw_nat_port_off(p, 0, &csum_off, &fl);
+	if (p->k.family == ZFW_AF_INET &&
+	    zfw_nat_set_port(skb, off, p->k.sport, nr->nport, csum_off, fl))
+		return zfw_nat_drop(p, ZFW_DIR_EGRESS, ZFW_R_DROP_NAT_UNTRANSLATABLE,
+				    ZFW_NAT_E_REWRITE);
+	if (gone)
+		zfw_nat_forget(zfw_nat_map(p->k.proto), k, &p->k);
+	zfw_count(ZFW_R_NAT);
+	return TC_ACT_OK;
+}
+
+/**
+ * zfw_snat_icmp_error - an ICMP error leaving through the outside interface
+ * that quotes a translated flow (sent by the inside host, or by this host
+ * about a packet it had un-translated): quoted destination and, when the
+ * error comes from the inside host, the outer source get the outside view.
+ */
+ZFW_INLINE int zfw_snat_icmp_error(struct __sk_buff *skb, struct zfw_pkt *p, int own_src,
+				   struct zfw_nat_scratch *s)
+{
+	struct zfw_flow_key *rk = &s->rk;
+	struct zfw_nat_rev *nr = &s->nr;
+	struct zfw_pkt *in = &s->in;
+	struct zfw_nat_rev *r;
+	void *data = ZFW_SKB_DATA(skb), *data_end = ZFW_SKB_DATA_END(skb);
+	__u32 csum = p->l4_off + 2;
+	int v4 = p->k.family == ZFW_AF_INET;
+
+	__builtin_memset(in, 0, sizeof(*in));
+	if (zfw_icmp_embedded(data, data_end, p, in) < 0 ||
+	    (in->k.proto != ZFW_P_TCP && in->k.proto != ZFW_P_UDP)) {
+		if (own_src)
+			return TC_ACT_OK;
+		return zfw_nat_drop(p, ZFW_DIR_EGRESS, ZFW_R_DROP_NAT_UNTRANSLATABLE,
+				    ZFW_NAT_E_NOT_START);
+	}
+	zfw_flow_reverse(&in->k, rk);
+	r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
+	if (!r) {
+		if (own_src)
+			return TC_ACT_OK;
+		return zfw_nat_drop(p, ZFW_DIR_EGRESS, ZFW_R_DROP_NAT_UNTRANSLATABLE,
+				    ZFW_NAT_E_NOT_START);
+	}
+	*nr = *r;
+	/* quoted destination: IPv4 fixes the quoted header checksum (the ICMP
+	 * sum of a header with a valid checksum does not change); IPv6 has
+	 * none, so the ICMPv6 checksum takes the difference */
+	if (zfw_nat_set_addr(skb, p->k.family, in->l3_off, 1, in->k.daddr, nr->naddr,
+			     v4 ? 0 : csum, 0))
+		goto fail;
+	if (v4 && zfw_nat_set_port(skb, in->l4_off + 2, in->k.dport, nr->nport, csum, 0))
+		goto fail;
+	if (!own_src && zfw_nat_set_addr(skb, p->k.family, p->l3_off, 0, p->k.saddr, nr->naddr,
+					 v4 ? 0 : csum, BPF_F_PSEUDO_HDR))
+		goto fail;
+	zfw_count(ZFW_R_NAT);
+	return TC_ACT_OK;
+fail:
+	return zfw_nat_drop(p, ZFW_DIR_EGRESS, ZFW_R_DROP_NAT_UNTRANSLATABLE, ZFW_NAT_E_REWRITE);
+}
+
+/*
+ * Packets no router forwards, which this host sends before (or without)
+ * having an address of its own: DHCP from 0.0.0.0, limited broadcast,
+ * IPv6 from :: (DAD, MLD) or a link-local address.  Never translated.
+ */
+ZFW_INLINE int zfw_nat_local_scope(const struct zfw_pkt *p)
+{
+	if (p->k.family == ZFW_AF_INET)
+		return p->k.saddr[0] == 0 || p->k.daddr[0] == 0xffffffff;
+	if ((p->k.saddr[0] & bpf_htonl(0xffc00000)) == bpf_htonl(0xfe800000))
+		return 1;
+	return (p->k.saddr[0] | p->k.saddr[1] | p->k.saddr[2] | p->k.saddr[3]) == 0;
+}
+
+/**
+ * zfw_nat_out - masquerade step of the egress program, after its state
+ * bookkeeping (which is keyed by the inside tuple).  The host's own
+ * packets (source = an address of the interface) leave unchanged.
+ */
+static __attribute__((noinline, unused)) int zfw_nat_out(struct __sk_buff *skb, struct zfw_pkt *p)
+{
+	struct zfw_nat_scratch *s;
+	struct zfw_nat_rev *r;
+	int own;
+
+	if (!(zfw_if_flags(p->k.ifindex) & ZFW_IF_MASQUERADE))
+		return TC_ACT_OK;
+	s = zfw_nat_scratch();
+	if (!s)
+		return TC_ACT_SHOT;
+	if ((p->k.proto == ZFW_P_ICMP || p->k.proto == ZFW_P_ICMPV6) && p->frag != ZFW_FRAG_LATER &&
+	    zfw_icmp_is_error(p)) {
+		own = zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.saddr);
+		return zfw_snat_icmp_error(skb, p, own, s);
+	}
+	/* a flow with a mapping is forwarded by definition: the own-address
+	 * check is needed only before creating one */
+	if (p->frag != ZFW_FRAG_LATER && p->has_ports) {
+		r = bpf_map_lookup_elem(&masquerade_reverse_map, &p->k);
+		if (r)
+			return zfw_snat(skb, p, s, r);
+	}
+	if (zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.saddr))
+		return TC_ACT_OK;
+	if (zfw_nat_local_scope(p))
+		return TC_ACT_OK;
+	return zfw_snat(skb, p, s, 0);
+}
+
+/* DNAT of an ICMP error quoting a translated flow: outer destination,
+ * quoted source address and port go back to the inside host. */
+ZFW_INLINE int zfw_dnat_icmp_error(struct __sk_buff *skb, struct zfw_pkt *p,
+				   struct zfw_nat_scratch *s)
+{
+	struct zfw_pkt *in = &s->in;
+	struct zfw_nat_key *k = &s->k;
+	struct zfw_nat_val *v = &s->v;
+	struct zfw_nat_val *vp;
+	void *data = ZFW_SKB_DATA(skb), *data_end = ZFW_SKB_DATA_END(skb);
+	__u32 csum = p->l4_off + 2, off;
+	int v4 = p->k.family == ZFW_AF_INET;
+
+	__builtin_memset(in, 0, sizeof(*in));
+	if (zfw_icmp_embedded(data, data_end, p, in) < 0 || !in->has_ports)
+		return 0; /* the verdict path judges it */
+	__builtin_memset(k, 0, sizeof(*k));
+	__builtin_memcpy(k->raddr, in->k.daddr, 16);
+	k->rport = in->k.dport;
+	k->nport = in->k.sport;
+	k->ifindex = p->k.ifindex;
+	k->family = in->k.family;
+	k->proto = in->k.proto;
+	vp = bpf_map_lookup_elem(zfw_nat_map(in->k.proto), k);
+	if (!vp || !zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.daddr))
+		return 0;
+	*v = *vp;
+	if (zfw_nat_set_addr(skb, p->k.family, p->l3_off, 1, p->k.daddr, v->addr, v4 ? 0 : csum,
+			     BPF_F_PSEUDO_HDR))
+		return -ZFW_R_DROP_NAT_UNTRANSLATABLE;
+	if (zfw_nat_set_addr(skb, p->k.family, in->l3_off, 0, in->k.saddr, v->addr,
+			     v4 ? 0 : csum, 0))
+		return -ZFW_R_DROP_NAT_UNTRANSLATABLE;
+	off = in->k.proto == ZFW_P_TCP || in->k.proto == ZFW_P_UDP ? in->l4_off : in->l4_off + 4;
+	if (v4 && zfw_nat_set_port(skb, off, in->k.sport, v->port, csum, 0))
+		return -ZFW_R_DROP_NAT_UNTRANSLATABLE;
+	__builtin_memcpy(p->k.daddr, v->addr, 16);
+	zfw_count(ZFW_R_NAT);
+	return 1;
+}
+
+/**
+ * zfw_nat_in - masquerade step of the ingress program, before the
+ * known-flow step.  Returns 1 when the packet was translated (the caller
+ * reloads its packet pointers; @p holds the inside tuple), 0 when it is not
+ * a reply to a translated flow, or minus a ZFW_R_DROP_* reason.
+ */
+static __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *p)
+{
+	struct zfw_nat_scratch *s = zfw_nat_scratch();
+	struct zfw_nat_key *k;
+	struct zfw_nat_val *v;
+	struct zfw_nat_val *vp;
+	struct zfw_flow_key *rk;
+	__u32 csum_off, off;
+	__u64 fl, now;
+	int gone = 0, echo = 0;
+
+	if (!s)
+		return 0;
+	k = &s->k;
+	v = &s->v;
+	rk = &s->rk;
+	if (p->k.proto == ZFW_P_ICMP || p->k.proto == ZFW_P_ICMPV6) {
+		if (zfw_icmp_is_error(p))
+			return zfw_dnat_icmp_error(skb, p, s);
+		if (!zfw_icmp_is_echo_reply(p))
+			return 0;
+		echo = 1;
+	} else if (p->k.proto != ZFW_P_TCP && p->k.proto != ZFW_P_UDP) {
+		return 0;
+	}
+	if (!p->has_ports)
+		return 0;
+	__builtin_memset(k, 0, sizeof(*k));
+	__builtin_memcpy(k->raddr, p->k.saddr, 16);
+	k->rport = echo ? 0 : p->k.sport;
+	k->nport = echo ? p->k.sport : p->k.dport;
+	k->ifindex = p->k.ifindex;
+	k->family = p->k.family;
+	k->proto = p->k.proto;
+	vp = bpf_map_lookup_elem(zfw_nat_map(p->k.proto), k);
+	if (!vp)
+		return 0;
+	/* the mapping is for replies to our translated address only */
+	if (p->k.family == ZFW_AF_INET ? vp->naddr4 != p->k.daddr[0]
+				       : !zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.daddr))
+		return 0;
+	now = zfw_nat_now();
+	if (p->k.proto != ZFW_P_TCP && now - vp->last_ns > ZFW_NAT_UDP_TIMEOUT_S * ZFW_NSEC) {
+		/* an idle mapping admits nothing from outside until the inside renews it */
+		struct zfw_nat_rev *r;
+
+		zfw_nat_rev_key(k, vp, rk);
+		r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
+
+		if (!r || now - r->last_ns > ZFW_NAT_UDP_TIMEOUT_S * ZFW_NSEC)
+			return 0;
+	}
+	vp->last_ns = now;
+	if (p->k.proto == ZFW_P_TCP) {
+		__u8 st = vp->state, fin = vp->fin;
+
+		gone = zfw_nat_tcp_step(&st, &fin, p->tcp_flags, ZFW_NAT_SIDE_OUT);
+		if (fin != vp->fin || gone) {
+			struct zfw_nat_rev *r;
+
+			zfw_nat_rev_key(k, vp, rk);
+			r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
+
+			if (r) {
+				r->state = st;
+				r->fin = fin;
+			}
+		}
+		vp->state = st;
+		vp->fin = fin;
+	}
+	*v = *vp;
+	csum_off = zfw_nat_addr_csum(p, &fl);
+	if (zfw_nat_set_addr(skb, p->k.family, p->l3_off, 1, p->k.daddr, v->addr, csum_off, fl))
+		return -ZFW_R_DROP_NAT_UNTRANSLATABLE;
+	off = zfw_nat_port_off(p, 1, &csum_off, &fl);
+	if (p->k.family == ZFW_AF_INET &&
+	    zfw_nat_set_port(skb, off, k->nport, v->port, csum_off, fl))
+		return -ZFW_R_DROP_NAT_UNTRANSLATABLE;
+	__builtin_memcpy(p->k.daddr, v->addr, 16);
+	if (echo)
+		p->k.sport = v->port;
+	else
+		p->k.dport = v->port;
+	if (gone)
+		zfw_nat_forget(zfw_nat_map(p->k.proto), k, rk);
+	zfw_count(ZFW_R_NAT);
+	return 1;
+}
+
+#endif /* ZFW_NAT_H */
