@@ -290,6 +290,14 @@ fn tproxy_prefixes(rules: &[Rule]) -> BTreeSet<Prefix> {
         .collect()
 }
 
+/// Remove the local routes the live TPROXY rules needed (`unload --all`).
+pub fn remove_routes(maps: &Maps) -> Result<()> {
+    for p in tproxy_prefixes(&read_live(maps)?) {
+        route::del_local(&p)?;
+    }
+    Ok(())
+}
+
 /// Invalidate every cached decision (matched_map) in O(1).
 pub fn bump_gen(maps: &Maps) -> Result<()> {
     let mut cfg = maps.config()?;
