@@ -375,6 +375,7 @@ pub fn unload_all(root: &Root) -> Result<()> {
                 detach_iface(&progs, &maps, idx, &st)?;
             }
         }
+        crate::rules::store::remove_routes(&maps)?;
     }
     root.remove_all()
 }

@@ -388,6 +388,23 @@ fn tproxy_hands_tcp_for_a_non_local_prefix_to_a_loopback_listener() {
     assert!(!local_routes(&lab.server, false).contains("10.99.0.0/24"));
     lab.zfw(&["rule", "flush"]).ok();
     assert!(!local_routes(&lab.server, true).contains("fd99::/64"));
+    // unload --all takes the routes of live TPROXY rules along
+    lab.zfw(&[
+        "rule",
+        "add",
+        "--dst",
+        "10.99.0.0/24",
+        "--proto",
+        "tcp",
+        "--ports",
+        "80",
+        "--tproxy-port",
+        &p4.to_string(),
+    ])
+    .ok();
+    assert!(local_routes(&lab.server, false).contains("10.99.0.0/24"));
+    lab.zfw(&["unload", "--all"]).ok();
+    assert!(!local_routes(&lab.server, false).contains("10.99.0.0/24"));
 }
 
 #[test]

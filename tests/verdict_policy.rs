@@ -391,3 +391,63 @@ fn a_full_rule_set_is_refused_and_the_live_rules_stay() {
     assert_eq!(store::read_live(&maps).unwrap().len(), 1);
     assert!(syn_ok(&f, "192.0.2.1", "10.1.0.1", 80));
 }
+
+#[test]
+fn holds_250k_ranges_over_100k_prefix_keys_per_family() {
+    require_priv!();
+    let f = Fixture::new();
+    let maps = f.root.maps();
+    // IPv4: 100,000 dst /32 keys; IPv6: 100,000 dst /128 keys; 250,000
+    // ranges in each (half of the keys have 3 ranges, half 2)
+    let mut rules = Vec::with_capacity(500_000);
+    for fam in 0..2 {
+        for k in 0u32..100_000 {
+            let dst = if fam == 0 {
+                std::net::Ipv4Addr::from(0x0a00_0000 | k).to_string() + "/32"
+            } else {
+                format!("fd00::{:x}:{:x}/128", k >> 16, k & 0xffff)
+            };
+            let src = if fam == 0 { "0.0.0.0/0" } else { "::/0" };
+            let n = if k < 50_000 { 3 } else { 2 };
+            for j in 0..n {
+                let lo = 1000 + 10 * j;
+                rules.push(rule(
+                    &dst,
+                    src,
+                    "tcp",
+                    &format!("{lo}-{}", lo + 5),
+                    Action::Allow,
+                ));
+            }
+        }
+    }
+    assert_eq!(rules.len(), 2 * 250_000);
+    let t = std::time::Instant::now();
+    store::replace_all(&maps, &rules).expect("a full-size rule set fits");
+    eprintln!("replace_all of {} rules: {:?}", rules.len(), t.elapsed());
+    assert_eq!(maps.count("tproxy_map").unwrap(), 200_000);
+    assert!(syn_ok(&f, "192.0.2.1", "10.0.0.0", 1021), "key 0, range 3");
+    assert!(
+        syn_ok(&f, "192.0.2.1", "10.1.134.159", 1011),
+        "key 99999, range 2"
+    );
+    assert!(
+        !syn_ok(&f, "192.0.2.1", "10.1.134.159", 1021),
+        "key 99999 has 2 ranges"
+    );
+    assert!(syn_ok(&f, "fd99::1", "fd00::1:869f", 1001));
+    assert!(
+        !syn_ok(&f, "192.0.2.1", "10.1.134.160", 1001),
+        "beyond the last key"
+    );
+    // and a rule change at that size still works
+    let t = std::time::Instant::now();
+    store::add(
+        &maps,
+        rule("10.1.134.160/32", "0.0.0.0/0", "tcp", "1001", Action::Allow),
+    )
+    .unwrap();
+    eprintln!("one rule add at {} rules: {:?}", rules.len(), t.elapsed());
+    assert!(syn_ok(&f, "192.0.2.1", "10.1.134.160", 1001));
+    assert_eq!(store::read_live(&maps).unwrap().len(), rules.len() + 1);
+}

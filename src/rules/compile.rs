@@ -187,11 +187,14 @@ pub fn compile(
     }
 
     for ((dir, fam, proto), dsts) in &groups {
+        // only the dst lengths in use can hold ancestors
+        let lens: BTreeSet<u8> = dsts.keys().map(|d| d.len).collect();
+        let index: HashMap<&Prefix, &BTreeSet<u8>> = dsts.iter().collect();
         for d in dsts.keys() {
             let mut pairs: Vec<(u8, u8)> = Vec::new();
-            for l in (0..=d.len).rev() {
+            for &l in lens.iter().rev().filter(|l| **l <= d.len) {
                 let anc = Prefix::new(d.addr, l);
-                if let Some(srcs) = dsts.get(&anc) {
+                if let Some(srcs) = index.get(&anc) {
                     for s in srcs.iter().rev() {
                         pairs.push((l, *s));
                     }

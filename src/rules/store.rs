@@ -62,6 +62,20 @@ pub fn read_live(maps: &Maps) -> Result<Vec<Rule>> {
         }
     }
     spans.sort_by_key(|(_, sp)| sp.first);
+    let needed: u64 = spans.iter().map(|(_, sp)| u64::from(sp.count)).sum();
+    let ranges = read_ranges(maps, &spans, needed)?;
+    let mut services = std::collections::HashMap::new();
+    for k in maps.raw_keys("service_map")? {
+        let idx: u32 = from_bytes(&k);
+        if let Some(s) = maps.get::<u32, types::zfw_service_id>("service_map", &idx)? {
+            let b: Vec<u8> =
+                s.id.iter()
+                    .take_while(|c| **c != 0)
+                    .map(|c| *c as u8)
+                    .collect();
+            services.insert(idx, String::from_utf8_lossy(&b).into_owned());
+        }
+    }
     let mut out = Vec::new();
     for (k, sp) in spans {
         let (Some(fam), Some(proto), Some(dir)) = (
@@ -77,22 +91,13 @@ pub fn read_live(maps: &Maps) -> Result<Vec<Rule>> {
         let dst = Prefix::new(words_addr(fam, &k.dst), k.dst_len);
         let src = Prefix::new(words_addr(fam, &k.src), k.src_len);
         for idx in sp.first..sp.first.saturating_add(sp.count) {
-            let r: types::zfw_range = maps.get("range_map", &idx)?.ok_or_else(|| {
+            let r = ranges.get(idx as usize).copied().ok_or_else(|| {
                 Error::runtime(format!("range_map has no slot {idx} (rule {dst} {src})"))
             })?;
             let action = action_from_code(r.action, r.tproxy_port).ok_or_else(|| {
                 Error::runtime(format!("range_map[{idx}] has unknown action {}", r.action))
             })?;
-            let service_id = maps
-                .get::<u32, types::zfw_service_id>("service_map", &idx)?
-                .map(|s| {
-                    let b: Vec<u8> =
-                        s.id.iter()
-                            .take_while(|c| **c != 0)
-                            .map(|c| *c as u8)
-                            .collect();
-                    String::from_utf8_lossy(&b).into_owned()
-                });
+            let service_id = services.get(&idx).cloned();
             out.push(Rule {
                 direction: dir,
                 dst,
@@ -113,25 +118,87 @@ pub fn read_live(maps: &Maps) -> Result<Vec<Rule>> {
     Ok(out)
 }
 
-/// Delete every entry of rule set `set` (keys, dst trie nodes, service ids).
-fn clear_set(maps: &Maps, set: u8) -> Result<()> {
-    let keys: Vec<types::zfw_rule_key> = rule_keys(maps)?
-        .into_iter()
-        .filter(|k| k.set == set)
-        .collect();
+/// The range_map slots of `spans` (indexed by slot): one lookup per slot
+/// for small rule sets, else all of range_map in batches (an array: every
+/// slot is returned, so a short read is an error, never a silently shorter
+/// rule set).
+fn read_ranges(
+    maps: &Maps,
+    spans: &[(types::zfw_rule_key, types::zfw_rule_span)],
+    needed: u64,
+) -> Result<Vec<types::zfw_range>> {
+    let h = maps.handle("range_map")?;
+    let max = h.max_entries() as usize;
+    let mut out = vec![types::zfw_range::default(); max];
+    if needed <= BATCH as u64 {
+        for (_, sp) in spans {
+            for idx in sp.first..sp.first.saturating_add(sp.count) {
+                let r = maps
+                    .get("range_map", &idx)?
+                    .ok_or_else(|| Error::runtime(format!("range_map has no slot {idx}")))?;
+                if let Some(slot) = out.get_mut(idx as usize) {
+                    *slot = r;
+                }
+            }
+        }
+        return Ok(out);
+    }
+    let mut seen = 0usize;
+    let it = h
+        .lookup_batch(BATCH as u32, MapFlags::ANY, MapFlags::ANY)
+        .ctx(|| "reading range_map".into())?;
+    for (k, v) in it {
+        let idx: u32 = from_bytes(&k);
+        if let Some(slot) = out.get_mut(idx as usize) {
+            *slot = from_bytes(&v);
+            seen += 1;
+        }
+    }
+    if seen != max {
+        return Err(Error::runtime(format!(
+            "reading range_map: got {seen} of {max} slots"
+        )));
+    }
+    Ok(out)
+}
+
+/// Delete the entries `c` wrote (a set compiled from the rules it holds):
+/// trie nodes first, then service ids, then keys, so that a set whose keys
+/// are gone has nothing else left either.
+fn remove_compiled(maps: &Maps, c: &Compiled) -> Result<()> {
+    for (k, _) in &c.lpm {
+        maps.del("dst_lpm_map", k)?;
+    }
+    for (i, _) in &c.services {
+        maps.del("service_map", i)?;
+    }
     let h = maps.handle("tproxy_map")?;
-    for chunk in keys.chunks(BATCH) {
+    for chunk in c.keys.chunks(BATCH) {
         let mut buf = Vec::with_capacity(std::mem::size_of_val(chunk));
-        for k in chunk {
+        for (k, _) in chunk {
             buf.extend_from_slice(bytes_of(k));
         }
         if h.delete_batch(&buf, chunk.len() as u32, MapFlags::ANY, MapFlags::ANY)
             .is_err()
         {
-            for k in chunk {
+            for (k, _) in chunk {
                 maps.del("tproxy_map", k)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Delete every entry of rule set `set` (keys, dst trie nodes, service
+/// ids): the leftovers of an interrupted write.  Writes put keys first and
+/// removals take them last, so a set without keys has nothing to clear.
+fn clear_set(maps: &Maps, set: u8) -> Result<()> {
+    let keys: Vec<types::zfw_rule_key> = rule_keys(maps)?
+        .into_iter()
+        .filter(|k| k.set == set)
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
     }
     let lpm: Vec<types::zfw_lpm_key> = maps
         .raw_keys("dst_lpm_map")?
@@ -152,12 +219,25 @@ fn clear_set(maps: &Maps, set: u8) -> Result<()> {
     for i in &svc {
         maps.del("service_map", i)?;
     }
+    let h = maps.handle("tproxy_map")?;
+    for chunk in keys.chunks(BATCH) {
+        let mut buf = Vec::with_capacity(std::mem::size_of_val(chunk));
+        for k in chunk {
+            buf.extend_from_slice(bytes_of(k));
+        }
+        if h.delete_batch(&buf, chunk.len() as u32, MapFlags::ANY, MapFlags::ANY)
+            .is_err()
+        {
+            for k in chunk {
+                maps.del("tproxy_map", k)?;
+            }
+        }
+    }
     Ok(())
 }
 
-fn capacity(maps: &Maps, name: &str, adding: usize) -> Result<()> {
+fn capacity(maps: &Maps, name: &str, used: usize, adding: usize) -> Result<()> {
     let max = maps.max_entries(name)? as usize;
-    let used = maps.count(name)?;
     if used + adding > max {
         return Err(Error::runtime(format!(
             "{name} is full: the new rule set needs {adding} entries beside the {used} live ones, {name} holds {max}; nothing changed (zfw load --map-size {name}=N on a fresh load)"
@@ -166,7 +246,19 @@ fn capacity(maps: &Maps, name: &str, adding: usize) -> Result<()> {
     Ok(())
 }
 
+/// Write a compiled (inactive) set: keys first (see clear_set).
 fn write_compiled(maps: &Maps, c: &Compiled) -> Result<()> {
+    let th = maps.handle("tproxy_map")?;
+    for chunk in c.keys.chunks(BATCH) {
+        let mut ks = Vec::new();
+        let mut vs = Vec::new();
+        for (k, v) in chunk {
+            ks.extend_from_slice(bytes_of(k));
+            vs.extend_from_slice(bytes_of(v));
+        }
+        th.update_batch(&ks, &vs, chunk.len() as u32, MapFlags::ANY, MapFlags::ANY)
+            .ctx(|| "writing tproxy_map".into())?;
+    }
     let rh = maps.handle("range_map")?;
     let mut at = c.base;
     for chunk in c.ranges.chunks(BATCH) {
@@ -183,17 +275,6 @@ fn write_compiled(maps: &Maps, c: &Compiled) -> Result<()> {
     for (i, s) in &c.services {
         maps.put("service_map", i, s)?;
     }
-    let th = maps.handle("tproxy_map")?;
-    for chunk in c.keys.chunks(BATCH) {
-        let mut ks = Vec::new();
-        let mut vs = Vec::new();
-        for (k, v) in chunk {
-            ks.extend_from_slice(bytes_of(k));
-            vs.extend_from_slice(bytes_of(v));
-        }
-        th.update_batch(&ks, &vs, chunk.len() as u32, MapFlags::ANY, MapFlags::ANY)
-            .ctx(|| "writing tproxy_map".into())?;
-    }
     for (k, v) in &c.lpm {
         maps.put("dst_lpm_map", k, v)?;
     }
@@ -207,6 +288,14 @@ fn tproxy_prefixes(rules: &[Rule]) -> BTreeSet<Prefix> {
         .filter(|r| r.direction == Direction::Ingress && matches!(r.action, Action::Tproxy(_)))
         .map(|r| r.dst)
         .collect()
+}
+
+/// Remove the local routes the live TPROXY rules needed (`unload --all`).
+pub fn remove_routes(maps: &Maps) -> Result<()> {
+    for p in tproxy_prefixes(&read_live(maps)?) {
+        route::del_local(&p)?;
+    }
+    Ok(())
 }
 
 /// Invalidate every cached decision (matched_map) in O(1).
@@ -238,11 +327,14 @@ fn write_set(maps: &Maps, old: &[Rule], rules: &[Rule]) -> Result<()> {
     }
     let live = active_set(maps)?;
     let next = 1 - live;
-    let c = compile::compile(rules, next, maps.max_entries("range_map")?, &iface_index)?;
+    let range_max = maps.max_entries("range_map")?;
+    let c = compile::compile(rules, next, range_max, &iface_index)?;
+    // what the live set occupies (it was compiled from these rules)
+    let live_c = compile::compile(old, live, range_max, &iface_index)?;
     clear_set(maps, next)?;
-    capacity(maps, "tproxy_map", c.keys.len())?;
-    capacity(maps, "dst_lpm_map", c.lpm.len())?;
-    capacity(maps, "service_map", c.services.len())?;
+    capacity(maps, "tproxy_map", live_c.keys.len(), c.keys.len())?;
+    capacity(maps, "dst_lpm_map", live_c.lpm.len(), c.lpm.len())?;
+    capacity(maps, "service_map", live_c.services.len(), c.services.len())?;
     write_compiled(maps, &c)?;
 
     let before = tproxy_prefixes(old);
@@ -254,7 +346,7 @@ fn write_set(maps: &Maps, old: &[Rule], rules: &[Rule]) -> Result<()> {
     cfg.active_set = next;
     cfg.policy_gen = cfg.policy_gen.wrapping_add(1);
     maps.set_config(&cfg)?;
-    clear_set(maps, live)?;
+    remove_compiled(maps, &live_c)?;
     for p in before.difference(&after) {
         route::del_local(p)?;
     }
