@@ -174,6 +174,16 @@ fn masquerade_without_egress_hook_is_reported_and_cli_errors_are_one_line() {
     let lab = RouterLab::new();
     lab.zfw(&["load", "--iface", OUTSIDE_IF, "--no-egress"])
         .ok();
+    // the CLI refuses, names the missing hook, and changes nothing
+    let r = lab.zfw(&["iface", "set", OUTSIDE_IF, "--masquerade", "on"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("needs the egress hook"), "{}", r.stderr);
+    let shown = lab.zfw(&["iface", "show", OUTSIDE_IF, "--json"]).ok();
+    assert!(
+        shown.stdout.contains("\"masquerade\": false"),
+        "{}",
+        shown.stdout
+    );
     lab.set_masquerade(true);
     let r = lab.zfw(&["masquerade", "list"]).ok();
     assert!(

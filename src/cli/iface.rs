@@ -123,6 +123,12 @@ fn set(root: &Root, a: SetArgs) -> Result<()> {
     if targets.is_empty() {
         return Err(Error::usage("zfw is not attached to any interface"));
     }
+    // masquerade needs both TC hooks: refuse before changing anything
+    if bits.iter().any(|(n, _, on)| *n == "masquerade" && *on) {
+        for (_, st) in &targets {
+            crate::nat::check_hooks(&iface_state::name_str(&st.name), st)?;
+        }
+    }
     for (idx, mut st) in targets {
         for (_, b, on) in &bits {
             if *on {

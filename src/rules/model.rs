@@ -372,8 +372,8 @@ impl Rule {
             Action::Tproxy(_) if self.direction == Direction::Egress => Err(Error::usage(
                 "--tproxy-port applies to ingress rules only (not with --egress)",
             )),
-            Action::Tunnel => Err(Error::usage(
-                "--tunnel is not available yet: tunnel targets arrive with the tun interface support (use --tproxy-port, allow or --deny)",
+            Action::Tunnel if self.direction == Direction::Egress => Err(Error::usage(
+                "--tunnel applies to ingress rules only (not with --egress)",
             )),
             _ => Ok(()),
         }
