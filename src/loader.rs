@@ -119,7 +119,10 @@ fn load_programs(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<()> {
                 root.dir.display()
             ))
         } else {
-            Error::Bpf { context: "loading the zfw BPF programs".into(), source: e }
+            Error::Bpf {
+                context: "loading the zfw BPF programs (ZFW_DEBUG=1 shows the verifier log)".into(),
+                source: e,
+            }
         }
     })?;
     for mut p in skel.object().progs_mut() {

@@ -73,6 +73,7 @@ plain_types!(
     zfw_lpm_val,
     zfw_match_key,
     zfw_match_val,
+    zfw_match_slot,
     zfw_nat_key,
     zfw_nat_val,
     zfw_nat_rev,

@@ -432,9 +432,21 @@ fn check_first_packet_bypasses_cache(
     let f = tcp("192.0.2.1", 40000, "10.9.0.1", 80, TCP_SYN);
     policy.run(&f, IFINDEX)?;
     let (deny, _) = zfw::rules::compile::action_code(Action::Deny);
-    for (k, mut v) in maps.entries::<types::zfw_match_key, types::zfw_match_val>("matched_map")? {
-        v.action = deny;
-        maps.put("matched_map", &k, &v)?;
+    // poison every cached decision (all CPUs' slots) with "deny"
+    let h = maps.handle("matched_map")?;
+    for (slot, per_cpu) in maps.percpu_entries::<types::zfw_match_slot>("matched_map")? {
+        if per_cpu.iter().all(|s| s.key.family == 0) {
+            continue;
+        }
+        let vals: Vec<Vec<u8>> = per_cpu
+            .into_iter()
+            .map(|mut s| {
+                s.val.action = deny;
+                zfw::skel::bytes_of(&s).to_vec()
+            })
+            .collect();
+        libbpf_rs::MapCore::update_percpu(h, &slot.to_ne_bytes(), &vals, libbpf_rs::MapFlags::ANY)
+            .map_err(|e| zfw::Error::runtime(format!("poisoning matched_map: {e}")))?;
     }
     let cached = policy.run(&f, IFINDEX)?.retval;
     let fresh = first.run(&f, IFINDEX)?.retval;

@@ -77,6 +77,12 @@ ZFW_INLINE int zfw_v6_control(const struct zfw_pkt *p)
 	return 0;
 }
 
+ZFW_INLINE int zfw_is_bare_syn(const struct zfw_pkt *p)
+{
+	return p->k.proto == ZFW_P_TCP &&
+	       (p->tcp_flags & (ZFW_TCP_SYN | ZFW_TCP_ACK | ZFW_TCP_RST | ZFW_TCP_FIN)) == ZFW_TCP_SYN;
+}
+
 /*
  * Step 4: does the packet belong to a flow we know?  Returns 1 (allow),
  * 0 (not a known flow) or -1 (a rule change since the flow was admitted now
@@ -108,6 +114,9 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 		}
 		return 1;
 	}
+	/* a bare SYN opens a flow; it is no reply (simultaneous open aside) */
+	if (zfw_is_bare_syn(p))
+		return 0;
 	/* the reply of a flow opened from this side (egress created it) */
 	zfw_flow_reverse(&p->k, &rev);
 	if (zfw_ct_touch(out_map, &rev, p, 0, 0) != ZFW_CT_MISS)
@@ -177,7 +186,9 @@ ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
 	}
 	if (rc < 0)
 		return zfw_drop(&c, ZFW_R_DROP_RULE_DENY);
-	if (zfw_local_flow(skb, &c.p)) {
+	/* a local socket's existing connection (opened before zfw tracked it);
+	 * a bare SYN cannot belong to one, so it skips the socket lookup */
+	if (!zfw_is_bare_syn(&c.p) && zfw_local_flow(skb, &c.p)) {
 		zfw_frag_note(&c.p);
 		return zfw_pass(&c, ZFW_R_PASS_LOCAL_SOCKET);
 	}

@@ -35,8 +35,8 @@ ZFW_HASH(service_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_service_id, 1048576,
 	 BPF_F_NO_PREALLOC);
 ZFW_HASH(dst_lpm_map, BPF_MAP_TYPE_LPM_TRIE, struct zfw_lpm_key, struct zfw_lpm_val,
 	 800000, BPF_F_NO_PREALLOC);
-ZFW_HASH(matched_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_match_key, struct zfw_match_val,
-	 65536, 0);
+ZFW_HASH(matched_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct zfw_match_slot,
+	 ZFW_MATCH_SLOTS, 0);
 
 /* connection state */
 ZFW_HASH(tcp_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow, 65535, 0);

@@ -26,7 +26,9 @@
  *
  * So a miss costs one trie lookup, a hit one trie lookup plus a lookup per
  * pair on the address's path: independent of how many rules or prefixes
- * exist elsewhere.  Decisions (also "no match") are cached in matched_map,
+ * exist elsewhere.  Decisions (also "no match") are cached in matched_map
+ * (a direct-mapped per-CPU array: a hit is a hash and a compare, a miss
+ * overwrites the slot with plain stores),
  * keyed by (dst, src, dport, proto, ifindex, dir), stamped with
  * zfw_config.policy_gen; user space bumps the generation on every rule change,
  * which invalidates the whole cache in O(1) without touching it.
@@ -190,6 +192,59 @@ ZFW_INLINE void zfw_match_key_of(const struct zfw_pkt *p, __u8 dir, struct zfw_m
 	mk->dir = dir;
 }
 
+/*
+ * matched_map slot of packet @p in direction @dir: a multiplicative hash
+ * over the words of its zfw_match_key, computed from the packet directly so
+ * that no key copy is needed on the (tight) stack.
+ */
+ZFW_INLINE __u32 zfw_match_tail(const struct zfw_pkt *p, __u8 dir)
+{
+	/* dport | family << 16 | proto << 24, then dir: the key's last words */
+	return (__u32)p->k.dport | ((__u32)p->k.family << 16) | ((__u32)p->k.proto << 24);
+}
+
+ZFW_INLINE __u32 zfw_match_slot_of(const struct zfw_pkt *p, __u8 dir)
+{
+	__u32 h = 0x811c9dc5;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 4; i++) {
+		h = (h ^ p->k.daddr[i]) * 0x9e3779b1;
+		h ^= h >> 15;
+		h = (h ^ p->k.saddr[i]) * 0x9e3779b1;
+		h ^= h >> 15;
+	}
+	h = (h ^ p->k.ifindex) * 0x9e3779b1;
+	h = (h ^ zfw_match_tail(p, dir)) * 0x9e3779b1;
+	h = (h ^ dir) * 0x9e3779b1;
+	h ^= h >> 15;
+	return h & (ZFW_MATCH_SLOTS - 1);
+}
+
+/* Does slot key @k describe packet @p in direction @dir? */
+ZFW_INLINE int zfw_match_is(const struct zfw_match_key *k, const struct zfw_pkt *p, __u8 dir)
+{
+	__u32 diff = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 4; i++)
+		diff |= (k->dst[i] ^ p->k.daddr[i]) | (k->src[i] ^ p->k.saddr[i]);
+	diff |= k->ifindex ^ p->k.ifindex;
+	diff |= (k->dport ^ p->k.dport) | (k->family ^ p->k.family) | (k->proto ^ p->k.proto);
+	diff |= k->dir ^ dir;
+	return diff == 0;
+}
+
+/* This CPU's matched_map slot for packet @p (never NULL in practice). */
+ZFW_INLINE struct zfw_match_slot *zfw_match_slot(const struct zfw_pkt *p, __u8 dir)
+{
+	__u32 slot = zfw_match_slot_of(p, dir);
+
+	return bpf_map_lookup_elem(&matched_map, &slot);
+}
+
 /**
  * zfw_policy_lookup - decide a new flow by the rules of direction @dir.
  * @per_if: the interface honours only rules that list it
@@ -199,8 +254,7 @@ ZFW_INLINE struct zfw_decision zfw_policy_lookup(const struct zfw_pkt *p, __u8 d
 						 int per_if, const struct zfw_config *cfg)
 {
 	struct zfw_decision d = { .range_idx = ~0U };
-	struct zfw_match_key mk = {};
-	struct zfw_match_val *mv, nv = {};
+	struct zfw_match_slot *ms;
 	struct zfw_lpm_key lk = {};
 	struct zfw_lpm_val *lv;
 	struct zfw_pair_walk *w;
@@ -209,12 +263,11 @@ ZFW_INLINE struct zfw_decision zfw_policy_lookup(const struct zfw_pkt *p, __u8 d
 	__u32 gen = cfg ? cfg->policy_gen : 0;
 	__u8 set = cfg ? (cfg->active_set & 1) : 0;
 
-	zfw_match_key_of(p, dir, &mk);
-	mv = bpf_map_lookup_elem(&matched_map, &mk);
-	if (mv && mv->gen == gen) {
-		d.action = mv->action;
-		d.tproxy_port = mv->tproxy_port;
-		d.range_idx = mv->range_idx;
+	ms = zfw_match_slot(p, dir);
+	if (ms && ms->val.gen == gen && zfw_match_is(&ms->key, p, dir)) {
+		d.action = ms->val.action;
+		d.tproxy_port = ms->val.tproxy_port;
+		d.range_idx = ms->val.range_idx;
 		d.cached = 1;
 		return d;
 	}
@@ -249,11 +302,15 @@ ZFW_INLINE struct zfw_decision zfw_policy_lookup(const struct zfw_pkt *p, __u8 d
 	if (w->scan.found)
 		d = w->scan.d;
 out:
-	nv.gen = gen;
-	nv.action = d.action;
-	nv.tproxy_port = d.tproxy_port;
-	nv.range_idx = d.range_idx;
-	bpf_map_update_elem(&matched_map, &mk, &nv, BPF_ANY);
+	if (ms) {
+		__builtin_memset(&ms->key, 0, sizeof(ms->key));
+		zfw_match_key_of(p, dir, &ms->key);
+		ms->val.gen = gen;
+		ms->val.action = d.action;
+		ms->val.tproxy_port = d.tproxy_port;
+		ms->val.range_idx = d.range_idx;
+		ms->val.pad = 0;
+	}
 	return d;
 }
 

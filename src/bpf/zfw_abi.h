@@ -21,6 +21,7 @@ enum zfw_abi_consts {
 	ZFW_MAX_PAIRS = 62,          /* (dst len, src len) pairs on one address's path */
 	ZFW_SERVICE_ID_LEN = 32,
 	ZFW_IFNAME_LEN = 16,
+	ZFW_MATCH_SLOTS = 65536,     /* matched_map slots per CPU (a power of two) */
 	ZFW_CB_MAGIC = 0x7a66,       /* skb->cb[0] high half: prio 1 handed this packet on */
 	ZFW_NAT_PORT_MIN = 1024,     /* masquerade: allocated ports / echo ids in MIN..65535 */
 	ZFW_NAT_RETRIES = 10,        /* random port picks before giving up (exhaustion) */
@@ -302,6 +303,17 @@ struct zfw_match_val {
 	__u16 tproxy_port;
 	__u8 action;       /* enum zfw_action */
 	__u8 pad;
+};
+
+/*
+ * matched_map value: a direct-mapped, per-CPU decision cache.  The slot is
+ * a hash of the key; the key is stored to tell a hit from a collision.
+ * Writing a slot is a plain store (no allocation, no lock), and per-CPU
+ * slots cannot be torn by another CPU's write.  An empty slot has family 0.
+ */
+struct zfw_match_slot {
+	struct zfw_match_key key;
+	struct zfw_match_val val;
 };
 
 /*

@@ -52,8 +52,10 @@ fn parse_sizes(specs: &[String]) -> Result<BTreeMap<String, u32>> {
         let (name, n) = s
             .split_once('=')
             .ok_or_else(|| Error::usage(format!("--map-size '{s}': expected MAP=ENTRIES")))?;
-        if !crate::maps::MAP_NAMES.contains(&name) || name == "config_map" || name == "counters_map"
-        {
+        // fixed by the datapath: one config slot, a counter per reason, a
+        // power-of-two decision cache the programs index by hash
+        let fixed = ["config_map", "counters_map", "matched_map", "rb_map"];
+        if !crate::maps::MAP_NAMES.contains(&name) || fixed.contains(&name) {
             return Err(Error::usage(format!(
                 "--map-size '{s}': no resizable map named '{name}'"
             )));

@@ -112,9 +112,10 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
             .collect(),
         "matched_map" => {
             let gen = maps.config()?.policy_gen;
-            maps.entries::<types::zfw_match_key, types::zfw_match_val>(name)?
+            maps.cached_decisions()?
                 .into_iter()
-                .map(|(k, v)| {
+                .map(|s| {
+                    let (k, v) = (s.key, s.val);
                     json!({
                         "family": decode::family(k.family), "proto": decode::proto(k.proto), "direction": dir(k.dir),
                         "src": addr(k.family, &k.src).to_string(), "dst": addr(k.family, &k.dst).to_string(),

@@ -152,6 +152,9 @@ impl Maps {
         if name == "diag_map" {
             return Ok(self.ifaces()?.len());
         }
+        if name == "matched_map" {
+            return Ok(self.cached_decisions()?.len());
+        }
         Ok(match h.map_type() {
             MapType::RingBuf => 0,
             MapType::Array | MapType::PercpuArray => h.max_entries() as usize,
@@ -188,6 +191,32 @@ impl Maps {
 
     pub fn set_config(&self, c: &types::zfw_config) -> Result<()> {
         self.put("config_map", &0u32, c)
+    }
+
+    /// Every (slot, CPU's value) of a per-CPU array of plain values.
+    pub fn percpu_entries<V: plain::Plain + Default>(&self, name: &str) -> Result<Vec<(u32, Vec<V>)>> {
+        let h = self.handle(name)?;
+        let mut out = Vec::new();
+        for i in 0..h.max_entries() {
+            if let Some(vals) = h.lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY).ctx(|| format!("reading {name}"))? {
+                out.push((i, vals.iter().map(|b| from_bytes(b)).collect()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The distinct cached decisions of matched_map (slots are per CPU;
+    /// the same decision may sit in several CPUs' slots).
+    pub fn cached_decisions(&self) -> Result<Vec<types::zfw_match_slot>> {
+        let mut seen: Vec<types::zfw_match_slot> = Vec::new();
+        for (_, per_cpu) in self.percpu_entries::<types::zfw_match_slot>("matched_map")? {
+            for s in per_cpu {
+                if s.key.family != 0 && !seen.iter().any(|o| bytes_of(&o.key) == bytes_of(&s.key)) {
+                    seen.push(s);
+                }
+            }
+        }
+        Ok(seen)
     }
 
     /// Interface settings (diag_map) keyed by ifindex.
