@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::bpffs::{Root, DEFAULT_ROOT};
 use crate::error::Result;
 
+pub mod apply;
 pub mod audit;
 pub mod conntrack;
 pub mod ddos;
@@ -62,6 +63,10 @@ pub enum Command {
     Ddos(ddos::DdosArgs),
     /// OT protocol filtering settings (DNP3 function codes)
     Ot(ot::OtArgs),
+    /// Make the live policy match a policy file (validated in full first)
+    Apply(apply::ApplyArgs),
+    /// Print the live policy in the format `apply` reads
+    Export,
 }
 
 /// Run a parsed command line; returns the process exit status.
@@ -82,6 +87,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Iface(c) => iface::run(&root, c),
         Command::Ddos(a) => ddos::run(&root, a),
         Command::Ot(a) => ot::run(&root, a),
+        Command::Apply(a) => apply::apply(&root, a),
+        Command::Export => apply::export(&root),
     };
     match res {
         Ok(()) => 0,
