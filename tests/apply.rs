@@ -350,3 +350,45 @@ fn two_applies_at_once_end_with_one_complete_policy() {
         assert_eq!(maps.count("tproxy_map").unwrap(), 300, "round {round}");
     }
 }
+
+#[test]
+fn a_long_apply_shows_progress_on_a_terminal_only() {
+    require_priv!();
+    let lab = Lab::new();
+    lab.load();
+    let rules: Vec<Value> = (0..20_000u32)
+        .map(|i| {
+            json!({"dst": format!("10.{}.{}.0/24", i / 256, i % 256), "src": "0.0.0.0/0",
+                   "proto": "udp", "ports": "5353", "action": "allow"})
+        })
+        .collect();
+    let doc = json!({"ingress": rules});
+    let f = TempFile::new("big", &doc.to_string());
+    // stderr a terminal (script(1) gives the command a pty)
+    let cmd = format!(
+        "nsenter --net={} {} --bpffs {} apply {}",
+        lab.server.path().display(),
+        env!("CARGO_BIN_EXE_zfw"),
+        lab.root.dir.display(),
+        f.path_str()
+    );
+    let out = sh("script", &["-qec", &cmd, "/dev/null"]);
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(
+        tty.contains("zfw: apply: validating rules 10000/20000..."),
+        "{tty:.300}"
+    );
+    assert!(
+        tty.contains("zfw: apply: writing 20000 rules..."),
+        "{tty:.300}"
+    );
+    assert!(tty.contains("\r\x1b[K"), "the progress line is cleared");
+    assert!(tty.contains("20000 change(s): 20000 rule(s) added"));
+    let live = export(&lab);
+    assert_eq!(live["ingress"], doc["ingress"]);
+    // piped: no progress, and the same file is now a no-op
+    let r = lab.zfw(&["apply", &f.path_str()]).ok();
+    assert!(r.stderr.is_empty(), "{:?}", r.stderr);
+    assert_eq!(r.stdout.trim(), "zfw: nothing to change");
+}
