@@ -1,6 +1,7 @@
 //! zfw: a stateful eBPF firewall.  The library does the work; `src/bin/zfw.rs`
 //! only parses the command line and calls [`cli::run`].
 
+pub mod apply;
 pub mod attach;
 pub mod bpffs;
 pub mod cli;

@@ -125,6 +125,7 @@ fn run() -> zfw::Result<Report> {
     zfw::loader::load_detached(&root)?;
     let result = cases(&bench, &root).and_then(|mut c| {
         c.extend(policy_cases(&bench, &root)?);
+        c.extend(apply_cases(&root)?);
         Ok(c)
     });
     let _ = zfw::loader::unload_all(&root);
@@ -505,6 +506,58 @@ fn policy_cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
             n,
             bench.measure(&policy, &hit, [0; 5])?,
         );
+    }
+    zfw::rules::store::replace_all(&maps, &[])?;
+    Ok(out)
+}
+
+/// `zfw apply` throughput: a policy file of N rules (as text) parsed,
+/// validated, diffed against the live (empty) state and written, as ns per
+/// rule (rules/second = 1e9 / ns); then the same file again, which finds
+/// nothing to change.  Medians of RUNS runs at 10k, one run at 250k.
+fn apply_cases(root: &Root) -> zfw::Result<Vec<Case>> {
+    let maps = Maps::open(root)?;
+    let mut out = Vec::new();
+    for n in [10_000usize, 250_000] {
+        let rules = rule_set(n);
+        let doc = serde_json::json!({
+            "ingress": rules.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+        });
+        let text = doc.to_string();
+        let runs = if n > 10_000 { 1 } else { 5 };
+        let (mut first, mut again) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            zfw::rules::store::replace_all(&maps, &[])?;
+            for (times, expect_changes) in [(&mut first, true), (&mut again, false)] {
+                let t = std::time::Instant::now();
+                let policy = zfw::apply::parse("bench.json", &text, &mut |_| {})?;
+                let _lock = root.lock()?;
+                let plan = zfw::apply::plan(&maps, "bench.json", &policy, false)?;
+                zfw::apply::execute(&maps, &plan, &mut |_| {})?;
+                times.push(t.elapsed().as_nanos() as f64 / n as f64);
+                if plan.changes.is_empty() == expect_changes {
+                    return Err(zfw::Error::runtime(
+                        "bench: apply did not do what it should",
+                    ));
+                }
+            }
+        }
+        for v in [&mut first, &mut again] {
+            v.sort_by(|a, b| a.total_cmp(b));
+        }
+        out.push(Case {
+            name: format!(
+                "apply {n} rules: ns per rule ({:.0} rules/s)",
+                1e9 / first[first.len() / 2]
+            ),
+            rules: n,
+            ns: first[first.len() / 2],
+        });
+        out.push(Case {
+            name: format!("re-apply {n} rules, no change: ns per rule"),
+            rules: n,
+            ns: again[again.len() / 2],
+        });
     }
     zfw::rules::store::replace_all(&maps, &[])?;
     Ok(out)

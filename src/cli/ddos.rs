@@ -92,6 +92,8 @@ fn port(root: &Root, a: PortArgs) -> Result<()> {
     let arg = operand(a.action, &a.port, "port")?;
     let port = arg.map(ddos::parse_port).transpose()?;
     let maps = Maps::open(root)?;
+    // add/del read, then write: hold the root's lock (apply does too)
+    let _lock = root.lock()?;
     match (a.action, port) {
         (ListAction::Add, Some(p)) => {
             if ddos::port_add(&maps, p)? {
@@ -121,6 +123,7 @@ fn allow(root: &Root, a: AllowArgs) -> Result<()> {
     let arg = operand(a.action, &a.ip, "address")?;
     let ip = arg.map(ddos::parse_ip).transpose()?;
     let maps = Maps::open(root)?;
+    let _lock = root.lock()?;
     match (a.action, ip) {
         (ListAction::Add, Some(ip)) => {
             if ddos::allow_add(&maps, ip)? {

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crate::bpffs::{Root, DEFAULT_ROOT};
 use crate::error::Result;
 
+pub mod apply;
 pub mod audit;
 pub mod conntrack;
 pub mod ddos;
@@ -68,6 +69,10 @@ pub enum Command {
         #[command(subcommand)]
         cmd: nat::MasqueradeCmd,
     },
+    /// Make the live policy match a policy file (validated in full first)
+    Apply(apply::ApplyArgs),
+    /// Print the live policy in the format `apply` reads
+    Export,
 }
 
 /// Run a parsed command line; returns the process exit status.
@@ -89,6 +94,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Ddos(a) => ddos::run(&root, a),
         Command::Ot(a) => ot::run(&root, a),
         Command::Masquerade { cmd } => nat::masquerade(&root, cmd),
+        Command::Apply(a) => apply::apply(&root, a),
+        Command::Export => apply::export(&root),
     };
     match res {
         Ok(()) => 0,

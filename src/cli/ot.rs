@@ -52,6 +52,8 @@ pub fn run(root: &Root, a: OtArgs) -> Result<()> {
         (_, None) => None,
     };
     let maps = Maps::open(root)?;
+    // add/del/flush read, then write: hold the root's lock (apply does too)
+    let _lock = root.lock()?;
     match (a.action, code) {
         (Dnp3Action::Add, Some(c)) => {
             if ot::dnp3_add(&maps, c)? {

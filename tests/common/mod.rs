@@ -386,3 +386,68 @@ pub fn ping_ok(ns: &Netns, dst: &str) -> bool {
         .status
         .success()
 }
+
+/// `zfw --bpffs ROOT ARGS` in `ns`, started in the background (stdin
+/// closed, output piped) so several can run at once.
+pub fn zfw_spawn(ns: &Netns, root: &BpfRoot, args: &[&str]) -> std::process::Child {
+    let net = format!("--net={}", ns.path().display());
+    let d = root.dir.display().to_string();
+    Command::new("nsenter")
+        .args([net.as_str(), env!("CARGO_BIN_EXE_zfw"), "--bpffs", &d])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn zfw")
+}
+
+/// Like [`zfw`] in `ns`, with `input` on stdin.
+pub fn zfw_stdin(ns: &Netns, root: &BpfRoot, args: &[&str], input: &str) -> Run {
+    use std::io::Write;
+    let net = format!("--net={}", ns.path().display());
+    let d = root.dir.display().to_string();
+    let mut child = Command::new("nsenter")
+        .args([net.as_str(), env!("CARGO_BIN_EXE_zfw"), "--bpffs", &d])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn zfw");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let out = child.wait_with_output().expect("wait zfw");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A file in /tmp holding `text`, removed on drop.
+pub struct TempFile {
+    pub path: PathBuf,
+}
+
+impl TempFile {
+    pub fn new(tag: &str, text: &str) -> TempFile {
+        let path = PathBuf::from(format!("/tmp/zfwt-{}.json", unique(tag)));
+        std::fs::write(&path, text).expect("write temp file");
+        TempFile { path }
+    }
+
+    pub fn path_str(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
