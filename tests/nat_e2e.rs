@@ -50,6 +50,29 @@ fn tcp_udp_and_ping_are_masqueraded_and_the_server_sees_only_the_router() {
     assert!(list.iter().any(|e| e["proto"] == "icmp"));
     let table = lab.zfw(&["masquerade", "list"]).ok();
     assert!(table.stdout.contains("ro0"), "{}", table.stdout);
+    // dump decodes both directions of the mapping
+    let d = lab
+        .zfw(&[
+            "dump",
+            "--map",
+            "masquerade_map",
+            "--map",
+            "masquerade_reverse_map",
+        ])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
+    let fwd = v["maps"]["masquerade_map"]["entries"].as_array().unwrap();
+    assert!(fwd
+        .iter()
+        .any(|e| e["inside"].as_str().unwrap_or("").starts_with(R_CLIENT)
+            && e["iface"] == OUTSIDE_IF));
+    let rev = v["maps"]["masquerade_reverse_map"]["entries"]
+        .as_array()
+        .unwrap();
+    assert!(rev.iter().any(|e| e["translated"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with(R_OUTSIDE)));
     // nothing is stale yet
     let gc = lab.zfw(&["gc"]).ok();
     assert!(gc.stdout.contains("removed 0"), "{}", gc.stdout);

@@ -216,7 +216,19 @@ fn client_udp_to_a_tunnel_service_is_answered_through_the_tun() {
     ));
     assert_eq!(tun.seen.load(std::sync::atomic::Ordering::SeqCst), 0);
 
-    install_catch_all_rule(&maps, AF_INET, UDP, action("tunnel"));
+    // the user's way: a tunnel-mode rule for the service prefix
+    lab.zfw(&[
+        "rule",
+        "add",
+        "--dst",
+        "100.64.0.0/24",
+        "--proto",
+        "udp",
+        "--ports",
+        "5000",
+        "--tunnel",
+    ])
+    .ok();
     assert!(
         udp_echo_ok(&lab.client, &target, Duration::from_secs(3)),
         "the tunneler's answer must come back to the client"
@@ -242,6 +254,17 @@ fn client_udp_to_a_tunnel_service_is_answered_through_the_tun() {
     assert_eq!(st.ifindex, srv_idx);
     assert_eq!(st.client_mac, mac_of(&lab.client, "cli0"));
     assert_eq!(st.our_mac, mac_of(&lab.server, "srv0"));
+    // and `zfw dump --map tun_map` shows it decoded
+    let d = lab.zfw(&["dump", "--map", "tun_map"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&d.stdout).unwrap();
+    let e = &v["maps"]["tun_map"]["entries"][0];
+    assert_eq!(
+        e["client"].as_str().unwrap(),
+        format!("{CLIENT_IP}:{}", k.sport)
+    );
+    assert_eq!(e["service"], format!("{SERVICE}:5000"));
+    assert_eq!(e["iface"], "srv0");
+    assert_eq!(e["proto"], "udp");
     drop(tun);
 }
 

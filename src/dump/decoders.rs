@@ -185,8 +185,10 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
             .entries::<types::zfw_addr_key, types::zfw_bucket>(name)?
             .into_iter()
             .map(|(k, b)| {
+                // family 0: the shared bucket of sources seen for the first time
+                let who = if k.family == 0 { "newcomers".to_string() } else { addr(k.family, &k.addr).to_string() };
                 json!({
-                    "address": addr(k.family, &k.addr).to_string(), "tokens": b.tokens_milli as f64 / 1000.0,
+                    "address": who, "tokens": b.tokens_milli as f64 / 1000.0,
                     "idle_s": age_s(now, b.last_ns),
                 })
             })
@@ -202,6 +204,55 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
             }
             v
         }
+        "masquerade_map" | "icmp_masquerade_map" => maps
+            .entries::<types::zfw_nat_key, types::zfw_nat_val>(name)?
+            .into_iter()
+            .map(|(k, v)| {
+                let outside = if k.family == decode::AF_INET {
+                    addr(k.family, &[v.naddr4, 0, 0, 0]).to_string()
+                } else {
+                    String::new()
+                };
+                json!({
+                    "family": decode::family(k.family), "proto": decode::proto(k.proto),
+                    "remote": decode::endpoint(addr(k.family, &k.raddr), k.rport),
+                    "outside_port": k.nport, "outside_address": outside,
+                    "inside": decode::endpoint(addr(k.family, &v.addr), v.port),
+                    "ifindex": k.ifindex, "iface": ifname(k.ifindex),
+                    "state": if k.proto == 6 { decode::tcp_state(v.state) } else { "active".into() },
+                    "fin_bits": v.fin, "idle_s": age_s(now, v.last_ns),
+                })
+            })
+            .collect(),
+        "masquerade_reverse_map" => maps
+            .entries::<types::zfw_flow_key, types::zfw_nat_rev>(name)?
+            .into_iter()
+            .map(|(k, v)| {
+                json!({
+                    "family": decode::family(k.family), "proto": decode::proto(k.proto),
+                    "inside": decode::endpoint(addr(k.family, &k.saddr), k.sport),
+                    "remote": decode::endpoint(addr(k.family, &k.daddr), k.dport),
+                    "translated": decode::endpoint(addr(k.family, &v.naddr), v.nport),
+                    "ifindex": k.ifindex, "iface": ifname(k.ifindex),
+                    "state": if k.proto == 6 { decode::tcp_state(v.state) } else { "active".into() },
+                    "idle_s": age_s(now, v.last_ns),
+                })
+            })
+            .collect(),
+        "modbus_state_map" => maps
+            .entries::<types::zfw_modbus_key, types::zfw_modbus_val>(name)?
+            .into_iter()
+            .map(|(k, v)| {
+                let f = k.flow;
+                json!({
+                    "client": decode::endpoint(addr(f.family, &f.saddr), f.sport),
+                    "server": decode::endpoint(addr(f.family, &f.daddr), f.dport),
+                    "ifindex": f.ifindex, "iface": ifname(f.ifindex),
+                    "transaction_id": k.tid, "unit": k.unit, "fcode": v.fcode,
+                    "age_s": age_s(now, v.ts_ns),
+                })
+            })
+            .collect(),
         "rb_map" => Vec::new(),
         _ => raw_entries(maps, name)?,
     };
