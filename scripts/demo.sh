@@ -55,6 +55,14 @@ in_srv $ZFW --bpffs $ROOT load --iface dsrv
 step "with zfw (default deny; SSH to the interface address allowed)"
 try 22; try 8080
 
+step "zfw rule add --dst 10.88.0.2/32 --proto tcp --ports 8080 (now 8080 is allowed too)"
+in_srv $ZFW --bpffs $ROOT rule add --dst 10.88.0.2/32 --proto tcp --ports 8080 --service-id demo-web
+in_srv $ZFW --bpffs $ROOT rule list
+try 22; try 8080
+
+step "zfw conntrack list"
+in_srv $ZFW --bpffs $ROOT conntrack list
+
 step "zfw status --json"
 in_srv $ZFW --bpffs $ROOT status --json
 
