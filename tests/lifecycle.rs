@@ -184,3 +184,92 @@ fn map_size_option_sizes_maps_at_creation() {
     lab.zfw(&["load", "--iface", "srv0"]).ok();
     assert_eq!(lab.root.maps().max_entries("tcp_map").unwrap(), 4096);
 }
+
+#[test]
+fn a_new_build_replaces_programs_in_place_and_established_flows_survive() {
+    require_priv!();
+    let lab = Lab::new();
+    let ssh = tcp_listen(&lab.server, "[::]:22").serve_echo_forever();
+    lab.load();
+    let before: serde_json::Value =
+        serde_json::from_str(&lab.zfw(&["status", "--json"]).ok().stdout).unwrap();
+    let old_id = before["programs"]["zfw_policy"].as_u64().unwrap();
+    // an established connection through the firewall
+    let target: std::net::SocketAddr = format!("{SERVER_IP}:{ssh}").parse().unwrap();
+    let mut conn = lab
+        .client
+        .enter(move || {
+            std::net::TcpStream::connect_timeout(&target, std::time::Duration::from_secs(3))
+        })
+        .expect("connects");
+    assert!(echo_once(&mut conn, b"one"));
+    // pretend the pinned programs come from another build
+    let maps = lab.root.maps();
+    let mut cfg = maps.config().unwrap();
+    cfg.build_id ^= 1;
+    maps.set_config(&cfg).unwrap();
+    let r = lab.zfw(&["load", "--iface", "srv0"]).ok();
+    assert!(r.stdout.contains("programs replaced"), "{}", r.stdout);
+    let after: serde_json::Value =
+        serde_json::from_str(&lab.zfw(&["status", "--json"]).ok().stdout).unwrap();
+    let new_id = after["programs"]["zfw_policy"].as_u64().unwrap();
+    assert_ne!(old_id, new_id, "new programs were loaded");
+    assert_eq!(
+        after["interfaces"][0]["hooks"]["ingress_prio1"].as_u64(),
+        Some(new_id),
+        "swapped in place"
+    );
+    let ing = tc_filters(&lab.server, "srv0", "ingress");
+    assert_eq!(ing.matches("name zfw_policy").count(), 1, "{ing}");
+    // the flow state lived in the pinned maps: the connection goes on, on
+    // the same conntrack entry (not merely through the local-socket check)
+    type Flows = Vec<(zfw::skel::types::zfw_flow_key, zfw::skel::types::zfw_flow)>;
+    let pkts = |m: &zfw::maps::Maps| {
+        let v: Flows = m.entries("tcp_ingress_map").unwrap();
+        v.iter().map(|(_, f)| f.pkts_orig).sum::<u64>()
+    };
+    let before_pkts = pkts(&lab.root.maps());
+    assert!(before_pkts >= 3, "the SSH flow is tracked");
+    assert!(
+        echo_once(&mut conn, b"two"),
+        "established flow survives the upgrade"
+    );
+    assert!(
+        pkts(&lab.root.maps()) > before_pkts,
+        "the new programs use the old entry"
+    );
+    assert!(!tcp_echo_ok(
+        &lab.client,
+        &format!("{SERVER_IP}:8080"),
+        std::time::Duration::from_millis(500)
+    ));
+}
+
+#[test]
+fn maps_of_another_abi_are_refused_with_a_clear_message() {
+    require_priv!();
+    let lab = Lab::new();
+    lab.load();
+    let maps = lab.root.maps();
+    let mut cfg = maps.config().unwrap();
+    cfg.abi_version = 99;
+    maps.set_config(&cfg).unwrap();
+    let r = lab.zfw(&["load", "--iface", "srv0"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("ABI v99") && r.stderr.contains("unload --all"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.stderr.trim().lines().count(), 1);
+}
+
+fn echo_once(s: &mut std::net::TcpStream, msg: &[u8]) -> bool {
+    use std::io::{Read, Write};
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(3)));
+    if s.write_all(msg).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(n) if &buf[..n] == msg)
+}
