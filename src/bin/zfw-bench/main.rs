@@ -5,6 +5,8 @@
 //! Each figure is the median of RUNS runs of REPEAT repetitions
 //! (ZFW_BENCH_RUNS, default 5; ZFW_BENCH_REPEAT, default 1,000,000).
 
+mod dump;
+
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 
@@ -126,6 +128,7 @@ fn run() -> zfw::Result<Report> {
     let result = cases(&bench, &root).and_then(|mut c| {
         c.extend(policy_cases(&bench, &root)?);
         c.extend(apply_cases(&root)?);
+        c.extend(dump::dump_cases(&root, 65_535)?);
         Ok(c)
     });
     let _ = zfw::loader::unload_all(&root);

@@ -1,0 +1,66 @@
+//! Audit cost: `zfw dump` of a full conntrack table.
+
+use libbpf_rs::MapCore;
+use zfw::bpffs::Root;
+use zfw::maps::Maps;
+use zfw::skel::{bytes_of, types};
+
+use super::Case;
+
+/// Fill tcp_map with `n` flows, time decoding it as `zfw dump` does, clean up.
+pub fn dump_cases(root: &Root, n: u32) -> zfw::Result<Vec<Case>> {
+    let maps = Maps::open(root)?;
+    let h = maps.handle("tcp_map")?;
+    let n = n.min(h.max_entries());
+    let now = zfw::decode::mono_now_ns();
+    let mut keys = Vec::with_capacity(n as usize * std::mem::size_of::<types::zfw_flow_key>());
+    let mut vals = Vec::with_capacity(n as usize * std::mem::size_of::<types::zfw_flow>());
+    for i in 0..n {
+        let mut k = types::zfw_flow_key {
+            sport: (i % 60000) as u16 + 1024,
+            dport: 443,
+            ifindex: 1,
+            family: 2,
+            proto: 6,
+            ..Default::default()
+        };
+        k.saddr[0] = u32::from_ne_bytes([10, 0, 0, 2]);
+        k.daddr[0] = u32::from_ne_bytes((0xc000_0000u32 | (i / 60000) << 8 | 1).to_be_bytes());
+        let f = types::zfw_flow {
+            first_ns: now,
+            last_ns: now,
+            state: 3,
+            pkts_orig: 1,
+            ..Default::default()
+        };
+        keys.extend_from_slice(bytes_of(&k));
+        vals.extend_from_slice(bytes_of(&f));
+    }
+    h.update_batch(
+        &keys,
+        &vals,
+        n,
+        libbpf_rs::MapFlags::ANY,
+        libbpf_rs::MapFlags::ANY,
+    )
+    .map_err(|e| zfw::Error::runtime(format!("bench: filling tcp_map: {e}")))?;
+    let filled = maps.count("tcp_map")?;
+    let t = std::time::Instant::now();
+    let v = zfw::dump::dump_map(&maps, "tcp_map")?;
+    let ns = t.elapsed().as_nanos() as f64;
+    let decoded = v["entries"].as_array().map(|a| a.len()).unwrap_or(0);
+    zfw::conntrack::flush(&maps)?;
+    if decoded != filled {
+        return Err(zfw::Error::runtime(format!(
+            "bench: dump decoded {decoded} of {filled} flows"
+        )));
+    }
+    Ok(vec![Case {
+        name: format!(
+            "dump tcp_map, {filled} flows: ns per flow (total {:.0} ms)",
+            ns / 1e6
+        ),
+        rules: 0,
+        ns: ns / filled.max(1) as f64,
+    }])
+}
