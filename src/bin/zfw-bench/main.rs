@@ -4,6 +4,7 @@
 //!
 //! Each figure is the median of RUNS runs of REPEAT repetitions
 //! (ZFW_BENCH_RUNS, default 5; ZFW_BENCH_REPEAT, default 1,000,000).
+//! ZFW_BENCH_QUICK=1 skips the cases that build large rule sets.
 
 mod dump;
 
@@ -125,10 +126,14 @@ fn run() -> zfw::Result<Report> {
 
     let root = Root::new(format!("/sys/fs/bpf/zfw-bench-{}", std::process::id()));
     zfw::loader::load_detached(&root)?;
+    // ZFW_BENCH_QUICK=1: only the per-packet cases that need no big rule set
+    let quick = std::env::var_os("ZFW_BENCH_QUICK").is_some();
     let result = cases(&bench, &root).and_then(|mut c| {
-        c.extend(policy_cases(&bench, &root)?);
-        c.extend(apply_cases(&root)?);
-        c.extend(dump::dump_cases(&root, 65_535)?);
+        if !quick {
+            c.extend(policy_cases(&bench, &root)?);
+            c.extend(apply_cases(&root)?);
+            c.extend(dump::dump_cases(&root, 65_535)?);
+        }
         Ok(c)
     });
     let _ = zfw::loader::unload_all(&root);
