@@ -304,27 +304,15 @@ pub struct TcpListenerHandle {
 impl TcpListenerHandle {
     /// Serve: echo everything back on each connection until it closes.
     pub fn serve_echo_forever(self) -> u16 {
-        let port = self.port;
-        std::thread::spawn(move || {
-            for s in self.listener.incoming() {
-                let Ok(mut s) = s else { continue };
-                std::thread::spawn(move || {
-                    use std::io::{Read, Write};
-                    let mut buf = [0u8; 256];
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
-                    while let Ok(n) = s.read(&mut buf) {
-                        if n == 0 || s.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        port
+        self.serve(20, true)
     }
 
-    /// Serve: echo one line back on each connection, forever (thread).
+    /// Serve: echo one read back on each connection, forever (thread).
     pub fn serve_echo(self) -> u16 {
+        self.serve(5, false)
+    }
+
+    fn serve(self, timeout_s: u64, keep_going: bool) -> u16 {
         let port = self.port;
         std::thread::spawn(move || {
             for s in self.listener.incoming() {
@@ -332,9 +320,11 @@ impl TcpListenerHandle {
                 std::thread::spawn(move || {
                     use std::io::{Read, Write};
                     let mut buf = [0u8; 256];
-                    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                    if let Ok(n) = s.read(&mut buf) {
-                        let _ = s.write_all(&buf[..n]);
+                    let _ = s.set_read_timeout(Some(Duration::from_secs(timeout_s)));
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() || !keep_going {
+                            break;
+                        }
                     }
                 });
             }
