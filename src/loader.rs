@@ -201,14 +201,31 @@ fn attach_tc(progs: &Programs, ifindex: u32, egress: bool, mut hooks: u32) -> Re
 /// BPF_PROG_TEST_RUN.
 pub fn load_detached(root: &Root) -> Result<()> {
     check_privileges()?;
-    root.ensure_mounted()?;
-    let _lock = root.lock()?;
-    ensure_programs(root, &BTreeMap::new())?;
-    let maps = Maps::open(root)?;
-    let mut cfg = maps.config()?;
-    cfg.abi_version = crate::skel::names::ZFW_ABI_VERSION as u32;
-    cfg.build_id = BPF_BUILD_ID;
-    maps.set_config(&cfg)
+    let fresh = !root.is_loaded();
+    let res = (|| {
+        root.ensure_mounted()?;
+        let _lock = root.lock()?;
+        ensure_programs(root, &BTreeMap::new())?;
+        let maps = Maps::open(root)?;
+        let mut cfg = maps.config()?;
+        cfg.abi_version = crate::skel::names::ZFW_ABI_VERSION as u32;
+        cfg.build_id = BPF_BUILD_ID;
+        maps.set_config(&cfg)
+    })();
+    rollback_if_fresh(root, fresh, res)
+}
+
+/// A load that fails on a root it created leaves nothing behind: a
+/// rejected command changes nothing.
+fn rollback_if_fresh<T>(root: &Root, fresh: bool, res: Result<T>) -> Result<T> {
+    if res.is_err() && fresh {
+        if root.is_loaded() {
+            let _ = unload_all(root);
+        } else if root.dir.exists() {
+            let _ = root.remove_all();
+        }
+    }
+    res
 }
 
 /// `zfw load`: see the module doc.  Validates every name before changing
@@ -237,6 +254,17 @@ pub fn load(root: &Root, opts: &LoadOptions) -> Result<LoadReport> {
         }
     }
 
+    let fresh = !root.is_loaded();
+    let res = attach_all(root, opts, &ifaces, &tuns);
+    rollback_if_fresh(root, fresh, res)
+}
+
+fn attach_all(
+    root: &Root,
+    opts: &LoadOptions,
+    ifaces: &[(String, u32)],
+    tuns: &[(String, u32)],
+) -> Result<LoadReport> {
     root.ensure_mounted()?;
     let _lock = root.lock()?;
     let programs = ensure_programs(root, &opts.sizes)?;
@@ -274,7 +302,7 @@ pub fn load(root: &Root, opts: &LoadOptions) -> Result<LoadReport> {
         }
     }
 
-    for (name, ifindex) in &ifaces {
+    for (name, ifindex) in ifaces {
         let mut st = iface_state::get_or_default(&maps, *ifindex, name)?;
         st.hooks = attach_tc(&progs, *ifindex, !opts.no_egress, st.hooks)?;
         maps.put("diag_map", ifindex, &st)?;
@@ -285,7 +313,7 @@ pub fn load(root: &Root, opts: &LoadOptions) -> Result<LoadReport> {
             hooks: hook_names(st.hooks),
         });
     }
-    for (name, ifindex) in &tuns {
+    for (name, ifindex) in tuns {
         let mut st = iface_state::get_or_default(&maps, *ifindex, name)?;
         let mode = xdp::attach(progs.fd(PROG_XDP), *ifindex)?;
         st.hooks |= HOOK_XDP;

@@ -171,6 +171,20 @@ fn bad_input_fails_cleanly_and_changes_nothing() {
     let r = lab.zfw(&["load", "--iface", "srv0", "--map-size", "tcp_map=abc"]);
     assert_eq!(r.code, 2);
     assert!(!lab.root.dir.exists());
+    // a load the kernel refuses half-way (a map too big to create) leaves
+    // no directory, pin or filter behind
+    let r = lab.zfw(&[
+        "load",
+        "--iface",
+        "srv0",
+        "--map-size",
+        "tcp_map=2000000000",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(!lab.root.dir.exists(), "failed load rolled back");
+    let ing = tc_filters(&lab.server, "srv0", "ingress");
+    assert!(!ing.contains("bpf"), "{ing}");
 }
 
 #[test]
