@@ -17,6 +17,9 @@ use zfw::skel::{bench::BenchSkelBuilder, empty::EmptySkelBuilder, types};
 use zfw::testkit::packet::*;
 use zfw::testkit::run::TestProg;
 
+#[path = "bench/store.rs"]
+mod store_cases;
+
 const IFINDEX: u32 = 1;
 
 #[derive(Serialize)]
@@ -26,7 +29,7 @@ struct Floor {
 }
 
 #[derive(Serialize)]
-struct Case {
+pub(crate) struct Case {
     name: String,
     rules: usize,
     ns: f64,
@@ -123,11 +126,18 @@ fn run() -> zfw::Result<Report> {
 
     let root = Root::new(format!("/sys/fs/bpf/zfw-bench-{}", std::process::id()));
     zfw::loader::load_detached(&root)?;
-    let result = cases(&bench, &root).and_then(|mut c| {
-        c.extend(policy_cases(&bench, &root)?);
+    // ZFW_BENCH_ONLY=store: only the rule-store cases (apply, add/del/list)
+    let only_store = std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "store");
+    let result = (|| {
+        let mut c = Vec::new();
+        if !only_store {
+            c.extend(cases(&bench, &root)?);
+            c.extend(policy_cases(&bench, &root)?);
+        }
         c.extend(apply_cases(&root)?);
+        c.extend(store_cases::cases(&Maps::open(&root)?, 250_000)?);
         Ok(c)
-    });
+    })();
     let _ = zfw::loader::unload_all(&root);
     Ok(Report {
         floor,
@@ -348,7 +358,7 @@ fn key_prefixes(k: usize) -> (String, String) {
 /// `n` ingress TCP rules over n / RANGES_PER_KEY keys (distinct dst
 /// prefixes, 16 length pairs), plus a catch-all 0.0.0.0/0 key so every
 /// lookup walks two pairs.
-fn rule_set(n: usize) -> Vec<zfw::rules::model::Rule> {
+pub(crate) fn rule_set(n: usize) -> Vec<zfw::rules::model::Rule> {
     use zfw::rules::model::{Action, Direction, Rule};
     let mk = |dst: &str, src: &str, ports: String, action| Rule {
         direction: Direction::Ingress,

@@ -10,6 +10,8 @@ use crate::bpffs::Root;
 use crate::error::{Context, Error, Result};
 use crate::skel::{bytes_of, from_bytes, types};
 
+pub mod batch;
+
 /// Names of the pinned maps, in the order `dump` and `status` show them.
 pub const MAP_NAMES: &[&str] = &[
     "config_map",
