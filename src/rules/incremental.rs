@@ -172,7 +172,11 @@ fn lpm_changes(
     Ok(out)
 }
 
-fn apply_lpm(maps: &Maps, writes: &[LpmWrite]) -> Result<()> {
+/// A callback run after every map write the datapath can observe (tests
+/// check decisions between the writes).
+pub type Observer<'a> = &'a mut dyn FnMut();
+
+fn apply_lpm(maps: &Maps, writes: &[LpmWrite], obs: Observer) -> Result<()> {
     for (k, v) in writes {
         match v {
             Some(v) => maps.put("dst_lpm_map", k, v)?,
@@ -180,6 +184,7 @@ fn apply_lpm(maps: &Maps, writes: &[LpmWrite]) -> Result<()> {
                 maps.del("dst_lpm_map", k)?;
             }
         }
+        obs();
     }
     Ok(())
 }
@@ -301,6 +306,11 @@ fn is_tproxy_ingress(r: &Rule) -> bool {
  * one piece for the key's ranges; the caller rewrites the whole set.
  */
 pub fn add(maps: &Maps, rule: &Rule) -> Result<Option<AddOutcome>> {
+    add_observed(maps, rule, &mut || {})
+}
+
+/// `add`, calling `obs` after each map write.
+pub fn add_observed(maps: &Maps, rule: &Rule, obs: Observer) -> Result<Option<AddOutcome>> {
     let v = view(maps)?;
     let key = rule_key(rule, v.set);
     let new_slot = encode(rule)?;
@@ -388,23 +398,26 @@ pub fn add(maps: &Maps, rule: &Rule) -> Result<Option<AddOutcome>> {
 
     // 1. ranges (and their service ids) into slots no span covers
     write_slots(maps, written_at, written)?;
+    obs();
     // 2. the local route a TPROXY rule needs, before it can match
     if is_tproxy_ingress(rule) {
         route::add_local(&rule.dst)?;
     }
     // 3. the key points at its ranges: one atomic hash update
     maps.put("tproxy_map", &key, &span)?;
+    obs();
     // 4. publish a new pair: the dst's node, then its descendants
-    if let Err(e) = apply_lpm(maps, &lpm) {
+    if let Err(e) = apply_lpm(maps, &lpm, obs) {
         if old_span.is_none() {
-            // nothing lists the new key's pair... unless some node took it
-            let _ = apply_lpm(maps, &undo(&lpm, g, v.set, &v)?);
+            // put back the nodes that took the new list, then the key
+            let _ = apply_lpm(maps, &undo(&lpm, g, v.set, &v)?, &mut || {});
             let _ = maps.del("tproxy_map", &key);
         }
         return Err(e);
     }
     // 5. cached decisions of the old set stop counting
     bump_gen(maps)?;
+    obs();
     // 6. slots the key left (a moved span) lose their labels
     if let Some(sp) = old_span {
         if span.first != sp.first {
@@ -448,6 +461,11 @@ fn undo(lpm: &[LpmWrite], g: Group, set: u8, v: &View) -> Result<Vec<LpmWrite>> 
  * A rule that does not exist is a usage error.
  */
 pub fn del(maps: &Maps, id: &RuleId) -> Result<bool> {
+    del_observed(maps, id, &mut || {})
+}
+
+/// `del`, calling `obs` after each map write.
+pub fn del_observed(maps: &Maps, id: &RuleId, obs: Observer) -> Result<bool> {
     let v = view(maps)?;
     let probe = Rule {
         direction: id.direction,
@@ -488,9 +506,15 @@ pub fn del(maps: &Maps, id: &RuleId) -> Result<bool> {
         {
             after.remove(j);
         }
-        apply_lpm(maps, &lpm_removals(g, v.set, &id.dst, &before, &after)?)?;
+        apply_lpm(
+            maps,
+            &lpm_removals(g, v.set, &id.dst, &before, &after)?,
+            obs,
+        )?;
         maps.del("tproxy_map", &key)?;
+        obs();
         bump_gen(maps)?;
+        obs();
         forget_slots(maps, slots_of(&sp))?;
     } else {
         let new_span = if i == last {
@@ -514,13 +538,16 @@ pub fn del(maps: &Maps, id: &RuleId) -> Result<bool> {
                 return Ok(false);
             };
             write_slots(maps, at, &rest)?;
+            obs();
             types::zfw_rule_span {
                 first: at,
                 count: rest.len() as u32,
             }
         };
         maps.put("tproxy_map", &key, &new_span)?;
+        obs();
         bump_gen(maps)?;
+        obs();
         let keep = slots_of(&new_span);
         forget_slots(maps, slots_of(&sp).filter(|s| !keep.contains(s)))?;
     }
