@@ -466,3 +466,38 @@ fn a_fragmented_range_map_is_compacted_by_a_full_rewrite() {
     assert_eq!(e.exit_code(), 1, "{e}");
     assert_eq!(store::read_live(&maps).unwrap().len(), before.len() + 3);
 }
+
+#[test]
+fn an_add_cut_short_before_its_trie_writes_is_finished_by_the_same_add() {
+    require_priv!();
+    let f = Fixture::new();
+    let maps = f.root.maps();
+    let base = vec![rule("10.1.0.0/16", "0.0.0.0/0", "80", Action::Deny)];
+    store::replace_all(&maps, &base).unwrap();
+    let k = rule("10.0.0.0/8", "192.0.2.0/24", "80", Action::Allow);
+    let probe = ("192.0.2.9", "10.9.9.9", 80);
+    // the process dies right after the key write (write 2: ranges, key)
+    let mut n = 0;
+    let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = incremental::add_observed(&maps, &k, &mut || {
+            n += 1;
+            if n == 2 {
+                panic!("cut short");
+            }
+        });
+    }));
+    assert!(cut.is_err());
+    store::bump_gen(&maps).unwrap();
+    assert!(!verdict(&f, &probe), "the key is not published yet");
+    assert_eq!(
+        store::read_live(&maps).unwrap().len(),
+        2,
+        "but it is listed"
+    );
+    // the script re-runs the add: identical rule, and now it is enforced
+    assert_eq!(store::add(&maps, k.clone()).unwrap(), AddOutcome::Unchanged);
+    assert!(verdict(&f, &probe));
+    let mut all = base.clone();
+    all.push(k);
+    check(&f, &maps, &all, "the finished add");
+}

@@ -189,6 +189,19 @@ fn apply_lpm(maps: &Maps, writes: &[LpmWrite], obs: Observer) -> Result<()> {
     Ok(())
 }
 
+/// Does the trie list `rule`'s (dst len, src len) pair for its dst (the
+/// longest stored prefix containing the dst, looked up at the dst's
+/// length, names the pair exactly when a key of that dst and src length
+/// is published)?
+fn published(maps: &Maps, rule: &Rule, set: u8) -> Result<bool> {
+    let k = lpm_key(rule.direction, rule.family(), rule.proto, set, &rule.dst);
+    let Some(v) = maps.get::<_, types::zfw_lpm_val>("dst_lpm_map", &k)? else {
+        return Ok(false);
+    };
+    let n = usize::from(v.npairs).min(v.dst_len.len());
+    Ok((0..n).any(|i| v.dst_len[i] == rule.dst.len && v.src_len[i] == rule.src.len))
+}
+
 /// A range slot's contents: the range and its service id.
 type Slot = (types::zfw_range, Option<types::zfw_service_id>);
 
@@ -323,11 +336,25 @@ pub fn add_observed(maps: &Maps, rule: &Rule, obs: Observer) -> Result<Option<Ad
         .iter()
         .position(|(r, _)| (r.lo, r.hi) == (rule.ports.lo, rule.ports.hi));
     let mut slots = old_slots.clone();
+    let g = (rule.direction, rule.family(), rule.proto);
     let outcome = match pos {
         Some(i)
             if bytes_of(&slots[i].0) == bytes_of(&new_slot.0)
                 && slots[i].1.as_ref().map(bytes_of) == new_slot.1.as_ref().map(bytes_of) =>
         {
+            // a change cut short between its key and its trie writes left
+            // the key unpublished: finish it (the writes are idempotent)
+            if !published(maps, rule, v.set)? {
+                let after = v.group(g)?;
+                let mut before = after.clone();
+                before.retain(|(d, sl)| !(*d == rule.dst && *sl == rule.src.len));
+                apply_lpm(
+                    maps,
+                    &lpm_changes(g, v.set, &rule.dst, &before, &after)?,
+                    obs,
+                )?;
+                bump_gen(maps)?;
+            }
             return Ok(Some(AddOutcome::Unchanged));
         }
         Some(i) => {
@@ -386,7 +413,6 @@ pub fn add_observed(maps: &Maps, rule: &Rule, obs: Observer) -> Result<Option<Ad
     };
 
     // the trie: only a new key can bring a new (dst len, src len) pair
-    let g = (rule.direction, rule.family(), rule.proto);
     let lpm = if old_span.is_none() {
         let before = v.group(g)?;
         let mut after = before.clone();
