@@ -177,6 +177,11 @@ impl Maps {
         Ok(match h.map_type() {
             MapType::RingBuf => 0,
             MapType::Array | MapType::PercpuArray => h.max_entries() as usize,
+            // a few batch calls instead of one syscall per key (tproxy_map
+            // holds up to 800k); key by key if batching fails
+            MapType::Hash => batch::read(h, name, 8192, None)
+                .map(|e| e.len())
+                .unwrap_or_else(|_| h.keys().count()),
             _ => h.keys().count(),
         })
     }
