@@ -200,12 +200,17 @@ fn attach_tc(progs: &Programs, ifindex: u32, egress: bool, mut hooks: u32) -> Re
 /// for benchmarks and packet tests, which drive the programs with
 /// BPF_PROG_TEST_RUN.
 pub fn load_detached(root: &Root) -> Result<()> {
+    load_detached_with(root, &BTreeMap::new())
+}
+
+/// `load_detached` with map sizes (name -> max_entries) for maps it creates.
+pub fn load_detached_with(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<()> {
     check_privileges()?;
     let fresh = !root.is_loaded();
     let res = (|| {
         root.ensure_mounted()?;
         let _lock = root.lock()?;
-        ensure_programs(root, &BTreeMap::new())?;
+        ensure_programs(root, sizes)?;
         let maps = Maps::open(root)?;
         let mut cfg = maps.config()?;
         cfg.abi_version = crate::skel::names::ZFW_ABI_VERSION as u32;

@@ -41,11 +41,13 @@
  *
  * Rule sets: keys carry a set bit (0/1) and zfw_config.active_set selects the
  * live one; set s owns range_map slots [s * N/2, (s + 1) * N/2).  User space
- * (src/rules/store.rs) writes every change - rule add/del/flush, later
- * `zfw apply` - as a complete new set beside the live one, then flips
- * active_set and bumps policy_gen in one config_map update, then deletes
- * the old set.  Both sets coexist during a change, so a rule set may use at
- * most half of tproxy_map, dst_lpm_map and range_map.
+ * (src/rules/store.rs) writes `zfw apply` and `rule flush` as a complete new
+ * set beside the live one, then flips active_set and bumps policy_gen in one
+ * config_map update, then deletes the old set.  Both sets coexist during
+ * such a change, so a rule set may use at most half of tproxy_map,
+ * dst_lpm_map and range_map.  A single `rule add/del` changes the live set
+ * in place, in an order (ranges into free slots, key, then the trie lists;
+ * removals backwards) that never lets this code see a half-written rule.
  *
  * Cost (zfw-bench, "first packet" rows, 2-core VM): about 1 us for a hit or
  * a miss, flat from 10 to 250,000 rules; a cache hit costs what the steps

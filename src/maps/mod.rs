@@ -10,6 +10,8 @@ use crate::bpffs::Root;
 use crate::error::{Context, Error, Result};
 use crate::skel::{bytes_of, from_bytes, types};
 
+pub mod batch;
+
 /// Names of the pinned maps, in the order `dump` and `status` show them.
 pub const MAP_NAMES: &[&str] = &[
     "config_map",
@@ -175,6 +177,11 @@ impl Maps {
         Ok(match h.map_type() {
             MapType::RingBuf => 0,
             MapType::Array | MapType::PercpuArray => h.max_entries() as usize,
+            // a few batch calls instead of one syscall per key (tproxy_map
+            // holds up to 800k); key by key if batching fails
+            MapType::Hash => batch::read(h, name, 8192, None)
+                .map(|e| e.len())
+                .unwrap_or_else(|_| h.keys().count()),
             _ => h.keys().count(),
         })
     }

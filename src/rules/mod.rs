@@ -1,6 +1,9 @@
 //! Rules: the model (model.rs), its compilation into map contents
-//! (compile.rs) and the live rule set in the pinned maps (store.rs).
+//! (compile.rs), reading the live rule set back (live.rs), and writing it:
+//! whole-set rewrites (store.rs) and single-rule changes (incremental.rs).
 
 pub mod compile;
+pub mod incremental;
+pub mod live;
 pub mod model;
 pub mod store;

@@ -1,16 +1,64 @@
-//! The live rule set: read back from the maps alone, and replaced as a
-//! whole.
+//! The live rule set: read back from the maps (live.rs, batch reads),
+//! replaced as a whole (here), or changed one rule at a time
+//! (incremental.rs).
 //!
-//! Write path.  Every change (add, del, flush, a later `apply`) builds the
-//! complete new rule set - both directions - into the inactive rule set
-//! (`set = 1 - active_set`: its own tproxy_map/dst_lpm_map keys and its own
-//! half of range_map), checks capacity before writing anything, writes it,
-//! and then flips `active_set` and bumps `policy_gen` with one config_map
-//! update.  The datapath therefore sees either the old or the new rule set,
-//! never a mix, and matched_map entries of older generations stop counting
-//! at the same instant.  Afterwards the old set's entries are deleted.  A
-//! failure before the flip leaves the live rules untouched (the partial
-//! inactive set is cleared by the next write).
+//! Whole-set write (`apply`, `rule flush`, and `rule add/del` when
+//! range_map has no room in one piece).  The complete new rule set - both
+//! directions - is built into the inactive rule set (`set = 1 -
+//! active_set`: its own tproxy_map/dst_lpm_map keys and its own half of
+//! range_map), capacity is checked before anything is written, the set is
+//! written, and then `active_set` flips and `policy_gen` is bumped with one
+//! config_map update.  The datapath therefore sees either the old or the
+//! new rule set, never a mix, and matched_map entries of older generations
+//! stop counting at the same instant.  Afterwards the old set's entries are
+//! deleted.  A failure before the flip leaves the live rules untouched (the
+//! partial inactive set is cleared by the next write).  This also compacts
+//! range_map: the new set's ranges are contiguous from its half's start.
+//!
+//! Single-rule write (`rule add`, `rule del`): only the affected key of the
+//! ACTIVE set changes, in an order such that every state the datapath can
+//! observe between two map writes decides every packet as the old or the
+//! new rule set would.  The datapath reads (policy.h): the dst_lpm_map node
+//! of the packet's longest stored dst prefix D, whose pair list names the
+//! (dst len, src len) combinations to probe; tproxy_map for each of them;
+//! the probed key's span of range_map.  Each of these single writes is
+//! atomic for a reader (a hash or trie update swaps a whole element; a
+//! range_map slot is only written while no span covers it).  Add:
+//! 1. write the key's new range list into range_map slots no live span
+//!    covers (appended right after its span if that slot is free, else the
+//!    whole list copied into the first free run): unreachable so far;
+//! 2. TPROXY: add the local route;
+//! 3. point the key at the new span (new key: insert it).  An existing key
+//!    switches from its old list to its new one in one update.  A new key
+//!    whose (dst len, src len) pair is already on its dst's path is probed
+//!    from now on: that single insert is the whole change.  A new key with
+//!    a new pair is not probed yet (no list names its pair);
+//! 4. publish the new pair: the dst prefix's node (inserted if new, its
+//!    list = pairs of its stored ancestors and itself), then every stored
+//!    descendant's list.  A packet whose longest stored prefix already has
+//!    the new list probes the new key (present since step 3) and otherwise
+//!    exactly the old keys; one whose node still has the old list never
+//!    probes the new key, and no other key differs: old decision;
+//! 5. bump policy_gen: cached decisions taken before (with the old
+//!    generation) stop counting; later ones see every write above;
+//! 6. forget the service ids of slots a moved span left.
+//!
+//! Delete runs the same steps backwards: a key losing one of several
+//! ranges gets a shrunk span (first or last range) or a copy of its
+//! remaining list in free slots, then the span update, then the gen bump;
+//! a key losing its last range first has its pair unpublished (descendant
+//! lists, then its dst node: updated, or deleted when no key with that dst
+//! is left), then the key is deleted (nothing probes it any more), then the
+//! gen bump, then the route and service ids go.
+//!
+//! Freed slots are reused only by a later command, never within the one
+//! that freed them; a program still scanning an old span when a later
+//! command rewrites those slots would have to stay inside one BPF program
+//! run for the whole of that command's start-up (milliseconds): TC programs
+//! run in microseconds with preemption off, so we accept that window.
+//! Free space is the complement of the live spans (read from tproxy_map);
+//! when no run of free slots is long enough the change falls back to the
+//! whole-set write, which compacts.
 
 use std::collections::BTreeSet;
 
@@ -20,20 +68,15 @@ use crate::error::{Context, Error, Result};
 use crate::ifaddr;
 use crate::maps::Maps;
 use crate::netlink::route;
-use crate::rules::compile::{self, action_from_code, dir_from_code, set_region, Compiled};
-use crate::rules::model::{words_addr, Action, Direction, Family, Prefix, Proto, Rule, RuleId};
+use crate::rules::compile::{self, set_region, Compiled};
+use crate::rules::incremental;
+use crate::rules::live::{self, Live};
+use crate::rules::model::{Action, Direction, Prefix, Rule, RuleId};
 use crate::skel::{bytes_of, from_bytes, types};
 
-const BATCH: usize = 8192;
+const BATCH: usize = live::BATCH as usize;
 
-/// The active rule set number.
-pub fn active_set(maps: &Maps) -> Result<u8> {
-    Ok(maps.config()?.active_set & 1)
-}
-
-fn iface_name(idx: u32) -> String {
-    ifaddr::name_of(idx).unwrap_or_else(|| format!("#{idx}"))
-}
+pub use live::active_set;
 
 /// Resolve an interface name (or `#N` for one that has gone) to its index.
 pub fn iface_index(name: &str) -> Result<u32> {
@@ -43,182 +86,13 @@ pub fn iface_index(name: &str) -> Result<u32> {
     ifaddr::index_of(name)
 }
 
-fn rule_keys(maps: &Maps) -> Result<Vec<types::zfw_rule_key>> {
-    Ok(maps
-        .raw_keys("tproxy_map")?
-        .iter()
-        .map(|k| from_bytes::<types::zfw_rule_key>(k))
-        .collect())
-}
-
 /// Every live rule (both directions), keys in range order, ranges in
 /// insertion order.
 pub fn read_live(maps: &Maps) -> Result<Vec<Rule>> {
-    let set = active_set(maps)?;
-    let mut spans = Vec::new();
-    for k in rule_keys(maps)?.into_iter().filter(|k| k.set == set) {
-        if let Some(sp) = maps.get::<_, types::zfw_rule_span>("tproxy_map", &k)? {
-            spans.push((k, sp));
-        }
-    }
-    spans.sort_by_key(|(_, sp)| sp.first);
-    let needed: u64 = spans.iter().map(|(_, sp)| u64::from(sp.count)).sum();
-    let ranges = read_ranges(maps, &spans, needed)?;
-    let mut services = std::collections::HashMap::new();
-    for k in maps.raw_keys("service_map")? {
-        let idx: u32 = from_bytes(&k);
-        if let Some(s) = maps.get::<u32, types::zfw_service_id>("service_map", &idx)? {
-            let b: Vec<u8> =
-                s.id.iter()
-                    .take_while(|c| **c != 0)
-                    .map(|c| *c as u8)
-                    .collect();
-            services.insert(idx, String::from_utf8_lossy(&b).into_owned());
-        }
-    }
-    let mut out = Vec::new();
-    for (k, sp) in spans {
-        let (Some(fam), Some(proto), Some(dir)) = (
-            Family::from_af(k.family),
-            Proto::from_number(k.proto),
-            dir_from_code(k.dir),
-        ) else {
-            return Err(Error::runtime(format!(
-                "tproxy_map holds a key zfw cannot decode (family {}, proto {}, dir {})",
-                k.family, k.proto, k.dir
-            )));
-        };
-        let dst = Prefix::new(words_addr(fam, &k.dst), k.dst_len);
-        let src = Prefix::new(words_addr(fam, &k.src), k.src_len);
-        for idx in sp.first..sp.first.saturating_add(sp.count) {
-            let r = ranges.get(idx as usize).copied().ok_or_else(|| {
-                Error::runtime(format!("range_map has no slot {idx} (rule {dst} {src})"))
-            })?;
-            let action = action_from_code(r.action, r.tproxy_port).ok_or_else(|| {
-                Error::runtime(format!("range_map[{idx}] has unknown action {}", r.action))
-            })?;
-            let service_id = services.get(&idx).cloned();
-            out.push(Rule {
-                direction: dir,
-                dst,
-                src,
-                proto,
-                ports: crate::rules::model::Ports { lo: r.lo, hi: r.hi },
-                action,
-                interfaces: r
-                    .ifindex
-                    .iter()
-                    .take(usize::from(r.nif))
-                    .map(|i| iface_name(*i))
-                    .collect(),
-                service_id,
-            });
-        }
-    }
-    Ok(out)
+    Ok(live::read(maps)?.rules)
 }
 
-/// The range_map slots of `spans` (indexed by slot): one lookup per slot
-/// for small rule sets, else all of range_map in batches (an array: every
-/// slot is returned, so a short read is an error, never a silently shorter
-/// rule set).
-fn read_ranges(
-    maps: &Maps,
-    spans: &[(types::zfw_rule_key, types::zfw_rule_span)],
-    needed: u64,
-) -> Result<Vec<types::zfw_range>> {
-    let h = maps.handle("range_map")?;
-    let max = h.max_entries() as usize;
-    let mut out = vec![types::zfw_range::default(); max];
-    if needed <= BATCH as u64 {
-        for (_, sp) in spans {
-            for idx in sp.first..sp.first.saturating_add(sp.count) {
-                let r = maps
-                    .get("range_map", &idx)?
-                    .ok_or_else(|| Error::runtime(format!("range_map has no slot {idx}")))?;
-                if let Some(slot) = out.get_mut(idx as usize) {
-                    *slot = r;
-                }
-            }
-        }
-        return Ok(out);
-    }
-    let mut seen = 0usize;
-    let it = h
-        .lookup_batch(BATCH as u32, MapFlags::ANY, MapFlags::ANY)
-        .ctx(|| "reading range_map".into())?;
-    for (k, v) in it {
-        let idx: u32 = from_bytes(&k);
-        if let Some(slot) = out.get_mut(idx as usize) {
-            *slot = from_bytes(&v);
-            seen += 1;
-        }
-    }
-    if seen != max {
-        return Err(Error::runtime(format!(
-            "reading range_map: got {seen} of {max} slots"
-        )));
-    }
-    Ok(out)
-}
-
-/// Delete the entries `c` wrote (a set compiled from the rules it holds):
-/// trie nodes first, then service ids, then keys, so that a set whose keys
-/// are gone has nothing else left either.
-fn remove_compiled(maps: &Maps, c: &Compiled) -> Result<()> {
-    for (k, _) in &c.lpm {
-        maps.del("dst_lpm_map", k)?;
-    }
-    for (i, _) in &c.services {
-        maps.del("service_map", i)?;
-    }
-    let h = maps.handle("tproxy_map")?;
-    for chunk in c.keys.chunks(BATCH) {
-        let mut buf = Vec::with_capacity(std::mem::size_of_val(chunk));
-        for (k, _) in chunk {
-            buf.extend_from_slice(bytes_of(k));
-        }
-        if h.delete_batch(&buf, chunk.len() as u32, MapFlags::ANY, MapFlags::ANY)
-            .is_err()
-        {
-            for (k, _) in chunk {
-                maps.del("tproxy_map", k)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Delete every entry of rule set `set` (keys, dst trie nodes, service
-/// ids): the leftovers of an interrupted write.  Writes put keys first and
-/// removals take them last, so a set without keys has nothing to clear.
-fn clear_set(maps: &Maps, set: u8) -> Result<()> {
-    let keys: Vec<types::zfw_rule_key> = rule_keys(maps)?
-        .into_iter()
-        .filter(|k| k.set == set)
-        .collect();
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let lpm: Vec<types::zfw_lpm_key> = maps
-        .raw_keys("dst_lpm_map")?
-        .iter()
-        .map(|k| from_bytes::<types::zfw_lpm_key>(k))
-        .filter(|k| k.set == set)
-        .collect();
-    for k in &lpm {
-        maps.del("dst_lpm_map", k)?;
-    }
-    let (lo, half) = set_region(set, maps.max_entries("range_map")?);
-    let svc: Vec<u32> = maps
-        .raw_keys("service_map")?
-        .iter()
-        .map(|k| from_bytes::<u32>(k))
-        .filter(|i| *i >= lo && *i < lo + half)
-        .collect();
-    for i in &svc {
-        maps.del("service_map", i)?;
-    }
+fn delete_keys(maps: &Maps, keys: &[types::zfw_rule_key]) -> Result<()> {
     let h = maps.handle("tproxy_map")?;
     for chunk in keys.chunks(BATCH) {
         let mut buf = Vec::with_capacity(std::mem::size_of_val(chunk));
@@ -234,6 +108,49 @@ fn clear_set(maps: &Maps, set: u8) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Delete what the live set `old` holds: trie nodes first (`lpm`, compiled
+/// from its rules), then service ids, then keys, so that a set whose keys
+/// are gone has nothing else left either.
+fn remove_live(maps: &Maps, old: &Live, lpm: &Compiled) -> Result<()> {
+    for (k, _) in &lpm.lpm {
+        maps.del("dst_lpm_map", k)?;
+    }
+    for i in &old.service_slots {
+        maps.del("service_map", i)?;
+    }
+    let keys: Vec<types::zfw_rule_key> = old.keys.iter().map(|(k, _)| *k).collect();
+    delete_keys(maps, &keys)
+}
+
+/// Delete every entry of rule set `set` (keys, dst trie nodes, service
+/// ids of its half of range_map): the leftovers of an interrupted write.
+/// Writes put keys first and removals take them last, so a set without
+/// keys has no trie nodes to clear.
+fn clear_set(maps: &Maps, set: u8) -> Result<()> {
+    let (lo, half) = set_region(set, maps.max_entries("range_map")?);
+    for i in live::services(maps, lo, lo + half)?.keys() {
+        maps.del("service_map", i)?;
+    }
+    let keys: Vec<types::zfw_rule_key> = live::all_keys(maps)?
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.set == set)
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let lpm: Vec<types::zfw_lpm_key> = maps
+        .raw_keys("dst_lpm_map")?
+        .iter()
+        .map(|k| from_bytes::<types::zfw_lpm_key>(k))
+        .filter(|k| k.set == set)
+        .collect();
+    for k in &lpm {
+        maps.del("dst_lpm_map", k)?;
+    }
+    delete_keys(maps, &keys)
 }
 
 fn capacity(maps: &Maps, name: &str, used: usize, adding: usize) -> Result<()> {
@@ -306,9 +223,9 @@ pub fn bump_gen(maps: &Maps) -> Result<()> {
 }
 
 /// Make `rules` (both directions, insertion order, unique ids) the live
-/// rule set; see the module doc.  `old` is the live set it replaces (for
-/// the TPROXY routes).
-fn write_set(maps: &Maps, old: &[Rule], rules: &[Rule]) -> Result<()> {
+/// rule set; see the module doc.  `old` is the live set it replaces.
+fn write_set(maps: &Maps, old_set: &Live, rules: &[Rule]) -> Result<()> {
+    let old = &old_set.rules[..];
     for r in rules {
         r.validate()?;
     }
@@ -325,7 +242,7 @@ fn write_set(maps: &Maps, old: &[Rule], rules: &[Rule]) -> Result<()> {
             )));
         }
     }
-    let live = active_set(maps)?;
+    let live = old_set.set;
     let next = 1 - live;
     let range_max = maps.max_entries("range_map")?;
     let c = compile::compile(rules, next, range_max, &iface_index)?;
@@ -346,7 +263,7 @@ fn write_set(maps: &Maps, old: &[Rule], rules: &[Rule]) -> Result<()> {
     cfg.active_set = next;
     cfg.policy_gen = cfg.policy_gen.wrapping_add(1);
     maps.set_config(&cfg)?;
-    remove_compiled(maps, &live_c)?;
+    remove_live(maps, old_set, &live_c)?;
     for p in before.difference(&after) {
         route::del_local(p)?;
     }
@@ -355,14 +272,19 @@ fn write_set(maps: &Maps, old: &[Rule], rules: &[Rule]) -> Result<()> {
 
 /// Replace the whole live rule set (both directions) with `rules`.
 pub fn replace_all(maps: &Maps, rules: &[Rule]) -> Result<()> {
-    let old = read_live(maps)?;
+    let old = live::read(maps)?;
     write_set(maps, &old, rules)
 }
 
 /// Replace the rules of one direction, keeping the other's.
 pub fn replace_dir(maps: &Maps, dir: Direction, rules: &[Rule]) -> Result<()> {
-    let old = read_live(maps)?;
-    let mut all: Vec<Rule> = old.iter().filter(|r| r.direction != dir).cloned().collect();
+    let old = live::read(maps)?;
+    let mut all: Vec<Rule> = old
+        .rules
+        .iter()
+        .filter(|r| r.direction != dir)
+        .cloned()
+        .collect();
     all.extend(rules.iter().filter(|r| r.direction == dir).cloned());
     write_set(maps, &old, &all)
 }
@@ -377,13 +299,25 @@ pub enum AddOutcome {
     Updated,
 }
 
+/// Add one rule: incrementally (see the module doc), or by a full rewrite
+/// when the active half of range_map has no contiguous room left for the
+/// key's ranges (which compacts it).
 pub fn add(maps: &Maps, rule: Rule) -> Result<AddOutcome> {
     rule.validate()?;
     for n in &rule.interfaces {
         iface_index(n)?;
     }
-    let old = read_live(maps)?;
-    let mut new = old.clone();
+    match incremental::add(maps, &rule)? {
+        Some(o) => Ok(o),
+        None => add_full(maps, rule),
+    }
+}
+
+/// `add` as a full two-set rewrite.
+pub fn add_full(maps: &Maps, rule: Rule) -> Result<AddOutcome> {
+    rule.validate()?;
+    let old = live::read(maps)?;
+    let mut new = old.rules.clone();
     let outcome = match new.iter_mut().find(|r| r.id() == rule.id()) {
         Some(r) if *r == rule => return Ok(AddOutcome::Unchanged),
         Some(r) => {
@@ -399,32 +333,52 @@ pub fn add(maps: &Maps, rule: Rule) -> Result<AddOutcome> {
     Ok(outcome)
 }
 
+pub(crate) fn no_such_rule(id: &RuleId) -> Error {
+    Error::usage(format!(
+        "no such {} rule: dst {} src {} {} ports {}",
+        id.direction.name(),
+        id.dst,
+        id.src,
+        id.proto.name(),
+        id.ports
+    ))
+}
+
 /// Delete the rule `id`; a rule that does not exist is a usage error.
+/// Incremental, or a full rewrite when the key's remaining ranges need
+/// room range_map does not have in one piece.
 pub fn del(maps: &Maps, id: &RuleId) -> Result<()> {
-    let old = read_live(maps)?;
-    if !old.iter().any(|r| r.id() == *id) {
-        return Err(Error::usage(format!(
-            "no such {} rule: dst {} src {} {} ports {}",
-            id.direction.name(),
-            id.dst,
-            id.src,
-            id.proto.name(),
-            id.ports
-        )));
+    if incremental::del(maps, id)? {
+        return Ok(());
     }
-    let new: Vec<Rule> = old.iter().filter(|r| r.id() != *id).cloned().collect();
+    del_full(maps, id)
+}
+
+/// `del` as a full two-set rewrite.
+pub fn del_full(maps: &Maps, id: &RuleId) -> Result<()> {
+    let old = live::read(maps)?;
+    if !old.rules.iter().any(|r| r.id() == *id) {
+        return Err(no_such_rule(id));
+    }
+    let new: Vec<Rule> = old
+        .rules
+        .iter()
+        .filter(|r| r.id() != *id)
+        .cloned()
+        .collect();
     write_set(maps, &old, &new)
 }
 
 /// Remove every rule of the given directions; returns how many went.
 pub fn flush(maps: &Maps, dirs: &[Direction]) -> Result<usize> {
-    let old = read_live(maps)?;
+    let old = live::read(maps)?;
     let new: Vec<Rule> = old
+        .rules
         .iter()
         .filter(|r| !dirs.contains(&r.direction))
         .cloned()
         .collect();
-    let n = old.len() - new.len();
+    let n = old.rules.len() - new.len();
     write_set(maps, &old, &new)?;
     Ok(n)
 }

@@ -19,8 +19,14 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn new() -> Fixture {
+        Fixture::with_sizes(&[])
+    }
+
+    /// A fixture whose maps get these max_entries (name, size).
+    pub fn with_sizes(sizes: &[(&str, u32)]) -> Fixture {
         let root = BpfRoot::new();
-        zfw::loader::load_detached(&root.root()).expect("load the datapath");
+        let sizes = sizes.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+        zfw::loader::load_detached_with(&root.root(), &sizes).expect("load the datapath");
         let f = Fixture { root };
         f.set_flags(zfw::iface_state::default_flags());
         f.set_addrs(&["10.0.0.2"], &["fd00::2"]);

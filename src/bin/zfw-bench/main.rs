@@ -20,6 +20,9 @@ use zfw::skel::{bench::BenchSkelBuilder, empty::EmptySkelBuilder, types};
 use zfw::testkit::packet::*;
 use zfw::testkit::run::TestProg;
 
+#[path = "store.rs"]
+mod store_cases;
+
 const IFINDEX: u32 = 1;
 
 #[derive(Serialize)]
@@ -29,7 +32,7 @@ struct Floor {
 }
 
 #[derive(Serialize)]
-struct Case {
+pub(crate) struct Case {
     name: String,
     rules: usize,
     ns: f64,
@@ -126,16 +129,27 @@ fn run() -> zfw::Result<Report> {
 
     let root = Root::new(format!("/sys/fs/bpf/zfw-bench-{}", std::process::id()));
     zfw::loader::load_detached(&root)?;
-    // ZFW_BENCH_QUICK=1: only the per-packet cases that need no big rule set
+    // ZFW_BENCH_QUICK=1: only the per-packet cases that need no big rule set;
+    // ZFW_BENCH_ONLY=store: only the rule-store cases (apply, add/del/list)
     let quick = std::env::var_os("ZFW_BENCH_QUICK").is_some();
-    let result = cases(&bench, &root).and_then(|mut c| {
-        if !quick {
+    let only_store = std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "store");
+    let result = (|| {
+        let mut c = Vec::new();
+        if !only_store {
+            c.extend(cases(&bench, &root)?);
+        }
+        if !quick && !only_store {
             c.extend(policy_cases(&bench, &root)?);
+        }
+        if !quick {
             c.extend(apply_cases(&root)?);
+            c.extend(store_cases::cases(&Maps::open(&root)?, 250_000)?);
+        }
+        if !quick && !only_store {
             c.extend(dump::dump_cases(&root, 65_535)?);
         }
         Ok(c)
-    });
+    })();
     let _ = zfw::loader::unload_all(&root);
     Ok(Report {
         floor,
@@ -356,7 +370,7 @@ fn key_prefixes(k: usize) -> (String, String) {
 /// `n` ingress TCP rules over n / RANGES_PER_KEY keys (distinct dst
 /// prefixes, 16 length pairs), plus a catch-all 0.0.0.0/0 key so every
 /// lookup walks two pairs.
-fn rule_set(n: usize) -> Vec<zfw::rules::model::Rule> {
+pub(crate) fn rule_set(n: usize) -> Vec<zfw::rules::model::Rule> {
     use zfw::rules::model::{Action, Direction, Rule};
     let mk = |dst: &str, src: &str, ports: String, action| Rule {
         direction: Direction::Ingress,

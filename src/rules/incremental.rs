@@ -1,0 +1,599 @@
+//! Single-rule changes (`rule add`, `rule del`) written in place into the
+//! live rule set, touching only the affected key; see store.rs's module
+//! doc for the order of the writes and why every intermediate state is
+//! correct.
+//!
+//! Cost: one batch read of tproxy_map (the live spans: free range_map
+//! space, the key's dst prefix and its stored neighbours), a read of the
+//! key's own ranges, and a handful of single-entry writes.
+
+use std::collections::BTreeSet;
+
+use crate::error::{Error, Result};
+use crate::maps::Maps;
+use crate::netlink::route;
+use crate::rules::compile::{self, lpm_key, rule_key, set_region};
+use crate::rules::live::{self, decode_key, Span};
+use crate::rules::model::{Action, Direction, Family, Prefix, Proto, Rule, RuleId};
+use crate::rules::store::{bump_gen, iface_index, no_such_rule, AddOutcome};
+use crate::skel::{abi_const, bytes_of, types};
+
+type Group = (Direction, Family, Proto);
+
+/// The live set as far as a one-key change needs it.
+struct View {
+    set: u8,
+    /// active keys, in range order
+    keys: Vec<Span>,
+    /// total tproxy_map entries (both sets)
+    total: usize,
+    base: u32,
+    half: u32,
+}
+
+fn view(maps: &Maps) -> Result<View> {
+    let set = live::active_set(maps)?;
+    let all = live::all_keys(maps)?;
+    let total = all.len();
+    let mut keys: Vec<Span> = all.into_iter().filter(|(k, _)| k.set == set).collect();
+    keys.sort_by_key(|(_, sp)| sp.first);
+    let (base, half) = set_region(set, maps.max_entries("range_map")?);
+    Ok(View {
+        set,
+        keys,
+        total,
+        base,
+        half,
+    })
+}
+
+impl View {
+    fn find(&self, k: &types::zfw_rule_key) -> Option<types::zfw_rule_span> {
+        self.keys
+            .iter()
+            .find(|(o, _)| bytes_of(o) == bytes_of(k))
+            .map(|(_, sp)| *sp)
+    }
+
+    /// Is slot `idx` outside every live span (and inside the set's half)?
+    fn slot_free(&self, idx: u32) -> bool {
+        idx >= self.base
+            && idx < self.base + self.half
+            && !self
+                .keys
+                .iter()
+                .any(|(_, sp)| idx >= sp.first && idx - sp.first < sp.count)
+    }
+
+    /// First fit for `n` contiguous slots no live span covers.  Slots a
+    /// span gives up in this same change are never candidates (they were
+    /// live when the view was read).
+    fn free_run(&self, n: u32) -> Option<u32> {
+        let mut at = self.base;
+        for (_, sp) in &self.keys {
+            if sp.first >= at + n {
+                break;
+            }
+            at = at.max(sp.first.saturating_add(sp.count));
+        }
+        (at + n <= self.base + self.half).then_some(at)
+    }
+
+    /// (dst, src len) of the active keys of one group.
+    fn group(&self, g: Group) -> Result<Vec<(Prefix, u8)>> {
+        let mut v = Vec::new();
+        for (k, _) in &self.keys {
+            let (dir, fam, proto, dst, src) = decode_key(k)?;
+            if (dir, fam, proto) == g {
+                v.push((dst, src.len));
+            }
+        }
+        Ok(v)
+    }
+}
+
+/// Does prefix `a` contain prefix `b` (a is b or one of its ancestors)?
+fn contains(a: &Prefix, b: &Prefix) -> bool {
+    a.len <= b.len && Prefix::new(b.addr, a.len) == *a
+}
+
+/// The dst_lpm_map pair list of stored prefix `d` given the group's keys:
+/// every (dst len, src len) of keys whose dst contains `d`, most specific
+/// first (the order compile.rs writes).
+fn pairs_of(d: &Prefix, group: &[(Prefix, u8)]) -> Vec<(u8, u8)> {
+    let set: BTreeSet<(u8, u8)> = group
+        .iter()
+        .filter(|(dst, _)| contains(dst, d))
+        .map(|(dst, sl)| (dst.len, *sl))
+        .collect();
+    set.into_iter().rev().collect()
+}
+
+fn lpm_val(pairs: &[(u8, u8)]) -> types::zfw_lpm_val {
+    let mut v = types::zfw_lpm_val {
+        npairs: pairs.len() as u16,
+        ..Default::default()
+    };
+    for (i, (dl, sl)) in pairs.iter().enumerate() {
+        v.dst_len[i] = *dl;
+        v.src_len[i] = *sl;
+    }
+    v
+}
+
+/// A dst_lpm_map write: Some(value) = put, None = delete the node.
+type LpmWrite = (types::zfw_lpm_key, Option<types::zfw_lpm_val>);
+
+/**
+ * The dst_lpm_map writes that turn the lists of group `g` from `before`
+ * into `after` (the group's keys without/with one key of dst `d`): the
+ * node of `d` and of its stored descendants, `d` first.  Empty when the
+ * (dst len, src len) pair of the key is on `d`'s path either way.
+ */
+fn lpm_changes(
+    g: Group,
+    set: u8,
+    d: &Prefix,
+    before: &[(Prefix, u8)],
+    after: &[(Prefix, u8)],
+) -> Result<Vec<LpmWrite>> {
+    let max_pairs = abi_const("ZFW_MAX_PAIRS") as usize;
+    let stored_after: BTreeSet<Prefix> = after.iter().map(|(p, _)| *p).collect();
+    let stored_before: BTreeSet<Prefix> = before.iter().map(|(p, _)| *p).collect();
+    let mut nodes: Vec<Prefix> = vec![*d];
+    nodes.extend(
+        stored_after
+            .union(&stored_before)
+            .filter(|p| p.len > d.len && contains(d, p)),
+    );
+    let mut out = Vec::new();
+    for p in nodes {
+        let key = lpm_key(g.0, g.1, g.2, set, &p);
+        if !stored_after.contains(&p) {
+            if stored_before.contains(&p) {
+                out.push((key, None));
+            }
+            continue;
+        }
+        let new = pairs_of(&p, after);
+        if stored_before.contains(&p) && pairs_of(&p, before) == new {
+            continue;
+        }
+        if new.len() > max_pairs {
+            return Err(Error::usage(format!(
+                "dst {p} ({}, {}) lies under {} (dst len, src len) combinations of rules; the datapath follows at most {max_pairs}",
+                g.2.name(),
+                g.0.name(),
+                new.len()
+            )));
+        }
+        out.push((key, Some(lpm_val(&new))));
+    }
+    Ok(out)
+}
+
+/// A callback run after every map write the datapath can observe (tests
+/// check decisions between the writes).
+pub type Observer<'a> = &'a mut dyn FnMut();
+
+fn apply_lpm(maps: &Maps, writes: &[LpmWrite], obs: Observer) -> Result<()> {
+    for (k, v) in writes {
+        match v {
+            Some(v) => maps.put("dst_lpm_map", k, v)?,
+            None => {
+                maps.del("dst_lpm_map", k)?;
+            }
+        }
+        obs();
+    }
+    Ok(())
+}
+
+/// Does the trie list `rule`'s (dst len, src len) pair for its dst (the
+/// longest stored prefix containing the dst, looked up at the dst's
+/// length, names the pair exactly when a key of that dst and src length
+/// is published)?
+fn published(maps: &Maps, rule: &Rule, set: u8) -> Result<bool> {
+    let k = lpm_key(rule.direction, rule.family(), rule.proto, set, &rule.dst);
+    let Some(v) = maps.get::<_, types::zfw_lpm_val>("dst_lpm_map", &k)? else {
+        return Ok(false);
+    };
+    let n = usize::from(v.npairs).min(v.dst_len.len());
+    Ok((0..n).any(|i| v.dst_len[i] == rule.dst.len && v.src_len[i] == rule.src.len))
+}
+
+/// A range slot's contents: the range and its service id.
+type Slot = (types::zfw_range, Option<types::zfw_service_id>);
+
+fn encode(r: &Rule) -> Result<Slot> {
+    let (action, tproxy_port) = compile::action_code(r.action);
+    let mut rg = types::zfw_range {
+        lo: r.ports.lo,
+        hi: r.ports.hi,
+        tproxy_port,
+        action,
+        nif: r.interfaces.len() as u8,
+        ..Default::default()
+    };
+    for (slot, name) in rg.ifindex.iter_mut().zip(&r.interfaces) {
+        *slot = iface_index(name)?;
+    }
+    let svc = r.service_id.as_ref().map(|id| {
+        let mut s = types::zfw_service_id::default();
+        for (d, b) in s.id.iter_mut().zip(id.bytes()) {
+            *d = b as _;
+        }
+        s
+    });
+    Ok((rg, svc))
+}
+
+/// A key's slots as the maps hold them.
+fn read_slots(maps: &Maps, sp: &types::zfw_rule_span) -> Result<Vec<Slot>> {
+    let end = sp.first.saturating_add(sp.count);
+    let ranges = live::ranges(maps, sp.first, end)?;
+    let mut out = Vec::with_capacity(ranges.len());
+    for (i, r) in ranges.into_iter().enumerate() {
+        let s = maps.get::<u32, types::zfw_service_id>("service_map", &(sp.first + i as u32))?;
+        out.push((r, s));
+    }
+    Ok(out)
+}
+
+/// Write slots at `at..` (free slots: nothing the datapath can reach).
+fn write_slots(maps: &Maps, at: u32, slots: &[Slot]) -> Result<()> {
+    let h = maps.handle("range_map")?;
+    let mut ks = Vec::with_capacity(slots.len() * 4);
+    let mut vs = Vec::new();
+    for (i, (r, _)) in slots.iter().enumerate() {
+        ks.extend_from_slice(&(at + i as u32).to_ne_bytes());
+        vs.extend_from_slice(bytes_of(r));
+    }
+    if !slots.is_empty() {
+        libbpf_rs::MapCore::update_batch(
+            h,
+            &ks,
+            &vs,
+            slots.len() as u32,
+            libbpf_rs::MapFlags::ANY,
+            libbpf_rs::MapFlags::ANY,
+        )
+        .map_err(|e| Error::runtime(format!("writing range_map: {e}")))?;
+    }
+    for (i, (_, s)) in slots.iter().enumerate() {
+        let idx = at + i as u32;
+        match s {
+            Some(s) => maps.put("service_map", &idx, s)?,
+            // a label left on a free slot must not name this range
+            None => {
+                maps.del("service_map", &idx)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Drop the service ids of slots no span uses any more.
+fn forget_slots(maps: &Maps, slots: impl Iterator<Item = u32>) -> Result<()> {
+    for i in slots {
+        maps.del("service_map", &i)?;
+    }
+    Ok(())
+}
+
+fn slots_of(sp: &types::zfw_rule_span) -> std::ops::Range<u32> {
+    sp.first..sp.first.saturating_add(sp.count)
+}
+
+/// Is another live ingress TPROXY rule on dst `d` left beside the range
+/// (`key`, `lo`..`hi`)?  Its local route must then stay.
+fn other_tproxy(
+    maps: &Maps,
+    v: &View,
+    d: &Prefix,
+    key: &types::zfw_rule_key,
+    ports: (u16, u16),
+) -> Result<bool> {
+    let (tproxy, _) = compile::action_code(Action::Tproxy(0));
+    for (k, sp) in &v.keys {
+        let (dir, _, _, dst, _) = decode_key(k)?;
+        if dir != Direction::Ingress || dst != *d {
+            continue;
+        }
+        let same_key = bytes_of(k) == bytes_of(key);
+        for r in live::ranges(maps, sp.first, sp.first.saturating_add(sp.count))? {
+            if r.action == tproxy && !(same_key && (r.lo, r.hi) == ports) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+fn is_tproxy_ingress(r: &Rule) -> bool {
+    r.direction == Direction::Ingress && matches!(r.action, Action::Tproxy(_))
+}
+
+/**
+ * Add `rule` in place.  Ok(None): range_map's active half has no room in
+ * one piece for the key's ranges; the caller rewrites the whole set.
+ */
+pub fn add(maps: &Maps, rule: &Rule) -> Result<Option<AddOutcome>> {
+    add_observed(maps, rule, &mut || {})
+}
+
+/// `add`, calling `obs` after each map write.
+pub fn add_observed(maps: &Maps, rule: &Rule, obs: Observer) -> Result<Option<AddOutcome>> {
+    let v = view(maps)?;
+    let key = rule_key(rule, v.set);
+    let new_slot = encode(rule)?;
+    let old_span = v.find(&key);
+    let old_slots = match &old_span {
+        Some(sp) => read_slots(maps, sp)?,
+        None => Vec::new(),
+    };
+    let pos = old_slots
+        .iter()
+        .position(|(r, _)| (r.lo, r.hi) == (rule.ports.lo, rule.ports.hi));
+    let mut slots = old_slots.clone();
+    let g = (rule.direction, rule.family(), rule.proto);
+    let outcome = match pos {
+        Some(i)
+            if bytes_of(&slots[i].0) == bytes_of(&new_slot.0)
+                && slots[i].1.as_ref().map(bytes_of) == new_slot.1.as_ref().map(bytes_of) =>
+        {
+            // a change cut short between its key and its trie writes left
+            // the key unpublished: finish it (the writes are idempotent)
+            if !published(maps, rule, v.set)? {
+                let after = v.group(g)?;
+                let mut before = after.clone();
+                before.retain(|(d, sl)| !(*d == rule.dst && *sl == rule.src.len));
+                apply_lpm(
+                    maps,
+                    &lpm_changes(g, v.set, &rule.dst, &before, &after)?,
+                    obs,
+                )?;
+                bump_gen(maps)?;
+            }
+            return Ok(Some(AddOutcome::Unchanged));
+        }
+        Some(i) => {
+            slots[i] = new_slot;
+            AddOutcome::Updated
+        }
+        None => {
+            slots.push(new_slot);
+            AddOutcome::Added
+        }
+    };
+    let max_per_key = abi_const("ZFW_MAX_RANGES_PER_KEY") as usize;
+    if slots.len() > max_per_key {
+        return Err(Error::usage(format!(
+            "more than {max_per_key} port ranges for dst {} src {} {} ({})",
+            rule.dst,
+            rule.src,
+            rule.proto.name(),
+            rule.direction.name()
+        )));
+    }
+    let live_ranges: usize = v.keys.iter().map(|(_, sp)| sp.count as usize).sum();
+    if live_ranges + 1 > v.half as usize && outcome == AddOutcome::Added {
+        // the full rewrite reports the capacity error
+        return Ok(None);
+    }
+    if old_span.is_none() && v.total + 1 > maps.max_entries("tproxy_map")? as usize {
+        return Err(Error::runtime(format!(
+            "tproxy_map is full ({} entries); nothing changed",
+            v.total
+        )));
+    }
+
+    // where the key's ranges go: appended right after its span when that
+    // slot is free, else the whole list copied into a free run
+    let (span, written_at, written): (types::zfw_rule_span, u32, &[Slot]) = match old_span {
+        Some(sp) if outcome == AddOutcome::Added && v.slot_free(sp.first + sp.count) => (
+            types::zfw_rule_span {
+                first: sp.first,
+                count: sp.count + 1,
+            },
+            sp.first + sp.count,
+            &slots[slots.len() - 1..],
+        ),
+        _ => match v.free_run(slots.len() as u32) {
+            Some(at) => (
+                types::zfw_rule_span {
+                    first: at,
+                    count: slots.len() as u32,
+                },
+                at,
+                &slots[..],
+            ),
+            None => return Ok(None),
+        },
+    };
+
+    // the trie: only a new key can bring a new (dst len, src len) pair
+    let lpm = if old_span.is_none() {
+        let before = v.group(g)?;
+        let mut after = before.clone();
+        after.push((rule.dst, rule.src.len));
+        lpm_changes(g, v.set, &rule.dst, &before, &after)?
+    } else {
+        Vec::new()
+    };
+
+    // 1. ranges (and their service ids) into slots no span covers
+    write_slots(maps, written_at, written)?;
+    obs();
+    // 2. the local route a TPROXY rule needs, before it can match
+    if is_tproxy_ingress(rule) {
+        route::add_local(&rule.dst)?;
+    }
+    // 3. the key points at its ranges: one atomic hash update
+    maps.put("tproxy_map", &key, &span)?;
+    obs();
+    // 4. publish a new pair: the dst's node, then its descendants
+    if let Err(e) = apply_lpm(maps, &lpm, obs) {
+        if old_span.is_none() {
+            // put back the nodes that took the new list, then the key
+            let _ = apply_lpm(maps, &undo(&lpm, g, v.set, &v)?, &mut || {});
+            let _ = maps.del("tproxy_map", &key);
+        }
+        return Err(e);
+    }
+    // 5. cached decisions of the old set stop counting
+    bump_gen(maps)?;
+    obs();
+    // 6. slots the key left (a moved span) lose their labels
+    if let Some(sp) = old_span {
+        if span.first != sp.first {
+            forget_slots(maps, slots_of(&sp))?;
+        }
+        // an old TPROXY range replaced by another action
+        if let Some(i) = pos {
+            let (tproxy, _) = compile::action_code(Action::Tproxy(0));
+            if old_slots[i].0.action == tproxy
+                && !is_tproxy_ingress(rule)
+                && rule.direction == Direction::Ingress
+                && !other_tproxy(maps, &view(maps)?, &rule.dst, &key, (0, 0))?
+            {
+                route::del_local(&rule.dst)?;
+            }
+        }
+    }
+    Ok(Some(outcome))
+}
+
+/// The writes that restore the group's nodes as they were before `lpm`.
+fn undo(lpm: &[LpmWrite], g: Group, set: u8, v: &View) -> Result<Vec<LpmWrite>> {
+    let before = v.group(g)?;
+    let mut out = Vec::new();
+    for (k, _) in lpm {
+        let p = before
+            .iter()
+            .map(|(p, _)| *p)
+            .find(|p| bytes_of(&lpm_key(g.0, g.1, g.2, set, p)) == bytes_of(k));
+        match p {
+            Some(p) => out.push((*k, Some(lpm_val(&pairs_of(&p, &before))))),
+            None => out.push((*k, None)),
+        }
+    }
+    Ok(out)
+}
+
+/**
+ * Delete rule `id` in place.  Ok(false): the key's remaining ranges need
+ * a free run range_map does not have; the caller rewrites the whole set.
+ * A rule that does not exist is a usage error.
+ */
+pub fn del(maps: &Maps, id: &RuleId) -> Result<bool> {
+    del_observed(maps, id, &mut || {})
+}
+
+/// `del`, calling `obs` after each map write.
+pub fn del_observed(maps: &Maps, id: &RuleId, obs: Observer) -> Result<bool> {
+    let v = view(maps)?;
+    let probe = Rule {
+        direction: id.direction,
+        dst: id.dst,
+        src: id.src,
+        proto: id.proto,
+        ports: id.ports,
+        action: Action::Deny,
+        interfaces: Vec::new(),
+        service_id: None,
+    };
+    let key = rule_key(&probe, v.set);
+    let Some(sp) = v.find(&key) else {
+        return Err(no_such_rule(id));
+    };
+    let slots = read_slots(maps, &sp)?;
+    let Some(i) = slots
+        .iter()
+        .position(|(r, _)| (r.lo, r.hi) == (id.ports.lo, id.ports.hi))
+    else {
+        return Err(no_such_rule(id));
+    };
+    let (tproxy, _) = compile::action_code(Action::Tproxy(0));
+    let drop_route = id.direction == Direction::Ingress
+        && slots[i].0.action == tproxy
+        && !other_tproxy(maps, &v, &id.dst, &key, (id.ports.lo, id.ports.hi))?;
+    let last = sp.count as usize - 1;
+
+    if sp.count == 1 {
+        // the key goes: unpublish its pair if it was the last of it, then
+        // the key (nothing lists it any more), then the cache
+        let g = (id.direction, id.dst.family(), id.proto);
+        let before = v.group(g)?;
+        let mut after = before.clone();
+        if let Some(j) = after
+            .iter()
+            .position(|(d, sl)| *d == id.dst && *sl == id.src.len)
+        {
+            after.remove(j);
+        }
+        apply_lpm(
+            maps,
+            &lpm_removals(g, v.set, &id.dst, &before, &after)?,
+            obs,
+        )?;
+        maps.del("tproxy_map", &key)?;
+        obs();
+        bump_gen(maps)?;
+        obs();
+        forget_slots(maps, slots_of(&sp))?;
+    } else {
+        let new_span = if i == last {
+            types::zfw_rule_span {
+                first: sp.first,
+                count: sp.count - 1,
+            }
+        } else if i == 0 {
+            types::zfw_rule_span {
+                first: sp.first + 1,
+                count: sp.count - 1,
+            }
+        } else {
+            let rest: Vec<Slot> = slots
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, s)| *s)
+                .collect();
+            let Some(at) = v.free_run(rest.len() as u32) else {
+                return Ok(false);
+            };
+            write_slots(maps, at, &rest)?;
+            obs();
+            types::zfw_rule_span {
+                first: at,
+                count: rest.len() as u32,
+            }
+        };
+        maps.put("tproxy_map", &key, &new_span)?;
+        obs();
+        bump_gen(maps)?;
+        obs();
+        let keep = slots_of(&new_span);
+        forget_slots(maps, slots_of(&sp).filter(|s| !keep.contains(s)))?;
+    }
+    if drop_route {
+        route::del_local(&id.dst)?;
+    }
+    Ok(true)
+}
+
+/// `lpm_changes` from `before` to `after` in deletion order: the stored
+/// descendants first, the dst's own node last.
+fn lpm_removals(
+    g: Group,
+    set: u8,
+    d: &Prefix,
+    before: &[(Prefix, u8)],
+    after: &[(Prefix, u8)],
+) -> Result<Vec<LpmWrite>> {
+    let mut w = lpm_changes(g, set, d, before, after)?;
+    let own = bytes_of(&lpm_key(g.0, g.1, g.2, set, d)).to_vec();
+    w.sort_by_key(|(k, _)| bytes_of(k) == own.as_slice());
+    Ok(w)
+}

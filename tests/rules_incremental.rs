@@ -1,0 +1,503 @@
+//! Single-rule changes written in place (src/rules/incremental.rs): after
+//! any mix of adds and deletes the maps hold what a full rewrite of the
+//! same rule list would write (rules, trie lists), packets are decided by
+//! the precedence rules, and between any two map writes of one change
+//! every packet is decided as the old or the new rule set decides it.
+
+mod common;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use common::fixture::*;
+use common::packet::*;
+use zfw::maps::Maps;
+use zfw::rules::compile;
+use zfw::rules::incremental;
+use zfw::rules::model::{Action, Direction, Prefix, Rule};
+use zfw::rules::store::{self, AddOutcome};
+use zfw::skel::{bytes_of, types};
+
+static SPORT: AtomicU16 = AtomicU16::new(30000);
+
+fn sp() -> u16 {
+    SPORT.fetch_add(1, Ordering::SeqCst)
+}
+
+fn rule(dst: &str, src: &str, ports: &str, action: Action) -> Rule {
+    Rule {
+        direction: Direction::Ingress,
+        dst: dst.parse().unwrap(),
+        src: src.parse().unwrap(),
+        proto: "tcp".parse().unwrap(),
+        ports: ports.parse().unwrap(),
+        action,
+        interfaces: vec![],
+        service_id: None,
+    }
+}
+
+type KeyOf = (
+    Direction,
+    u8,
+    String,
+    String,
+    Vec<(u16, u16, String, Option<String>)>,
+);
+
+/// Rules grouped by key (keys sorted, ranges in insertion order): the
+/// order of keys in a listing is the order of their spans in range_map,
+/// which in-place changes do not keep; the order inside a key is the
+/// precedence and must be kept.
+fn by_key(rules: &[Rule]) -> Vec<KeyOf> {
+    let mut keys: Vec<KeyOf> = Vec::new();
+    for r in rules {
+        let (d, s) = (r.dst.to_string(), r.src.to_string());
+        let range = (
+            r.ports.lo,
+            r.ports.hi,
+            r.action.to_string(),
+            r.service_id.clone(),
+        );
+        match keys
+            .iter_mut()
+            .find(|k| k.0 == r.direction && k.1 == r.proto.number() && k.2 == d && k.3 == s)
+        {
+            Some(k) => k.4.push(range),
+            None => keys.push((r.direction, r.proto.number(), d, s, vec![range])),
+        }
+    }
+    keys.sort_by(|a, b| (a.0, a.1, &a.2, &a.3).cmp(&(b.0, b.1, &b.2, &b.3)));
+    keys
+}
+
+/// `zfw rule add` on a rule list (the semantics of the full rewrite).
+fn model_add(list: &mut Vec<Rule>, r: Rule) -> AddOutcome {
+    match list.iter_mut().find(|o| o.id() == r.id()) {
+        Some(o) if *o == r => AddOutcome::Unchanged,
+        Some(o) => {
+            *o = r;
+            AddOutcome::Updated
+        }
+        None => {
+            list.push(r);
+            AddOutcome::Added
+        }
+    }
+}
+
+/// The decision of the precedence rules (DESIGN.md): longest dst, then
+/// longest src; first fitting range of a key in insertion order; a key
+/// without one falls through.  None = no match (default drop).
+fn decide(rules: &[Rule], src: IpAddr, dst: IpAddr, port: u16) -> Option<Action> {
+    let mut keys = by_key(rules);
+    keys.retain(|k| {
+        let d: Prefix = k.2.parse().unwrap();
+        let s: Prefix = k.3.parse().unwrap();
+        Prefix::new(dst, d.len) == d && Prefix::new(src, s.len) == s
+    });
+    keys.sort_by_key(|k| {
+        let d: Prefix = k.2.parse().unwrap();
+        let s: Prefix = k.3.parse().unwrap();
+        (std::cmp::Reverse(d.len), std::cmp::Reverse(s.len))
+    });
+    for k in keys {
+        let d: Prefix = k.2.parse().unwrap();
+        let s: Prefix = k.3.parse().unwrap();
+        for r in rules {
+            if r.dst == d && r.src == s && r.ports.lo <= port && port <= r.ports.hi {
+                return Some(r.action);
+            }
+        }
+    }
+    None
+}
+
+fn allowed_by(rules: &[Rule], p: &(&str, &str, u16)) -> bool {
+    decide(rules, p.0.parse().unwrap(), p.1.parse().unwrap(), p.2) == Some(Action::Allow)
+}
+
+fn verdict(f: &Fixture, p: &(&str, &str, u16)) -> bool {
+    f.allowed(&tcp(p.0, sp(), p.1, p.2, TCP_SYN))
+}
+
+/// The active set's trie nodes, as bytes, sorted.
+fn lpm_entries(maps: &Maps) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let set = store::active_set(maps).unwrap();
+    let mut v: Vec<(Vec<u8>, Vec<u8>)> = maps
+        .entries::<types::zfw_lpm_key, types::zfw_lpm_val>("dst_lpm_map")
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k.set == set)
+        .map(|(k, v)| (bytes_of(&k).to_vec(), bytes_of(&v).to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// What a full rewrite of `rules` would write into the trie.
+fn compiled_lpm(maps: &Maps, rules: &[Rule]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let set = store::active_set(maps).unwrap();
+    let max = maps.max_entries("range_map").unwrap();
+    let c = compile::compile(rules, set, max, &store::iface_index).unwrap();
+    let mut v: Vec<(Vec<u8>, Vec<u8>)> = c
+        .lpm
+        .iter()
+        .map(|(k, v)| (bytes_of(k).to_vec(), bytes_of(v).to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
+const PROBES: &[(&str, &str, u16)] = &[
+    ("198.51.100.1", "10.1.2.3", 80),
+    ("198.51.100.1", "10.1.2.3", 85),
+    ("192.0.2.9", "10.1.2.3", 80),
+    ("192.0.2.9", "10.1.2.3", 22),
+    ("192.0.2.9", "10.1.2.3", 82),
+    ("192.0.2.9", "10.1.2.3", 85),
+    ("192.0.2.9", "10.1.2.200", 80),
+    ("198.51.100.1", "10.1.2.200", 80),
+    ("192.168.1.1", "10.1.2.7", 80),
+    ("198.51.100.1", "10.1.9.9", 85),
+    ("198.51.100.1", "10.9.9.9", 80),
+    ("198.51.100.1", "10.9.9.9", 8080),
+    ("198.51.100.1", "10.9.9.9", 9000),
+    ("192.0.2.9", "10.9.9.9", 22),
+    ("198.51.100.1", "172.20.0.1", 443),
+    ("198.51.100.1", "10.1.2.3", 81),
+    ("198.51.100.1", "10.1.2.3", 82),
+    ("192.0.2.9", "10.1.5.5", 85),
+];
+
+fn check(f: &Fixture, maps: &Maps, expected: &[Rule], what: &str) {
+    let live = store::read_live(maps).unwrap();
+    assert_eq!(by_key(&live), by_key(expected), "rule list after {what}");
+    assert_eq!(
+        lpm_entries(maps),
+        compiled_lpm(maps, expected),
+        "dst_lpm_map after {what} differs from a full rewrite"
+    );
+    for p in PROBES {
+        assert_eq!(verdict(f, p), allowed_by(expected, p), "{p:?} after {what}");
+    }
+}
+
+#[test]
+fn in_place_adds_and_deletes_equal_a_full_rewrite() {
+    require_priv!();
+    let f = Fixture::new();
+    let maps = f.root.maps();
+    let mut expected = vec![
+        rule("10.0.0.0/8", "0.0.0.0/0", "80", Action::Allow),
+        rule("10.1.0.0/16", "0.0.0.0/0", "80-90", Action::Deny),
+        rule("10.1.2.0/24", "192.168.0.0/16", "80", Action::Allow),
+    ];
+    store::replace_all(&maps, &expected).unwrap();
+    check(&f, &maps, &expected, "the initial full write");
+    let gen = maps.config().unwrap().policy_gen;
+
+    let adds = [
+        (
+            "a new dst prefix",
+            rule("172.16.0.0/12", "0.0.0.0/0", "443", Action::Allow),
+        ),
+        (
+            "a new pair under an existing prefix",
+            rule("10.0.0.0/8", "192.0.2.0/24", "22", Action::Allow),
+        ),
+        (
+            "a longer prefix under an existing one",
+            rule("10.1.2.128/25", "0.0.0.0/0", "80", Action::Allow),
+        ),
+        (
+            "a range appended to an existing key",
+            rule("10.0.0.0/8", "0.0.0.0/0", "8080", Action::Allow),
+        ),
+        (
+            "a second range appended",
+            rule("10.0.0.0/8", "0.0.0.0/0", "9000", Action::Allow),
+        ),
+        (
+            "a new key on an existing pair",
+            rule("10.1.2.0/24", "192.168.0.0/16", "85", Action::Allow),
+        ),
+        (
+            "an action change (kept in place)",
+            rule("10.0.0.0/8", "0.0.0.0/0", "80", Action::Deny),
+        ),
+        (
+            "a new key with a service id",
+            rule("10.1.2.0/24", "0.0.0.0/0", "80", Action::Allow),
+        ),
+    ];
+    for (what, mut r) in adds {
+        if what.contains("service id") {
+            r.service_id = Some("svc-1".into());
+        }
+        let want = model_add(&mut expected, r.clone());
+        assert_eq!(store::add(&maps, r).unwrap(), want, "{what}");
+        check(&f, &maps, &expected, what);
+    }
+    // an identical rule: nothing changes, not even the generation
+    let again = rule("10.0.0.0/8", "0.0.0.0/0", "9000", Action::Allow);
+    let g = maps.config().unwrap().policy_gen;
+    assert_eq!(store::add(&maps, again).unwrap(), AddOutcome::Unchanged);
+    assert_eq!(maps.config().unwrap().policy_gen, g);
+    assert_ne!(g, gen, "every change bumped policy_gen");
+
+    let dels = [
+        (
+            "a middle range of a key",
+            rule("10.0.0.0/8", "0.0.0.0/0", "8080", Action::Allow),
+        ),
+        (
+            "the first range of a key",
+            rule("10.0.0.0/8", "0.0.0.0/0", "80", Action::Deny),
+        ),
+        (
+            "the last range of a key (its node goes)",
+            rule("10.1.2.128/25", "0.0.0.0/0", "80", Action::Allow),
+        ),
+        (
+            "a key whose pair goes from the descendants",
+            rule("10.0.0.0/8", "192.0.2.0/24", "22", Action::Allow),
+        ),
+        (
+            "a key whose pair stays (another key has it)",
+            rule("10.1.2.0/24", "192.168.0.0/16", "80", Action::Allow),
+        ),
+        (
+            "the only key of a prefix",
+            rule("172.16.0.0/12", "0.0.0.0/0", "443", Action::Allow),
+        ),
+    ];
+    for (what, r) in dels {
+        store::del(&maps, &r.id()).unwrap();
+        expected.retain(|o| o.id() != r.id());
+        check(&f, &maps, &expected, what);
+    }
+    // deleting what is not there: a usage error, nothing changes
+    let g = maps.config().unwrap().policy_gen;
+    let gone = rule("172.16.0.0/12", "0.0.0.0/0", "443", Action::Allow);
+    let e = store::del(&maps, &gone.id()).unwrap_err();
+    assert_eq!(e.exit_code(), 2);
+    let other_ports = rule("10.1.0.0/16", "0.0.0.0/0", "80", Action::Deny);
+    assert_eq!(
+        store::del(&maps, &other_ports.id())
+            .unwrap_err()
+            .exit_code(),
+        2
+    );
+    assert_eq!(maps.config().unwrap().policy_gen, g);
+    check(&f, &maps, &expected, "refused deletes");
+
+    // a full rewrite of the same list gives the same rules and trie
+    store::replace_all(&maps, &expected).unwrap();
+    check(&f, &maps, &expected, "a full rewrite");
+    // service ids of moved or freed slots do not linger
+    let svc = maps.count("service_map").unwrap();
+    assert_eq!(
+        svc,
+        expected.iter().filter(|r| r.service_id.is_some()).count()
+    );
+}
+
+/// Run `change` (one in-place add or del) with a check after each of its
+/// map writes: every probe is decided as `before` or `after` decides it
+/// (policy_gen bumped first so no cached decision answers).
+fn observed(
+    f: &Fixture,
+    maps: &Maps,
+    before: &[Rule],
+    after: &[Rule],
+    change: &mut dyn FnMut(&Maps, incremental::Observer),
+) -> usize {
+    let mut steps = 0;
+    let mut obs = || {
+        steps += 1;
+        store::bump_gen(maps).unwrap();
+        for p in PROBES {
+            let got = verdict(f, p);
+            let (old, new) = (allowed_by(before, p), allowed_by(after, p));
+            assert!(
+                got == old || got == new,
+                "{p:?} after write {steps}: {got}, old set {old}, new set {new}"
+            );
+        }
+    };
+    change(maps, &mut obs);
+    for p in PROBES {
+        assert_eq!(verdict(f, p), allowed_by(after, p), "{p:?} when done");
+    }
+    steps
+}
+
+#[test]
+fn every_state_between_the_writes_decides_as_the_old_or_the_new_set() {
+    require_priv!();
+    let f = Fixture::new();
+    let maps = f.root.maps();
+    let base = vec![
+        rule("10.1.0.0/16", "0.0.0.0/0", "80", Action::Deny),
+        rule("10.1.2.0/24", "0.0.0.0/0", "81", Action::Allow),
+        rule("10.1.2.3/32", "0.0.0.0/0", "82", Action::Allow),
+        rule("10.1.2.3/32", "0.0.0.0/0", "85", Action::Deny),
+    ];
+    store::replace_all(&maps, &base).unwrap();
+    // a new key whose pair (8, 24) is new: a new node above three stored
+    // descendants, each of whose lists changes
+    let k = rule("10.0.0.0/8", "192.0.2.0/24", "80-90", Action::Allow);
+    let mut with_k = base.clone();
+    with_k.push(k.clone());
+    let steps = observed(&f, &maps, &base, &with_k, &mut |m, obs| {
+        let o = incremental::add_observed(m, &k, obs).unwrap();
+        assert_eq!(o, Some(AddOutcome::Added));
+    });
+    assert!(steps >= 6, "ranges, key, 4 trie nodes, gen: {steps} writes");
+    check(&f, &maps, &with_k, "the observed add");
+
+    // an action change in the middle of a key (copied to free slots)
+    let mut changed = with_k.clone();
+    let mid = rule("10.1.2.3/32", "0.0.0.0/0", "82", Action::Deny);
+    model_add(&mut changed, mid.clone());
+    observed(&f, &maps, &with_k, &changed, &mut |m, obs| {
+        incremental::add_observed(m, &mid, obs).unwrap();
+    });
+    check(&f, &maps, &changed, "the observed update");
+
+    // and the key goes again: its pair leaves every list, then the key
+    observed(
+        &f,
+        &maps,
+        &changed,
+        &{
+            let mut v = changed.clone();
+            v.retain(|r| r.id() != k.id());
+            v
+        },
+        &mut |m, obs| {
+            assert!(incremental::del_observed(m, &k.id(), obs).unwrap());
+        },
+    );
+}
+
+#[test]
+fn a_fragmented_range_map_is_compacted_by_a_full_rewrite() {
+    require_priv!();
+    // range_map of 1000 slots: 500 per rule set
+    let f = Fixture::with_sizes(&[("range_map", 1000)]);
+    let maps = f.root.maps();
+    let half = maps.max_entries("range_map").unwrap() / 2;
+    assert_eq!(half, 500);
+    // 497 ranges: keys 10.0.0.0..4/32 with 100 ranges each (the last 97)
+    let mk = |i: u32| {
+        let a = std::net::Ipv4Addr::from(0x0a00_0000u32 | (i / 100));
+        rule(
+            &format!("{a}/32"),
+            "0.0.0.0/0",
+            &format!("{}", 1000 + i % 100),
+            Action::Allow,
+        )
+    };
+    let mut rules: Vec<Rule> = (0..497).map(mk).collect();
+    store::replace_all(&maps, &rules).unwrap();
+    let set = store::active_set(&maps).unwrap();
+    let gone = |rules: &mut Vec<Rule>, i: u32| {
+        let r = mk(i);
+        rules.retain(|o| o.id() != r.id());
+        r
+    };
+    // the last range of the last key: its span shrinks, in place
+    let r = gone(&mut rules, 496);
+    store::del(&maps, &r.id()).unwrap();
+    assert_eq!(store::active_set(&maps).unwrap(), set, "deleted in place");
+    // a range appended to the last key: the slot after its span is free
+    let r = mk(496);
+    store::add(&maps, r.clone()).unwrap();
+    rules.push(r);
+    assert_eq!(store::active_set(&maps).unwrap(), set, "appended in place");
+    assert_eq!(by_key(&store::read_live(&maps).unwrap()), by_key(&rules));
+    // a middle range of a 100-range key: its 99 others need a free run
+    // of 99 slots, there are 3, so the whole set is rewritten (compacted)
+    let r = gone(&mut rules, 150);
+    store::del(&maps, &r.id()).unwrap();
+    assert_ne!(
+        store::active_set(&maps).unwrap(),
+        set,
+        "fell back to a full rewrite"
+    );
+    assert_eq!(by_key(&store::read_live(&maps).unwrap()), by_key(&rules));
+    // a new key fits in place again after the compaction
+    let set = store::active_set(&maps).unwrap();
+    let r = rule("10.200.0.1/32", "0.0.0.0/0", "443", Action::Allow);
+    store::add(&maps, r.clone()).unwrap();
+    assert_eq!(store::active_set(&maps).unwrap(), set, "added in place");
+    rules.push(r);
+    assert_eq!(by_key(&store::read_live(&maps).unwrap()), by_key(&rules));
+    assert!(verdict(&f, &("198.51.100.1", "10.200.0.1", 443)));
+    assert!(
+        verdict(&f, &("198.51.100.1", "10.0.0.1", 1051)),
+        "rule 151 kept"
+    );
+    assert!(
+        !verdict(&f, &("198.51.100.1", "10.0.0.1", 1050)),
+        "rule 150 went"
+    );
+    // a set larger than the half is refused, nothing changes
+    let before = store::read_live(&maps).unwrap();
+    let big = rule("10.201.0.0/16", "0.0.0.0/0", "1-2", Action::Allow);
+    let more: Vec<Rule> = (0..3)
+        .map(|i| {
+            rule(
+                "10.202.0.0/16",
+                "0.0.0.0/0",
+                &format!("{}", 10 + i),
+                Action::Allow,
+            )
+        })
+        .collect();
+    for r in more {
+        store::add(&maps, r.clone()).unwrap();
+        rules.push(r);
+    }
+    assert_eq!(store::read_live(&maps).unwrap().len(), 500);
+    let e = store::add(&maps, big).unwrap_err();
+    assert_eq!(e.exit_code(), 1, "{e}");
+    assert_eq!(store::read_live(&maps).unwrap().len(), before.len() + 3);
+}
+
+#[test]
+fn an_add_cut_short_before_its_trie_writes_is_finished_by_the_same_add() {
+    require_priv!();
+    let f = Fixture::new();
+    let maps = f.root.maps();
+    let base = vec![rule("10.1.0.0/16", "0.0.0.0/0", "80", Action::Deny)];
+    store::replace_all(&maps, &base).unwrap();
+    let k = rule("10.0.0.0/8", "192.0.2.0/24", "80", Action::Allow);
+    let probe = ("192.0.2.9", "10.9.9.9", 80);
+    // the process dies right after the key write (write 2: ranges, key)
+    let mut n = 0;
+    let cut = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = incremental::add_observed(&maps, &k, &mut || {
+            n += 1;
+            if n == 2 {
+                panic!("cut short");
+            }
+        });
+    }));
+    assert!(cut.is_err());
+    store::bump_gen(&maps).unwrap();
+    assert!(!verdict(&f, &probe), "the key is not published yet");
+    assert_eq!(
+        store::read_live(&maps).unwrap().len(),
+        2,
+        "but it is listed"
+    );
+    // the script re-runs the add: identical rule, and now it is enforced
+    assert_eq!(store::add(&maps, k.clone()).unwrap(), AddOutcome::Unchanged);
+    assert!(verdict(&f, &probe));
+    let mut all = base.clone();
+    all.push(k);
+    check(&f, &maps, &all, "the finished add");
+}
