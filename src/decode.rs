@@ -87,9 +87,36 @@ pub fn age_s(now_ns: u64, ts_ns: u64) -> f64 {
     (now_ns.saturating_sub(ts_ns) as f64 / 1e9 * 10.0).round() / 10.0
 }
 
+thread_local! {
+    /// ifindex -> name, read once per process (dumps decode thousands of
+    /// entries); refreshed when an index is not in it.
+    static IFNAMES: std::cell::RefCell<Option<std::collections::HashMap<u32, String>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn read_ifnames() -> std::collections::HashMap<u32, String> {
+    nix::net::if_::if_nameindex()
+        .map(|l| {
+            l.iter()
+                .map(|i| (i.index(), i.name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Interface name of an index (empty when unknown here).
 pub fn ifname(idx: u32) -> String {
-    crate::ifaddr::name_of(idx).unwrap_or_default()
+    IFNAMES.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.as_ref().is_none_or(|m| !m.contains_key(&idx)) {
+            let mut m = read_ifnames();
+            m.entry(idx).or_default(); // remember a miss: one refresh per index
+            *c = Some(m);
+        }
+        c.as_ref()
+            .and_then(|m| m.get(&idx).cloned())
+            .unwrap_or_default()
+    })
 }
 
 /// A C string field.

@@ -131,6 +131,15 @@ impl Maps {
         name: &str,
     ) -> Result<Vec<(K, V)>> {
         let h = self.handle(name)?;
+        // hash tables: batch reads (one syscall per 4096 entries)
+        if matches!(h.map_type(), MapType::Hash | MapType::LruHash) {
+            if let Ok(e) = batch::read(h, name, 4096, None) {
+                return Ok(e
+                    .iter()
+                    .map(|(k, v)| (from_bytes(k), from_bytes(v)))
+                    .collect());
+            }
+        }
         let mut out = Vec::new();
         for k in h.keys() {
             if let Some(v) = h

@@ -29,18 +29,10 @@ pub struct Compiled {
     pub lpm: Vec<(types::zfw_lpm_key, types::zfw_lpm_val)>,
 }
 
-fn enum_value(table: &[(&str, i64)], name: &str) -> i64 {
-    table
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| *v)
-        .unwrap_or_else(|| panic!("zfw_abi.h has no {name}"))
-}
-
 pub fn dir_code(d: Direction) -> u8 {
     match d {
-        Direction::Ingress => enum_value(names::ZFW_DIR, "ZFW_DIR_INGRESS") as u8,
-        Direction::Egress => enum_value(names::ZFW_DIR, "ZFW_DIR_EGRESS") as u8,
+        Direction::Ingress => names::ZFW_DIR_INGRESS as u8,
+        Direction::Egress => names::ZFW_DIR_EGRESS as u8,
     }
 }
 
@@ -51,27 +43,21 @@ pub fn dir_from_code(c: u8) -> Option<Direction> {
 }
 
 pub fn action_code(a: Action) -> (u8, u16) {
-    let v = |n| enum_value(names::ZFW_ACTION, n) as u8;
     match a {
-        Action::Allow => (v("ZFW_ACT_ALLOW"), 0),
-        Action::Deny => (v("ZFW_ACT_DENY"), 0),
-        Action::Tproxy(p) => (v("ZFW_ACT_TPROXY"), p),
-        Action::Tunnel => (v("ZFW_ACT_TUNNEL"), 0),
+        Action::Allow => (names::ZFW_ACT_ALLOW as u8, 0),
+        Action::Deny => (names::ZFW_ACT_DENY as u8, 0),
+        Action::Tproxy(p) => (names::ZFW_ACT_TPROXY as u8, p),
+        Action::Tunnel => (names::ZFW_ACT_TUNNEL as u8, 0),
     }
 }
 
 pub fn action_from_code(code: u8, port: u16) -> Option<Action> {
-    let v = |n| enum_value(names::ZFW_ACTION, n) as u8;
-    if code == v("ZFW_ACT_ALLOW") {
-        Some(Action::Allow)
-    } else if code == v("ZFW_ACT_DENY") {
-        Some(Action::Deny)
-    } else if code == v("ZFW_ACT_TPROXY") {
-        Some(Action::Tproxy(port))
-    } else if code == v("ZFW_ACT_TUNNEL") {
-        Some(Action::Tunnel)
-    } else {
-        None
+    match i64::from(code) {
+        names::ZFW_ACT_ALLOW => Some(Action::Allow),
+        names::ZFW_ACT_DENY => Some(Action::Deny),
+        names::ZFW_ACT_TPROXY => Some(Action::Tproxy(port)),
+        names::ZFW_ACT_TUNNEL => Some(Action::Tunnel),
+        _ => None,
     }
 }
 

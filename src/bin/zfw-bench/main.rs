@@ -130,11 +130,16 @@ fn run() -> zfw::Result<Report> {
     let root = Root::new(format!("/sys/fs/bpf/zfw-bench-{}", std::process::id()));
     zfw::loader::load_detached(&root)?;
     // ZFW_BENCH_QUICK=1: only the per-packet cases that need no big rule set;
-    // ZFW_BENCH_ONLY=store: only the rule-store cases (apply, add/del/list)
+    // ZFW_BENCH_ONLY=store|dump: only the rule-store cases (apply, add/del/list)
+    // or only the conntrack dump case
     let quick = std::env::var_os("ZFW_BENCH_QUICK").is_some();
     let only_store = std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "store");
+    let only_dump = std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "dump");
     let result = (|| {
         let mut c = Vec::new();
+        if only_dump {
+            return dump::dump_cases(&root, 65_535);
+        }
         if !only_store {
             c.extend(cases(&bench, &root)?);
         }
