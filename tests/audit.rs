@@ -128,3 +128,50 @@ fn monitor_reports_a_dropped_connection() {
     // the global switch is restored when the monitor exits
     assert_eq!(lab.root.maps().config().unwrap().log_all_drops, 0);
 }
+
+#[test]
+fn monitor_count_exits_after_n_events() {
+    require_priv!();
+    let lab = Lab::new();
+    lab.load();
+    let d = lab.root.dir.display().to_string();
+    let child = Command::new("nsenter")
+        .args([
+            &format!("--net={}", lab.server.path().display()),
+            env!("CARGO_BIN_EXE_zfw"),
+        ])
+        .args([
+            "--bpffs",
+            &d,
+            "monitor",
+            "--all-drops",
+            "--json",
+            "--count",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start monitor");
+    std::thread::sleep(Duration::from_millis(500));
+    // two dropped connection attempts: at least two drop events
+    for port in [8081, 8082] {
+        assert!(!tcp_echo_ok(
+            &lab.client,
+            &format!("{SERVER_IP}:{port}"),
+            Duration::from_millis(400)
+        ));
+    }
+    let out = child.wait_with_output().expect("monitor exits by itself");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    for l in text.lines() {
+        let e: serde_json::Value = serde_json::from_str(l).expect("JSON per line");
+        assert!(e["reason"].as_str().unwrap().starts_with("drop_"), "{l}");
+    }
+}
