@@ -37,7 +37,8 @@ ip -n $SRV link set dsrv up
 
 step "server listens on tcp/22 (ssh stand-in) and tcp/8080"
 for port in 22 8080; do
-    in_srv nc -lk 10.88.0.2 $port </dev/null >/dev/null 2>&1 &
+    # nsenter execs nc, so $! is the listener itself (a function would fork)
+    nsenter --net=/run/netns/$SRV nc -lk 10.88.0.2 $port </dev/null >/dev/null 2>&1 &
     PIDS+=($!)
 done
 sleep 0.3
