@@ -61,6 +61,33 @@ pub fn action_from_code(code: u8, port: u16) -> Option<Action> {
     }
 }
 
+/// One rule's range_map slot and its service_map entry.
+pub fn encode_range(
+    r: &Rule,
+    ifindex: &dyn Fn(&str) -> Result<u32>,
+) -> Result<(types::zfw_range, Option<types::zfw_service_id>)> {
+    let (action, tproxy_port) = action_code(r.action);
+    let mut rg = types::zfw_range {
+        lo: r.ports.lo,
+        hi: r.ports.hi,
+        tproxy_port,
+        action,
+        nif: r.interfaces.len() as u8,
+        ..Default::default()
+    };
+    for (slot, name) in rg.ifindex.iter_mut().zip(&r.interfaces) {
+        *slot = ifindex(name)?;
+    }
+    let svc = r.service_id.as_ref().map(|id| {
+        let mut s = types::zfw_service_id::default();
+        for (d, b) in s.id.iter_mut().zip(id.bytes()) {
+            *d = b as _;
+        }
+        s
+    });
+    Ok((rg, svc))
+}
+
 /// The tproxy_map key of a rule in rule set `set`.
 pub fn rule_key(r: &Rule, set: u8) -> types::zfw_rule_key {
     types::zfw_rule_key {
@@ -135,24 +162,9 @@ pub fn compile(
         let rs = &by_key[k];
         let first = base + out.ranges.len() as u32;
         for r in rs {
-            let (action, tproxy_port) = action_code(r.action);
-            let mut rg = types::zfw_range {
-                lo: r.ports.lo,
-                hi: r.ports.hi,
-                tproxy_port,
-                action,
-                nif: r.interfaces.len() as u8,
-                ..Default::default()
-            };
-            for (slot, name) in rg.ifindex.iter_mut().zip(&r.interfaces) {
-                *slot = ifindex(name)?;
-            }
+            let (rg, svc) = encode_range(r, ifindex)?;
             let idx = base + out.ranges.len() as u32;
-            if let Some(id) = &r.service_id {
-                let mut s = types::zfw_service_id::default();
-                for (d, b) in s.id.iter_mut().zip(id.bytes()) {
-                    *d = b as _;
-                }
+            if let Some(s) = svc {
                 out.services.push((idx, s));
             }
             out.ranges.push(rg);

@@ -206,26 +206,7 @@ fn published(maps: &Maps, rule: &Rule, set: u8) -> Result<bool> {
 type Slot = (types::zfw_range, Option<types::zfw_service_id>);
 
 fn encode(r: &Rule) -> Result<Slot> {
-    let (action, tproxy_port) = compile::action_code(r.action);
-    let mut rg = types::zfw_range {
-        lo: r.ports.lo,
-        hi: r.ports.hi,
-        tproxy_port,
-        action,
-        nif: r.interfaces.len() as u8,
-        ..Default::default()
-    };
-    for (slot, name) in rg.ifindex.iter_mut().zip(&r.interfaces) {
-        *slot = iface_index(name)?;
-    }
-    let svc = r.service_id.as_ref().map(|id| {
-        let mut s = types::zfw_service_id::default();
-        for (d, b) in s.id.iter_mut().zip(id.bytes()) {
-            *d = b as _;
-        }
-        s
-    });
-    Ok((rg, svc))
+    compile::encode_range(r, &iface_index)
 }
 
 /// A key's slots as the maps hold them.
