@@ -146,14 +146,13 @@ ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
 	if (rc != ZFW_PARSE_OK)
 		return zfw_drop(&c, ZFW_R_DROP_MALFORMED);
 
-	/* Step 3: IPv6 off on this interface */
-	if (c.p.k.family == ZFW_AF_INET6 && !(c.flags & ZFW_IF_IPV6)) {
+	/* Step 3: neighbour discovery always passes; other IPv6 needs `ipv6` */
+	if (c.p.k.family == ZFW_AF_INET6) {
 		if (zfw_v6_control(&c.p))
 			return zfw_pass(&c, ZFW_R_PASS_ND);
-		return zfw_drop(&c, ZFW_R_DROP_IPV6_OFF);
+		if (!(c.flags & ZFW_IF_IPV6))
+			return zfw_drop(&c, ZFW_R_DROP_IPV6_OFF);
 	}
-	if (c.p.k.family == ZFW_AF_INET6 && zfw_v6_control(&c.p))
-		return zfw_pass(&c, ZFW_R_PASS_ND);
 
 	/* Step 2: a fragment without its first fragment's verdict */
 	if (c.p.frag == ZFW_FRAG_LATER) {
@@ -206,8 +205,7 @@ ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
 		return zfw_drop(&c, ZFW_R_DROP_NO_RULE);
 
 	/* a TCP segment that is not a SYN cannot start a flow */
-	if (c.p.k.proto == ZFW_P_TCP &&
-	    (c.p.tcp_flags & (ZFW_TCP_SYN | ZFW_TCP_ACK | ZFW_TCP_RST | ZFW_TCP_FIN)) != ZFW_TCP_SYN)
+	if (c.p.k.proto == ZFW_P_TCP && !zfw_is_bare_syn(&c.p))
 		return zfw_drop(&c, ZFW_R_DROP_NO_STATE);
 
 	/* Step 7 (ahead of SSH, so that a protected port 22 stays protected): DDoS */
