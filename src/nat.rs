@@ -9,15 +9,13 @@
 //! final ACK of a close; idle UDP/ICMP mappings (and TCP ones whose close
 //! was never seen) are left for `gc_nat`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
 use serde::Serialize;
 
-use crate::error::{Context, Result};
+use crate::decode;
+use crate::error::Result;
 use crate::maps::Maps;
 use crate::skel::{abi_const, enum_name, names, types};
 
-const AF_INET: u8 = nix::sys::socket::AddressFamily::Inet as i32 as u8;
 const NSEC: u64 = 1_000_000_000;
 const MAPS: [&str; 2] = ["masquerade_map", "icmp_masquerade_map"];
 const REV_MAP: &str = "masquerade_reverse_map";
@@ -66,42 +64,6 @@ pub fn check_hooks(name: &str, st: &types::zfw_iface) -> Result<()> {
     )))
 }
 
-/// CLOCK_MONOTONIC in ns: the clock of bpf_ktime_get_ns().
-pub fn now_ns() -> Result<u64> {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .ctx(|| "reading CLOCK_MONOTONIC".to_string())?;
-    Ok(t.tv_sec() as u64 * NSEC + t.tv_nsec() as u64)
-}
-
-pub fn addr_of(family: u8, a: &[u32; 4]) -> IpAddr {
-    if family == AF_INET {
-        IpAddr::V4(Ipv4Addr::from(a[0].to_ne_bytes()))
-    } else {
-        let mut o = [0u8; 16];
-        for (i, w) in a.iter().enumerate() {
-            o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
-        }
-        IpAddr::V6(Ipv6Addr::from(o))
-    }
-}
-
-fn endpoint(family: u8, a: &[u32; 4], port: u16) -> String {
-    match addr_of(family, a) {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
-}
-
-fn proto_name(p: u8) -> String {
-    match p {
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        1 => "icmp".into(),
-        58 => "icmpv6".into(),
-        n => n.to_string(),
-    }
-}
-
 /// The masquerade_reverse_map key of a mapping.
 pub fn reverse_key(k: &types::zfw_nat_key, v: &types::zfw_nat_val) -> types::zfw_flow_key {
     types::zfw_flow_key {
@@ -144,7 +106,7 @@ pub fn timeout_ns(proto: u8, state: u8) -> u64 {
 
 /// Every mapping, sorted by interface, protocol and inside source.
 pub fn list_nat(maps: &Maps) -> Result<Vec<NatEntry>> {
-    let now = now_ns()?;
+    let now = decode::mono_now_ns();
     let mut out = Vec::new();
     for m in MAPS {
         for (k, v) in maps.entries::<types::zfw_nat_key, types::zfw_nat_val>(m)? {
@@ -157,10 +119,10 @@ pub fn list_nat(maps: &Maps) -> Result<Vec<NatEntry>> {
             };
             out.push(NatEntry {
                 ifindex: k.ifindex,
-                proto: proto_name(k.proto),
-                inside: endpoint(k.family, &v.addr, v.port),
-                outside: rev.map(|r| endpoint(k.family, &r.naddr, r.nport)),
-                remote: endpoint(k.family, &k.raddr, k.rport),
+                proto: decode::proto(k.proto),
+                inside: decode::endpoint(decode::addr(k.family, &v.addr), v.port),
+                outside: rev.map(|r| decode::endpoint(decode::addr(k.family, &r.naddr), r.nport)),
+                remote: decode::endpoint(decode::addr(k.family, &k.raddr), k.rport),
                 state,
                 idle_s: now.saturating_sub(last) / NSEC,
             });
@@ -177,7 +139,7 @@ pub fn list_nat(maps: &Maps) -> Result<Vec<NatEntry>> {
 /// by state), and reverse entries whose twin is gone.  Returns how many
 /// mappings were removed.
 pub fn gc_nat(maps: &Maps) -> Result<usize> {
-    let now = now_ns()?;
+    let now = decode::mono_now_ns();
     let mut removed = 0;
     for m in MAPS {
         for (k, v) in maps.entries::<types::zfw_nat_key, types::zfw_nat_val>(m)? {
@@ -241,7 +203,7 @@ mod tests {
             rport: 80,
             nport: 5000,
             ifindex: 3,
-            family: AF_INET,
+            family: decode::AF_INET,
             proto: 6,
             ..Default::default()
         };

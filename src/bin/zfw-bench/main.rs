@@ -264,7 +264,7 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
         proto: 6,
         ..Default::default()
     };
-    let now = zfw::nat::now_ns()?;
+    let now = zfw::decode::mono_now_ns();
     let est = zfw::skel::names::ZFW_TCP_STATE
         .iter()
         .find(|(n, _)| *n == "ZFW_TCP_ESTABLISHED")
