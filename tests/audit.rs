@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -73,25 +72,11 @@ fn monitor_reports_a_dropped_connection() {
     let lab = Lab::new();
     let web = tcp_listen(&lab.server, "0.0.0.0:8080").serve_echo();
     lab.load();
-    let d = lab.root.dir.display().to_string();
-    let child = Command::new("nsenter")
-        .args([
-            &format!("--net={}", lab.server.path().display()),
-            env!("CARGO_BIN_EXE_zfw"),
-        ])
-        .args([
-            "--bpffs",
-            &d,
-            "monitor",
-            "--all-drops",
-            "--json",
-            "--iface",
-            "srv0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start monitor");
+    let child = zfw_spawn(
+        &lab.server,
+        &lab.root,
+        &["monitor", "--all-drops", "--json", "--iface", "srv0"],
+    );
     std::thread::sleep(Duration::from_millis(500));
     assert!(!tcp_echo_ok(
         &lab.client,
@@ -134,25 +119,11 @@ fn monitor_count_exits_after_n_events() {
     require_priv!();
     let lab = Lab::new();
     lab.load();
-    let d = lab.root.dir.display().to_string();
-    let child = Command::new("nsenter")
-        .args([
-            &format!("--net={}", lab.server.path().display()),
-            env!("CARGO_BIN_EXE_zfw"),
-        ])
-        .args([
-            "--bpffs",
-            &d,
-            "monitor",
-            "--all-drops",
-            "--json",
-            "--count",
-            "2",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start monitor");
+    let child = zfw_spawn(
+        &lab.server,
+        &lab.root,
+        &["monitor", "--all-drops", "--json", "--count", "2"],
+    );
     std::thread::sleep(Duration::from_millis(500));
     // two dropped connection attempts: at least two drop events
     for port in [8081, 8082] {
