@@ -2,12 +2,14 @@
 //! `zfw gc`.  The datapath's tables and timeouts are described in
 //! src/bpf/conntrack.h; the timeouts come from zfw_abi.h.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use crate::decode;
 use crate::error::Result;
 use crate::maps::Maps;
-use crate::skel::types;
+use crate::skel::{bytes_of, types};
 
 /// (map, direction the flow was opened from, protocol label)
 pub const FLOW_MAPS: &[(&str, &str)] = &[
@@ -97,16 +99,77 @@ pub fn view(
     }
 }
 
-/// Every tracked flow.
+/// The tuple seen from the other end.
+pub fn reversed(k: &types::zfw_flow_key) -> types::zfw_flow_key {
+    types::zfw_flow_key {
+        saddr: k.daddr,
+        daddr: k.saddr,
+        sport: k.dport,
+        dport: k.sport,
+        ..*k
+    }
+}
+
+/// Packet and byte counts the per-CPU flow caches admitted but have not yet
+/// added to their flows (src/bpf/flowcache.h), by (table, flow key):
+/// [packets orig, bytes orig, packets reply, bytes reply].
+type Pending = HashMap<(&'static str, Vec<u8>), [u64; 4]>;
+
+fn cache_pending(maps: &Maps) -> Result<Pending> {
+    let mut out = Pending::new();
+    for (_, per_cpu) in maps.percpu_entries::<types::zfw_flow_cache>("flow_cache_map")? {
+        for s in per_cpu.iter().filter(|s| s.dir != 0 && s.pkts != 0) {
+            let table = match (s.key.proto, s.inbound != 0) {
+                (6, false) => "tcp_map",
+                (6, true) => "tcp_ingress_map",
+                (17, false) => "udp_map",
+                (17, true) => "udp_ingress_map",
+                _ => continue,
+            };
+            let key = if s.from_orig != 0 {
+                s.key
+            } else {
+                reversed(&s.key)
+            };
+            let e = out.entry((table, bytes_of(&key).to_vec())).or_default();
+            let i = if s.from_orig != 0 { 0 } else { 2 };
+            e[i] += s.pkts;
+            e[i + 1] += s.bytes;
+        }
+    }
+    Ok(out)
+}
+
+/// Every tracked flow, its counters including packets still counted in
+/// the flow caches.
 pub fn list(maps: &Maps) -> Result<Vec<FlowView>> {
     let now = decode::mono_now_ns();
+    let pending = cache_pending(maps)?;
     let mut out = Vec::new();
     for (map, dir) in FLOW_MAPS {
-        for (k, f) in maps.entries::<types::zfw_flow_key, types::zfw_flow>(map)? {
+        for (k, mut f) in maps.entries::<types::zfw_flow_key, types::zfw_flow>(map)? {
+            if let Some(p) = pending.get(&(*map, bytes_of(&k).to_vec())) {
+                f.pkts_orig += p[0];
+                f.bytes_orig += p[1];
+                f.pkts_reply += p[2];
+                f.bytes_reply += p[3];
+            }
             out.push(view(now, map, dir, &k, &f));
         }
     }
     Ok(out)
+}
+
+/**
+ * Make every CPU's flow cache forget what it holds: after user space removed
+ * flow entries, their cached verdicts must not outlive them.  The global
+ * slot of ct_epoch_map is written only here (under the root's lock), so a
+ * read-add-write cannot undo a bump of the datapath's (it bumps buckets).
+ */
+pub fn invalidate_flow_caches(maps: &Maps) -> Result<()> {
+    let global = crate::skel::names::ZFW_CT_EPOCH_BUCKETS as u32;
+    let v: u32 = maps.get("ct_epoch_map", &global)?.unwrap_or(0);
+    maps.put("ct_epoch_map", &global, &v.wrapping_add(1))
 }
 
 /// Remove every flow; returns how many.
@@ -120,6 +183,7 @@ pub fn flush(maps: &Maps) -> Result<usize> {
             }
         }
     }
+    invalidate_flow_caches(maps)?;
     Ok(n)
 }
 
@@ -133,6 +197,9 @@ pub fn gc(maps: &Maps) -> Result<usize> {
                 n += 1;
             }
         }
+    }
+    if n > 0 {
+        invalidate_flow_caches(maps)?;
     }
     Ok(n)
 }

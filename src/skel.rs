@@ -65,6 +65,7 @@ plain_types!(
     zfw_in6,
     zfw_flow_key,
     zfw_flow,
+    zfw_flow_cache,
     zfw_rule_key,
     zfw_rule_span,
     zfw_range,
@@ -145,7 +146,7 @@ mod tests {
             "established"
         );
         assert_eq!(enum_name(names::ZFW_REASON, "ZFW_R_", 1), "pass_arp");
-        assert_eq!(names::ZFW_ABI_VERSION, 1);
+        assert_eq!(names::ZFW_ABI_VERSION, 2);
         assert_eq!(names::ZFW_UDP_TIMEOUT_S, 30);
         assert_eq!(abi_const("ZFW_MAX_IF_ADDRS"), 8);
     }

@@ -55,7 +55,10 @@ fn dump_selected_maps_and_unknown_name() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let maps = v["maps"].as_object().unwrap();
     assert_eq!(maps.len(), 2);
-    assert_eq!(maps["config_map"]["entries"][0]["abi_version"], 1);
+    assert_eq!(
+        maps["config_map"]["entries"][0]["abi_version"],
+        zfw::skel::names::ZFW_ABI_VERSION
+    );
     let r = lab.zfw(&["dump", "--map", "no_such_map"]);
     assert_eq!(r.code, 2);
     assert!(

@@ -21,13 +21,15 @@ fn state(f: &Fixture, map: &str) -> Option<String> {
         .map(|(_, v)| zfw::decode::tcp_state(v.state))
 }
 
-/// Make every entry of `map` look `secs` older.
+/// Make every entry of `map` look `secs` older (and the flow caches, which
+/// trust a verdict for a few ticks, forget theirs: time passed for them too).
 fn age(f: &Fixture, map: &str, secs: u64) {
     let maps = f.root.maps();
     for (k, mut v) in flows(f, map) {
         v.last_ns -= secs * 1_000_000_000;
         maps.put(map, &k, &v).unwrap();
     }
+    zfw::conntrack::invalidate_flow_caches(&maps).unwrap();
 }
 
 fn cin(flags: u8, seq: u32, ack: u32) -> Vec<u8> {

@@ -237,10 +237,13 @@ fn a_new_build_replaces_programs_in_place_and_established_flows_survive() {
     assert_eq!(ing.matches("name zfw_policy").count(), 1, "{ing}");
     // the flow state lived in the pinned maps: the connection goes on, on
     // the same conntrack entry (not merely through the local-socket check)
-    type Flows = Vec<(zfw::skel::types::zfw_flow_key, zfw::skel::types::zfw_flow)>;
+    // (conntrack::list: the table's counts plus the flow caches' pending ones)
     let pkts = |m: &zfw::maps::Maps| {
-        let v: Flows = m.entries("tcp_ingress_map").unwrap();
-        v.iter().map(|(_, f)| f.pkts_orig).sum::<u64>()
+        let v = zfw::conntrack::list(m).unwrap();
+        v.iter()
+            .filter(|f| f.map == "tcp_ingress_map")
+            .map(|f| f.packets_orig)
+            .sum::<u64>()
     };
     let before_pkts = pkts(&lab.root.maps());
     assert!(before_pkts >= 3, "the SSH flow is tracked");

@@ -95,7 +95,11 @@ fn put_tun_state(f: &Fixture, key: &types::zfw_flow_key, last_ns: u64) {
         client_mac: CLIENT_MAC,
         our_mac: SERVER_MAC,
     };
-    f.root.maps().put("tun_map", key, &st).unwrap();
+    let maps = f.root.maps();
+    maps.put("tun_map", key, &st).unwrap();
+    // an entry rewritten behind the datapath's back: the per-CPU caches of
+    // the old one must go (the datapath does this itself when it rewrites)
+    zfw::conntrack::invalidate_flow_caches(&maps).unwrap();
 }
 
 #[test]
@@ -149,6 +153,33 @@ fn xdp_fast_path_pushes_ethernet_and_redirects_fresh_flows_only() {
     // ICMP is never a tunnel reply
     let ping = icmp_echo(SERVICE, "10.0.0.1", true, 40000, 1);
     assert_eq!(xdp_run(&f, strip_ether(&ping)).retval, XDP_PASS);
+}
+
+#[test]
+fn xdp_replies_follow_a_client_that_moved_at_once() {
+    require_priv!();
+    pin_cpu();
+    let f = Fixture::new();
+    install_catch_all_rule(&f.root.maps(), AF_INET, UDP, action("tunnel"));
+    register_tun(&f, IFINDEX);
+    let frame = udp("10.0.0.1", 40000, SERVICE, 5000, b"hello");
+    assert_eq!(f.ingress(&frame), TC_ACT_REDIRECT);
+    let reply = udp(SERVICE, 5000, "10.0.0.1", 40000, b"answer");
+    let reply_ip = strip_ether(&reply).to_vec();
+    // the first reply fills this CPU's cache, the second comes from it
+    for _ in 0..2 {
+        let r = xdp_run(&f, &reply_ip);
+        assert_eq!(r.retval, XDP_REDIRECT);
+        assert_eq!(&r.data[0..6], &CLIENT_MAC);
+    }
+    // the client shows up with another MAC (a failover, a new NIC)
+    let moved = [0x02, 0, 0, 0, 0x77, 0x77];
+    let mut frame2 = frame.clone();
+    frame2[6..12].copy_from_slice(&moved);
+    assert_eq!(f.ingress(&frame2), TC_ACT_REDIRECT);
+    let r = xdp_run(&f, &reply_ip);
+    assert_eq!(r.retval, XDP_REDIRECT);
+    assert_eq!(&r.data[0..6], &moved, "the next reply goes to the new MAC");
 }
 
 #[test]

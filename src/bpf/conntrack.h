@@ -45,6 +45,18 @@ ZFW_INLINE void zfw_flow_reverse(const struct zfw_flow_key *in, struct zfw_flow_
 	out->pad[1] = 0;
 }
 
+ZFW_INLINE int zfw_flow_key_eq(const struct zfw_flow_key *a, const struct zfw_flow_key *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	__u32 diff = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < (int)(sizeof(*a) / 4); i++)
+		diff |= x[i] ^ y[i];
+	return diff == 0;
+}
+
 ZFW_INLINE __u64 zfw_flow_timeout(const struct zfw_flow *f)
 {
 	switch (f->state) {
@@ -137,6 +149,50 @@ ZFW_INLINE void zfw_flow_account(struct zfw_flow *f, const struct zfw_pkt *p, in
 	}
 }
 
+/*
+ * Conntrack epochs (ct_epoch_map) invalidate the per-CPU flow caches
+ * (flowcache.h) of every CPU at once: a flow's bucket is a hash of its tuple
+ * that is the same in both directions; the datapath bumps the bucket when a
+ * cacheable flow leaves that state or its entry goes, user space bumps the
+ * global slot after removing entries (gc, conntrack flush).
+ */
+ZFW_INLINE __u32 zfw_ct_bucket(const struct zfw_flow_key *k)
+{
+	__u32 a = k->saddr[0] ^ k->saddr[1] ^ k->saddr[2] ^ k->saddr[3];
+	__u32 b = k->daddr[0] ^ k->daddr[1] ^ k->daddr[2] ^ k->daddr[3];
+	__u32 h = (a ^ b) * 0x9e3779b1;
+
+	h ^= ((__u32)(k->sport ^ k->dport) << 16) ^ ((__u32)k->proto << 8) ^ k->ifindex;
+	h *= 0x85ebca6b;
+	h ^= h >> 15;
+	return h & (ZFW_CT_EPOCH_BUCKETS - 1);
+}
+
+/* The epoch a cache slot of a flow in @bucket must carry to be valid. */
+ZFW_INLINE __u32 zfw_ct_epoch(__u32 bucket)
+{
+	__u32 global = ZFW_CT_EPOCH_BUCKETS;
+	__u32 *e = bpf_map_lookup_elem(&ct_epoch_map, &bucket);
+	__u32 *g = bpf_map_lookup_elem(&ct_epoch_map, &global);
+
+	return (e ? *(volatile __u32 *)e : 0) + (g ? *(volatile __u32 *)g : 0);
+}
+
+ZFW_INLINE void zfw_ct_epoch_bump(const struct zfw_flow_key *k)
+{
+	__u32 bucket = zfw_ct_bucket(k);
+	__u32 *e = bpf_map_lookup_elem(&ct_epoch_map, &bucket);
+
+	if (e)
+		__sync_fetch_and_add(e, 1);
+}
+
+/* Flows whose packets the flow cache may admit without the table. */
+ZFW_INLINE int zfw_flow_cacheable(const struct zfw_flow *f)
+{
+	return f->state == ZFW_TCP_ESTABLISHED || f->state == ZFW_TCP_UDP;
+}
+
 /* Flow clock: CLOCK_MONOTONIC at tick resolution, much cheaper than the
  * precise clock and plenty for idle timeouts measured in seconds. */
 ZFW_INLINE __u64 zfw_now(void)
@@ -157,6 +213,7 @@ ZFW_INLINE int zfw_ct_touch_get(void *map, const struct zfw_flow_key *key,
 	struct zfw_flow *f = bpf_map_lookup_elem(map, key);
 	__u64 now;
 	int rc = ZFW_CT_HIT;
+	__u8 was;
 
 	*fp = 0;
 	if (!f)
@@ -165,12 +222,17 @@ ZFW_INLINE int zfw_ct_touch_get(void *map, const struct zfw_flow_key *key,
 	if (zfw_flow_expired(f, now)) {
 		if (!revive || p->k.proto == ZFW_P_TCP) {
 			bpf_map_delete_elem(map, key);
+			zfw_ct_epoch_bump(key);
 			return ZFW_CT_MISS;
 		}
 	}
+	was = f->state;
 	if (p->k.proto == ZFW_P_TCP)
 		rc = zfw_tcp_step(f, p, from_orig);
 	zfw_flow_account(f, p, from_orig, now);
+	/* a flow other CPUs may have cached leaves the state they cached */
+	if (was == ZFW_TCP_ESTABLISHED && f->state != was)
+		zfw_ct_epoch_bump(key);
 	if (rc == ZFW_CT_CLOSED)
 		bpf_map_delete_elem(map, key);
 	else

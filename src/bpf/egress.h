@@ -11,6 +11,7 @@
 #include "events.h"
 #include "iface.h"
 #include "conntrack.h"
+#include "flowcache.h"
 #include "policy.h"
 #include "icmp.h"
 #include "ot.h"
@@ -23,14 +24,15 @@ ZFW_INLINE int zfw_egress_drop(const struct zfw_pkt *p, __u32 flags,
 	return TC_ACT_SHOT;
 }
 
-ZFW_INLINE int zfw_egress(struct __sk_buff *skb)
+ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb)
 {
 	struct zfw_pkt p = {};
 	struct zfw_config *cfg;
 	struct zfw_flow_key rev;
 	struct zfw_decision d;
+	struct zfw_flow_cache *slot;
 	struct zfw_flow *f;
-	__u32 gen = 0;
+	__u32 gen, epoch;
 	void *data, *data_end, *in_map, *out_map;
 	__u32 flags;
 	int rc;
@@ -58,25 +60,33 @@ ZFW_INLINE int zfw_egress(struct __sk_buff *skb)
 	out_map = zfw_ct_map(p.k.proto, 0);
 	if (!in_map || !out_map)
 		return zfw_nat_out(skb, &p);
+	cfg = zfw_cfg();
+	gen = cfg ? cfg->policy_gen : 0;
+	if (zfw_fc_hit(&p, ZFW_DIR_EGRESS, gen, &slot))
+		return zfw_nat_out(skb, &p);
+	epoch = zfw_ct_epoch(zfw_ct_bucket(&p.k));
 
 	/* the reply direction of an inbound flow prio 1 admitted */
 	zfw_flow_reverse(&p.k, &rev);
-	if (zfw_ct_touch(in_map, &rev, &p, 0, 0) != ZFW_CT_MISS)
+	if (zfw_ct_touch_get(in_map, &rev, &p, 0, 0, &f) != ZFW_CT_MISS) {
+		zfw_fc_fill(slot, &p, ZFW_DIR_EGRESS, 1, 0, f, gen, epoch);
 		return zfw_nat_out(skb, &p);
+	}
 	flags = zfw_if_flags(p.k.ifindex);
-	cfg = zfw_cfg();
 	/* more of an outbound flow (its creator may revive an idle UDP flow);
 	 * one an egress rule admitted ends if an egress deny now matches it */
 	if (zfw_ct_touch_get(out_map, &p.k, &p, 1, 1, &f) != ZFW_CT_MISS) {
-		if (f && f->policy_gen && cfg && f->policy_gen != cfg->policy_gen) {
+		if (f && f->policy_gen && f->policy_gen != gen) {
 			d = zfw_policy_lookup(&p, ZFW_DIR_EGRESS,
 					      !!(flags & ZFW_IF_PER_INTERFACE_RULES), cfg);
 			if (d.action == ZFW_ACT_DENY) {
 				bpf_map_delete_elem(out_map, &p.k);
+				zfw_ct_epoch_bump(&p.k);
 				return zfw_egress_drop(&p, flags, cfg, ZFW_R_DROP_EGRESS_RULE);
 			}
-			f->policy_gen = cfg->policy_gen;
+			f->policy_gen = gen;
 		}
+		zfw_fc_fill(slot, &p, ZFW_DIR_EGRESS, 0, 1, f, gen, epoch);
 		return zfw_nat_out(skb, &p);
 	}
 
@@ -84,15 +94,27 @@ ZFW_INLINE int zfw_egress(struct __sk_buff *skb)
 		d = zfw_policy_lookup(&p, ZFW_DIR_EGRESS, !!(flags & ZFW_IF_PER_INTERFACE_RULES), cfg);
 		if (d.action != ZFW_ACT_ALLOW)
 			return zfw_egress_drop(&p, flags, cfg, ZFW_R_DROP_EGRESS_RULE);
-		gen = cfg ? cfg->policy_gen : 0;
 	}
-	if (zfw_ct_create_gen(out_map, &p.k, &p, gen) == 0) {
+	if (zfw_ct_create_gen(out_map, &p.k, &p, (flags & ZFW_IF_OUTBOUND_FILTER) ? gen : 0) == 0) {
 		zfw_count(ZFW_R_TRACK_NEW);
 		if (flags & ZFW_IF_VERBOSE)
 			zfw_emit(&p, ZFW_DIR_EGRESS, ZFW_EV_STATE, ZFW_R_TRACK_NEW,
 				 p.k.proto == ZFW_P_TCP ? ZFW_TCP_SYN_SENT : ZFW_TCP_UDP);
 	}
 	return zfw_nat_out(skb, &p);
+}
+
+/* Entry point: a packet of a cached flow leaves at once, unless the
+ * interface translates addresses or inspects OT traffic. */
+ZFW_INLINE int zfw_egress(struct __sk_buff *skb)
+{
+	struct zfw_config *cfg = zfw_cfg();
+	__u32 flags = zfw_if_flags(skb->ifindex);
+
+	if (!(flags & (ZFW_IF_MASQUERADE | ZFW_IF_OT_FILTERING)) &&
+	    zfw_fc_fast(skb, ZFW_DIR_EGRESS, cfg ? cfg->policy_gen : 0, 1))
+		return TC_ACT_OK;
+	return zfw_egress_full(skb);
 }
 
 #endif /* ZFW_EGRESS_H */

@@ -11,6 +11,7 @@
 #include "events.h"
 #include "iface.h"
 #include "conntrack.h"
+#include "flowcache.h"
 #include "policy.h"
 #include "sock.h"
 #include "icmp.h"
@@ -92,26 +93,34 @@ ZFW_INLINE int zfw_is_bare_syn(const struct zfw_pkt *p)
 ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 {
 	struct zfw_pkt *p = &c->p;
+	struct zfw_flow_cache *slot;
 	struct zfw_flow_key rev;
 	struct zfw_flow *f;
 	void *in_map = zfw_ct_map(p->k.proto, 1);
 	void *out_map = zfw_ct_map(p->k.proto, 0);
+	__u32 gen = c->cfg ? c->cfg->policy_gen : 0;
+	__u32 epoch;
 
 	if (!in_map || !out_map)
 		return 0;
+	if (zfw_fc_hit(p, ZFW_DIR_INGRESS, gen, &slot))
+		return 1;
+	epoch = zfw_ct_epoch(zfw_ct_bucket(&p->k));
 	/* an inbound flow admitted earlier: the packet comes from its originator */
 	if (zfw_ct_touch_get(in_map, &p->k, p, 1, 1, &f) != ZFW_CT_MISS) {
-		if (f && f->policy_gen && c->cfg && f->policy_gen != c->cfg->policy_gen) {
+		if (f && f->policy_gen && f->policy_gen != gen) {
 			struct zfw_decision d;
 
 			d = zfw_policy_lookup(p, ZFW_DIR_INGRESS,
 					      !!(c->flags & ZFW_IF_PER_INTERFACE_RULES), c->cfg);
 			if (d.action == ZFW_ACT_DENY) {
 				bpf_map_delete_elem(in_map, &p->k);
+				zfw_ct_epoch_bump(&p->k);
 				return -1;
 			}
-			f->policy_gen = c->cfg->policy_gen;
+			f->policy_gen = gen;
 		}
+		zfw_fc_fill(slot, p, ZFW_DIR_INGRESS, 1, 1, f, gen, epoch);
 		return 1;
 	}
 	/* a bare SYN opens a flow; it is no reply (simultaneous open aside) */
@@ -119,20 +128,22 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 		return 0;
 	/* the reply of a flow opened from this side (egress created it) */
 	zfw_flow_reverse(&p->k, &rev);
-	if (zfw_ct_touch(out_map, &rev, p, 0, 0) != ZFW_CT_MISS)
+	if (zfw_ct_touch_get(out_map, &rev, p, 0, 0, &f) != ZFW_CT_MISS) {
+		zfw_fc_fill(slot, p, ZFW_DIR_INGRESS, 0, 0, f, gen, epoch);
 		return 1;
+	}
 	return 0;
 }
 
-ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
+ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, __u32 flags)
 {
 	struct zfw_ictx c = {};
 	struct zfw_decision d;
 	void *data, *data_end;
 	int rc;
 
-	c.cfg = zfw_cfg();
-	c.flags = zfw_if_flags(skb->ifindex);
+	c.cfg = cfg;
+	c.flags = flags;
 	c.p.k.ifindex = skb->ifindex;
 	c.p.wire_len = skb->len;
 
@@ -241,6 +252,24 @@ ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
 	default:
 		return zfw_drop(&c, ZFW_R_DROP_NO_RULE);
 	}
+}
+
+/*
+ * The entry point: a packet of a cached flow is decided before the general
+ * parser (zfw_fc_fast) unless the interface wants more than the verdict of
+ * it -- address translation, OT inspection, or an event per packet.
+ */
+ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
+{
+	struct zfw_config *cfg = zfw_cfg();
+	__u32 flags = zfw_if_flags(skb->ifindex);
+
+	if (!(flags & (ZFW_IF_MASQUERADE | ZFW_IF_OT_FILTERING | ZFW_IF_VERBOSE)) &&
+	    zfw_fc_fast(skb, ZFW_DIR_INGRESS, cfg ? cfg->policy_gen : 0, flags & ZFW_IF_IPV6)) {
+		zfw_count(ZFW_R_PASS_KNOWN_FLOW);
+		return TC_ACT_OK;
+	}
+	return zfw_ingress_full(skb, cfg, flags);
 }
 
 #endif /* ZFW_INGRESS_H */

@@ -47,6 +47,11 @@ ZFW_HASH(udp_ingress_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw
 	 65535, 0);
 ZFW_HASH(icmp_echo_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow,
 	 65536, 0);
+/* per-CPU cache of established flows' verdicts, and the epochs that
+ * invalidate it (see flowcache.h) */
+ZFW_HASH(flow_cache_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct zfw_flow_cache,
+	 ZFW_FLOW_CACHE_SLOTS, 0);
+ZFW_HASH(ct_epoch_map, BPF_MAP_TYPE_ARRAY, __u32, __u32, ZFW_CT_EPOCH_BUCKETS + 1, 0);
 ZFW_HASH(frag_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_frag_key, __u32, 8192, 0);
 
 /* masquerade */
@@ -60,6 +65,8 @@ ZFW_HASH(icmp_masquerade_map, BPF_MAP_TYPE_HASH, struct zfw_nat_key, struct zfw_
 /* tunnel */
 ZFW_HASH(tun_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_tun_state,
 	 10000, 0);
+ZFW_HASH(tun_cache_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct zfw_tun_cache,
+	 ZFW_TUN_CACHE_SLOTS, 0);
 ZFW_HASH(ifindex_tun_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_tun_iface, 16, 0);
 
 /* DDoS */

@@ -9,6 +9,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "events.h"
+#include "conntrack.h"
 
 #define ZFW_TUN_FRESH (30 * ZFW_NSEC)
 
@@ -57,6 +58,9 @@ ZFW_INLINE int zfw_tun_redirect(void *data, void *data_end, const struct zfw_pkt
 		__builtin_memcpy(st.client_mac, eth->h_source, 6);
 		__builtin_memcpy(st.our_mac, eth->h_dest, 6);
 		bpf_map_update_elem(&tun_map, &key, &st, BPF_ANY);
+		/* XDP caches of the old entry must not outlive it */
+		if (cur)
+			zfw_ct_epoch_bump(&key);
 	}
 	return bpf_redirect(ti->ifindex, 0);
 }
@@ -119,32 +123,81 @@ ports:
 	return 0;
 }
 
+/* tun_cache_map slot of tun_map key @k. */
+ZFW_INLINE __u32 zfw_tun_cache_index(const struct zfw_flow_key *k)
+{
+	__u32 a = k->saddr[0] ^ k->saddr[1] ^ k->saddr[2] ^ k->saddr[3];
+	__u32 b = k->daddr[0] ^ k->daddr[1] ^ k->daddr[2] ^ k->daddr[3];
+	__u32 h = (a * 0x9e3779b1) ^ b;
+
+	h = (h * 0x85ebca6b) ^ (((__u32)k->sport << 16) | k->dport);
+	h = (h ^ k->proto) * 0xc2b2ae35;
+	h ^= h >> 16;
+	return h & (ZFW_TUN_CACHE_SLOTS - 1);
+}
+
+/*
+ * Where does the reply with client-flow key @key go?  This CPU's
+ * tun_cache_map slot answers while valid; else a fresh tun_map entry does
+ * (refreshed, and copied into the slot).  Returns the slot, NULL for the
+ * slow path (no fresh entry).
+ */
+ZFW_INLINE struct zfw_tun_cache *zfw_tun_dest(const struct zfw_flow_key *key)
+{
+	__u32 idx = zfw_tun_cache_index(key), bucket, epoch;
+	struct zfw_tun_cache *c = bpf_map_lookup_elem(&tun_cache_map, &idx);
+	struct zfw_tun_state *st;
+	__u64 now;
+
+	if (!c)
+		return 0;
+	if (c->valid && zfw_flow_key_eq(&c->key, key) &&
+	    bpf_jiffies64() - c->jiffies < ZFW_FLOW_CACHE_JIFFIES &&
+	    c->epoch == zfw_ct_epoch(c->bucket & (ZFW_CT_EPOCH_BUCKETS - 1)))
+		return c;
+	bucket = zfw_ct_bucket(key);
+	epoch = zfw_ct_epoch(bucket); /* before the lookup: see zfw_fc_fill */
+	st = bpf_map_lookup_elem(&tun_map, key);
+	if (!st)
+		return 0;
+	now = bpf_ktime_get_coarse_ns();
+	if (now - st->last_ns > ZFW_TUN_FRESH && now > st->last_ns)
+		return 0;
+	st->last_ns = now;
+	c->key = *key;
+	c->ifindex = st->ifindex;
+	__builtin_memcpy(c->client_mac, st->client_mac, 6);
+	__builtin_memcpy(c->our_mac, st->our_mac, 6);
+	c->jiffies = bpf_jiffies64();
+	c->epoch = epoch;
+	c->bucket = bucket;
+	c->valid = 1;
+	return c;
+}
+
 /**
  * zfw_xdp_tun - XDP on the tun device: a reply whose reversed tuple has a
  * fresh tun_map entry gets an Ethernet header and goes straight out of the
  * client's interface; anything else takes the normal stack.
  * tun_map timestamps use the coarse clock (tick resolution is plenty for a
- * 30 s window and much cheaper than bpf_ktime_get_ns on this path).
+ * 30 s window); while a reply is served from the per-CPU cache the entry's
+ * timestamp is refreshed each time the cache is refilled (every
+ * ZFW_FLOW_CACHE_JIFFIES ticks at most).
  */
 ZFW_INLINE int zfw_xdp_tun(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct zfw_flow_key key = {};
-	struct zfw_tun_state *st;
+	struct zfw_tun_cache *c;
 	struct ethhdr *eth;
 	__u16 proto;
-	__u64 now;
 
 	if (zfw_xdp_reply_key(data, data_end, &key))
 		return XDP_PASS;
-	st = bpf_map_lookup_elem(&tun_map, &key);
-	if (!st)
+	c = zfw_tun_dest(&key);
+	if (!c)
 		return XDP_PASS;
-	now = bpf_ktime_get_coarse_ns();
-	if (now - st->last_ns > ZFW_TUN_FRESH && now > st->last_ns)
-		return XDP_PASS;
-	st->last_ns = now;
 	proto = key.family == ZFW_AF_INET ? bpf_htons(ZFW_ETH_P_IP) : bpf_htons(ZFW_ETH_P_IPV6);
 	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct ethhdr)))
 		return XDP_PASS;
@@ -153,11 +206,11 @@ ZFW_INLINE int zfw_xdp_tun(struct xdp_md *ctx)
 	eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XDP_PASS;
-	__builtin_memcpy(eth->h_dest, st->client_mac, 6);
-	__builtin_memcpy(eth->h_source, st->our_mac, 6);
+	__builtin_memcpy(eth->h_dest, c->client_mac, 6);
+	__builtin_memcpy(eth->h_source, c->our_mac, 6);
 	eth->h_proto = proto;
 	zfw_count(ZFW_R_XDP_REDIRECT);
-	return bpf_redirect(st->ifindex, 0);
+	return bpf_redirect(c->ifindex, 0);
 }
 
 #endif /* ZFW_TUN_H */

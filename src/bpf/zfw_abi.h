@@ -14,7 +14,7 @@
 #define ZFW_ABI_H
 
 enum zfw_abi_consts {
-	ZFW_ABI_VERSION = 1,
+	ZFW_ABI_VERSION = 2,
 	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
 	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */
 	ZFW_MAX_RANGES_PER_KEY = 128, /* port ranges under one (dst, src, proto) key */
@@ -22,6 +22,10 @@ enum zfw_abi_consts {
 	ZFW_SERVICE_ID_LEN = 32,
 	ZFW_IFNAME_LEN = 16,
 	ZFW_MATCH_SLOTS = 65536,     /* matched_map slots per CPU (a power of two) */
+	ZFW_FLOW_CACHE_SLOTS = 4096, /* flow_cache_map slots per CPU (a power of two) */
+	ZFW_FLOW_CACHE_JIFFIES = 32, /* a cached flow verdict is trusted this many ticks */
+	ZFW_CT_EPOCH_BUCKETS = 1024, /* ct_epoch_map: per-bucket epochs, then one global */
+	ZFW_TUN_CACHE_SLOTS = 1024,  /* tun_cache_map slots per CPU (a power of two) */
 	ZFW_CB_MAGIC = 0x7a66,       /* skb->cb[0] high half: prio 1 handed this packet on */
 	ZFW_NAT_PORT_MIN = 1024,     /* masquerade: allocated ports / echo ids in MIN..65535 */
 	ZFW_NAT_RETRIES = 10,        /* random port picks before giving up (exhaustion) */
@@ -226,6 +230,29 @@ struct zfw_flow {
 	__u32 policy_gen; /* zfw_config.policy_gen when the policy last admitted it */
 };
 
+/*
+ * flow_cache_map value (per-CPU, direct-mapped by a hash of the tuple): the
+ * verdict of an established TCP or live UDP flow, so that its next packets
+ * skip the conntrack hash lookup and the clock.  Valid while the rule
+ * generation and the flow's conntrack epoch are unchanged and for at most
+ * ZFW_FLOW_CACHE_JIFFIES ticks after it was filled from the flow table.
+ * Packets admitted from the slot are counted here and added to the flow
+ * entry when the slot is refilled (`conntrack list` adds them too).
+ */
+struct zfw_flow_cache {
+	struct zfw_flow_key key; /* the packet's tuple as this hook sees it */
+	__u32 policy_gen; /* zfw_config.policy_gen when filled */
+	__u64 jiffies;    /* bpf_jiffies64() when filled */
+	__u64 pkts;       /* admitted from this slot, not yet in the flow entry */
+	__u64 bytes;
+	__u32 epoch;      /* ct_epoch_map[bucket] + ct_epoch_map[global] when filled */
+	__u16 bucket;     /* the flow's ct_epoch_map bucket */
+	__u8 dir;         /* enum zfw_dir + 1; 0: empty slot */
+	__u8 inbound;     /* the flow lives in tcp_ingress_map / udp_ingress_map */
+	__u8 from_orig;   /* the packet travels in the flow's original direction */
+	__u8 pad[7];
+};
+
 /* Rule key: tproxy_map.  One key per (dir, set, family, proto, dst, src). */
 struct zfw_rule_key {
 	__u32 dst[4];  /* masked to dst_len */
@@ -367,6 +394,26 @@ struct zfw_tun_state {
 	__u32 ifindex;      /* interface the client came in on */
 	__u8 client_mac[6];
 	__u8 our_mac[6];
+};
+
+/*
+ * tun_cache_map value (per-CPU, direct-mapped by a hash of the tun_map key):
+ * where the replies of a client flow go, so that the XDP fast path skips the
+ * tun_map lookup and the clock.  Valid while the flow's conntrack epoch
+ * bucket is unchanged (ingress bumps it when it rewrites the entry) and for
+ * at most ZFW_FLOW_CACHE_JIFFIES ticks after it was filled from tun_map.
+ */
+struct zfw_tun_cache {
+	struct zfw_flow_key key; /* tun_map key (the client's flow, ifindex 0) */
+	__u32 ifindex;           /* interface the client came in on */
+	__u64 jiffies;           /* bpf_jiffies64() when filled */
+	__u32 epoch;
+	__u16 bucket;
+	__u8 valid;
+	__u8 pad0;
+	__u8 client_mac[6];
+	__u8 our_mac[6];
+	__u8 pad[4];
 };
 
 /* ifindex_tun_map value (key 0): the registered tun interface. */

@@ -52,9 +52,16 @@ fn parse_sizes(specs: &[String]) -> Result<BTreeMap<String, u32>> {
         let (name, n) = s
             .split_once('=')
             .ok_or_else(|| Error::usage(format!("--map-size '{s}': expected MAP=ENTRIES")))?;
-        // fixed by the datapath: one config slot, a counter per reason, a
-        // power-of-two decision cache the programs index by hash
-        let fixed = ["config_map", "counters_map", "matched_map", "rb_map"];
+        // fixed by the datapath: one config slot, a counter per reason,
+        // power-of-two caches the programs index by hash, the epoch buckets
+        let fixed = [
+            "config_map",
+            "counters_map",
+            "matched_map",
+            "flow_cache_map",
+            "ct_epoch_map",
+            "rb_map",
+        ];
         if !crate::maps::MAP_NAMES.contains(&name) || fixed.contains(&name) {
             return Err(Error::usage(format!(
                 "--map-size '{s}': no resizable map named '{name}'"

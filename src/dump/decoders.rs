@@ -134,6 +134,16 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
                 .map(|(k, f)| serde_json::to_value(conntrack::view(now, name, d, &k, &f)).unwrap_or(Value::Null))
                 .collect()
         }
+        "flow_cache_map" => flow_cache_entries(maps)?,
+        "ct_epoch_map" => maps
+            .array_entries::<u32>(name)?
+            .into_iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(i, v)| {
+                let bucket = if i64::from(i) == names::ZFW_CT_EPOCH_BUCKETS { json!("global") } else { json!(i) };
+                json!({ "bucket": bucket, "epoch": v })
+            })
+            .collect(),
         "frag_map" => maps
             .entries::<types::zfw_frag_key, u32>(name)?
             .into_iter()
@@ -257,6 +267,44 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
         _ => raw_entries(maps, name)?,
     };
     Ok(v)
+}
+
+/// flow_cache_map: the filled slots of every CPU.  "current" says the rule
+/// generation and conntrack epoch still match (the datapath also limits a
+/// slot's age to ZFW_FLOW_CACHE_JIFFIES ticks, which user space cannot see).
+fn flow_cache_entries(maps: &Maps) -> Result<Vec<Value>> {
+    let gen = maps.config()?.policy_gen;
+    let epochs: Vec<u32> = maps
+        .array_entries::<u32>("ct_epoch_map")?
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let epoch_of = |b: u16| {
+        let global = epochs.last().copied().unwrap_or(0);
+        epochs
+            .get(usize::from(b))
+            .copied()
+            .unwrap_or(0)
+            .wrapping_add(global)
+    };
+    let mut out = Vec::new();
+    for (slot, per_cpu) in maps.percpu_entries::<types::zfw_flow_cache>("flow_cache_map")? {
+        for (cpu, s) in per_cpu.iter().enumerate().filter(|(_, s)| s.dir != 0) {
+            let k = &s.key;
+            out.push(json!({
+                "cpu": cpu, "slot": slot, "hook": dir(s.dir - 1),
+                "family": decode::family(k.family), "proto": decode::proto(k.proto),
+                "src": decode::endpoint(addr(k.family, &k.saddr), k.sport),
+                "dst": decode::endpoint(addr(k.family, &k.daddr), k.dport),
+                "ifindex": k.ifindex, "iface": ifname(k.ifindex),
+                "flow_direction": if s.inbound != 0 { "inbound" } else { "outbound" },
+                "packet_direction": if s.from_orig != 0 { "original" } else { "reply" },
+                "pending_packets": s.pkts, "pending_bytes": s.bytes,
+                "current": s.policy_gen == gen && s.epoch == epoch_of(s.bucket),
+            }));
+        }
+    }
+    Ok(out)
 }
 
 /// range_map is an array: show the slots rule keys point at.

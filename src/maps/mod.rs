@@ -28,6 +28,8 @@ pub const MAP_NAMES: &[&str] = &[
     "tcp_ingress_map",
     "udp_ingress_map",
     "icmp_echo_map",
+    "flow_cache_map",
+    "ct_epoch_map",
     "frag_map",
     "masquerade_map",
     "masquerade_reverse_map",

@@ -48,6 +48,11 @@ impl TestProg {
         TestProg { fd, xdp }
     }
 
+    /// An XDP program (runs on the frame without its Ethernet header).
+    pub fn is_xdp(&self) -> bool {
+        self.xdp
+    }
+
     /// Run once on `frame`, as if it arrived on `ifindex` (must exist in the
     /// caller's network namespace; 0 means loopback), with skb->cb = `cb`.
     pub fn run_cb(

@@ -62,5 +62,6 @@ pub fn dump_cases(root: &Root, n: u32) -> zfw::Result<Vec<Case>> {
         ),
         rules: 0,
         ns: ns / filled.max(1) as f64,
+        floor_ns: None,
     }])
 }

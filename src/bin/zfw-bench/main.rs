@@ -3,7 +3,13 @@
 //! target/bench.json ({"floor":{"tc_ns","xdp_ns"},"cases":[{"name","rules","ns"}]}).
 //!
 //! Each figure is the median of RUNS runs of REPEAT repetitions
-//! (ZFW_BENCH_RUNS, default 5; ZFW_BENCH_REPEAT, default 1,000,000).
+//! (ZFW_BENCH_RUNS, default 9; ZFW_BENCH_REPEAT, default 1,000,000).
+//! Every run of a case is preceded by a run of the empty program of the same
+//! kind; the case's "x floor" is the median of those paired ratios (its
+//! "floor" column: median ns / median ratio).  On a busy VM the floor drifts
+//! by a quarter between runs, and a ratio against a floor measured seconds
+//! earlier would mostly measure the drift.  The bench
+//! pins itself to one CPU for the same reason.
 //! ZFW_BENCH_QUICK=1 skips the cases that build large rule sets.
 
 mod dump;
@@ -36,6 +42,9 @@ pub(crate) struct Case {
     name: String,
     rules: usize,
     ns: f64,
+    /// the empty program, interleaved with this case's runs (packet cases)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    floor_ns: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -47,30 +56,45 @@ struct Report {
 struct Bench {
     runs: usize,
     repeat: u32,
+    empty_tc: TestProg,
+    empty_xdp: TestProg,
+    /// median floor of the last measure() call
+    last_floor: std::cell::Cell<f64>,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
 }
 
 impl Bench {
-    /// Median ns/packet of `prog` on `frame`.
+    /// Median ns/packet of `prog` on `frame`; each run follows a run of the
+    /// empty program of the same kind (see the module doc).
     fn measure(&self, prog: &TestProg, frame: &[u8], cb: [u32; 5]) -> zfw::Result<f64> {
+        let empty = if prog.is_xdp() {
+            &self.empty_xdp
+        } else {
+            &self.empty_tc
+        };
         let mut v = Vec::with_capacity(self.runs);
+        let mut ratio = Vec::with_capacity(self.runs);
         for _ in 0..self.runs {
+            let f = empty.run_cb(frame, IFINDEX, [0; 5], self.repeat)?;
+            let f = (f.duration.as_nanos() as f64).max(1.0);
             let r = prog.run_cb(frame, IFINDEX, cb, self.repeat)?;
-            v.push(r.duration.as_nanos() as f64);
+            let ns = r.duration.as_nanos() as f64;
+            v.push(ns);
+            ratio.push(ns / f);
         }
-        v.sort_by(|a, b| a.total_cmp(b));
-        Ok(v[v.len() / 2])
+        // the floor that gives the median paired ratio at the median time
+        let ns = median(v);
+        self.last_floor.set(ns / median(ratio));
+        Ok(ns)
     }
 
-    /// Median ns of single runs (repeat 1) of `prog` on `frame`, for programs
-    /// that change their frame in a way the next repetition would see.
-    fn measure_single(&self, prog: &TestProg, frame: &[u8]) -> zfw::Result<f64> {
-        let n = (self.repeat / 10).clamp(1000, 100_000) as usize;
-        let mut v = Vec::with_capacity(n);
-        for _ in 0..n {
-            v.push(prog.run_cb(frame, IFINDEX, [0; 5], 1)?.duration.as_nanos() as f64);
-        }
-        v.sort_by(|a, b| a.total_cmp(b));
-        Ok(v[v.len() / 2])
+    /// The floor measured beside the last measure() call.
+    fn floor(&self) -> Option<f64> {
+        Some(self.last_floor.get())
     }
 }
 
@@ -104,11 +128,24 @@ fn reason(name: &str) -> u32 {
         .map_or(0, |(_, v)| *v as u32)
 }
 
+/// Run on one CPU: a migration between a case and its floor would compare
+/// two different cores' caches and clocks.
+fn pin_cpu() {
+    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let me = Pid::from_raw(0);
+    if let Ok(set) = sched_getaffinity(me) {
+        if let Some(cpu) = (0..CpuSet::count()).find(|c| set.is_set(*c).unwrap_or(false)) {
+            let mut one = CpuSet::new();
+            if one.set(cpu).is_ok() {
+                let _ = sched_setaffinity(me, &one);
+            }
+        }
+    }
+}
+
 fn run() -> zfw::Result<Report> {
-    let bench = Bench {
-        runs: env_num("ZFW_BENCH_RUNS", 5) as usize,
-        repeat: env_num("ZFW_BENCH_REPEAT", 1_000_000) as u32,
-    };
+    pin_cpu();
     // the floor: programs that do nothing
     let mut storage = MaybeUninit::uninit();
     let empty = EmptySkelBuilder::default()
@@ -119,12 +156,17 @@ fn run() -> zfw::Result<Report> {
         fd.try_clone_to_owned()
             .map_err(|e| zfw::Error::runtime(e.to_string()))
     };
-    let empty_tc = TestProg::from_fd(dup(empty.progs.empty_tc.as_fd())?, false);
-    let empty_xdp = TestProg::from_fd(dup(empty.progs.empty_xdp.as_fd())?, true);
+    let bench = Bench {
+        runs: env_num("ZFW_BENCH_RUNS", 9).max(1) as usize,
+        repeat: env_num("ZFW_BENCH_REPEAT", 1_000_000) as u32,
+        empty_tc: TestProg::from_fd(dup(empty.progs.empty_tc.as_fd())?, false),
+        empty_xdp: TestProg::from_fd(dup(empty.progs.empty_xdp.as_fd())?, true),
+        last_floor: std::cell::Cell::new(0.0),
+    };
     let syn = tcp("10.0.0.1", 40000, "10.0.0.2", 8080, TCP_SYN);
     let floor = Floor {
-        tc_ns: bench.measure(&empty_tc, &syn, [0; 5])?,
-        xdp_ns: bench.measure(&empty_xdp, &syn[14..], [0; 5])?,
+        tc_ns: bench.measure(&bench.empty_tc, &syn, [0; 5])?,
+        xdp_ns: bench.measure(&bench.empty_xdp, &syn[14..], [0; 5])?,
     };
 
     let root = Root::new(format!("/sys/fs/bpf/zfw-bench-{}", std::process::id()));
@@ -175,6 +217,7 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
             name: name.into(),
             rules,
             ns,
+            floor_ns: bench.floor(),
         })
     };
 
@@ -414,6 +457,12 @@ fn frame_to_last_key(last: &zfw::rules::model::Rule, dport: u16) -> Vec<u8> {
 /// Load bench.bpf.c's `bench_first_packet` against the maps pinned under
 /// `root` (the same maps the real programs use).
 fn first_packet_prog(root: &Root) -> zfw::Result<TestProg> {
+    bench_prog(root, false)
+}
+
+/// bench.bpf.c's `bench_first_packet` (xdp false) or `bench_xdp_tun`,
+/// loaded against the maps pinned under `root`.
+fn bench_prog(root: &Root, xdp: bool) -> zfw::Result<TestProg> {
     let mut storage = MaybeUninit::uninit();
     let mut open = BenchSkelBuilder::default()
         .open(&mut storage)
@@ -429,13 +478,16 @@ fn first_packet_prog(root: &Root) -> zfw::Result<TestProg> {
     let skel = open
         .load()
         .map_err(|e| zfw::Error::runtime(format!("loading the bench object: {e}")))?;
-    let fd = skel
-        .progs
-        .bench_first_packet
+    let prog = if xdp {
+        &skel.progs.bench_xdp_tun
+    } else {
+        &skel.progs.bench_first_packet
+    };
+    let fd = prog
         .as_fd()
         .try_clone_to_owned()
         .map_err(|e| zfw::Error::runtime(e.to_string()))?;
-    Ok(TestProg::from_fd(fd, false))
+    Ok(TestProg::from_fd(fd, xdp))
 }
 
 /// Self-check: a poisoned cache entry decides for zfw_policy but not for
@@ -497,6 +549,7 @@ fn policy_cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
             name: name.into(),
             rules,
             ns,
+            floor_ns: bench.floor(),
         })
     };
     // what forgetting the cached decision costs: a frame decided before
@@ -579,11 +632,13 @@ fn apply_cases(root: &Root) -> zfw::Result<Vec<Case>> {
             ),
             rules: n,
             ns: first[first.len() / 2],
+            floor_ns: None,
         });
         out.push(Case {
             name: format!("re-apply {n} rules, no change: ns per rule"),
             rules: n,
             ns: again[again.len() / 2],
+            floor_ns: None,
         });
     }
     zfw::rules::store::replace_all(&maps, &[])?;
@@ -622,11 +677,21 @@ fn tunnel_ot_cases(
         ));
     }
     // BPF_PROG_TEST_RUN does not reset the XDP buffer between repetitions:
-    // after the first hit the frame starts with the pushed Ethernet header,
-    // and the next repetition would time a parse failure.  So: time the path
-    // up to the freshness check with repetitions (a stale entry takes it and
-    // leaves the frame alone), and add the tail (push the header, redirect)
-    // as the median difference of single runs, fresh minus stale.
+    // the hit is timed with bench.bpf.c's bench_xdp_tun, the real path plus
+    // one bpf_xdp_adjust_head that restores the frame (an upper bound)
+    let hit_prog = bench_prog(&maps.root, true)?;
+    let r = hit_prog.run(&reply[14..], 0)?;
+    if r.retval != zfw::testkit::run::XDP_REDIRECT || r.data != reply[14..] {
+        return Err(zfw::Error::runtime(
+            "bench: bench_xdp_tun did not redirect and restore the frame",
+        ));
+    }
+    add(
+        "xdp tun fast path hit (redirect)*",
+        1,
+        bench.measure(&hit_prog, &reply[14..], [0; 5])?,
+    );
+    // a stale entry (and no cached copy of it): the stack gets the reply
     let (key, fresh) = maps
         .entries::<types::zfw_flow_key, types::zfw_tun_state>("tun_map")?
         .into_iter()
@@ -636,17 +701,14 @@ fn tunnel_ot_cases(
         last_ns: 0,
         ..fresh
     };
-    let hit1 = bench.measure_single(&xdp, &reply[14..])?;
     maps.put("tun_map", &key, &stale)?;
-    let stale1 = bench.measure_single(&xdp, &reply[14..])?;
-    let stale_rep = bench.measure(&xdp, &reply[14..], [0; 5])?;
-    maps.put("tun_map", &key, &fresh)?;
-    add("xdp tun stale entry (pass to stack)", 1, stale_rep);
+    zfw::conntrack::invalidate_flow_caches(maps)?;
     add(
-        "xdp tun fast path hit (redirect)*",
+        "xdp tun stale entry (pass to stack)",
         1,
-        stale_rep + (hit1 - stale1).max(0.0),
+        bench.measure(&xdp, &reply[14..], [0; 5])?,
     );
+    maps.put("tun_map", &key, &fresh)?;
     let miss = udp("100.64.0.11", 5000, "10.0.0.1", 40000, b"answer");
     add(
         "xdp tun miss (pass)",
@@ -693,30 +755,32 @@ fn main() {
         }
     };
     println!(
-        "{:<48} {:>8} {:>10} {:>8}",
-        "case", "rules", "ns/pkt", "x floor"
+        "{:<48} {:>8} {:>10} {:>8} {:>8}",
+        "case", "rules", "ns/pkt", "floor", "x floor"
     );
     println!(
-        "{:<48} {:>8} {:>10.1} {:>8}",
-        "floor: empty TC program", "-", report.floor.tc_ns, "1.0"
+        "{:<48} {:>8} {:>10.1} {:>8} {:>8}",
+        "floor: empty TC program", "-", report.floor.tc_ns, "-", "1.0"
     );
     println!(
-        "{:<48} {:>8} {:>10.1} {:>8}",
-        "floor: empty XDP program", "-", report.floor.xdp_ns, "1.0"
+        "{:<48} {:>8} {:>10.1} {:>8} {:>8}",
+        "floor: empty XDP program", "-", report.floor.xdp_ns, "-", "1.0"
     );
     for c in &report.cases {
-        let base = if c.name.starts_with("xdp") {
-            report.floor.xdp_ns
-        } else {
-            report.floor.tc_ns
-        };
-        println!(
-            "{:<48} {:>8} {:>10.1} {:>8.2}",
-            c.name,
-            c.rules,
-            c.ns,
-            c.ns / base
-        );
+        match c.floor_ns {
+            Some(f) if f > 0.0 => println!(
+                "{:<48} {:>8} {:>10.1} {:>8.1} {:>8.2}",
+                c.name,
+                c.rules,
+                c.ns,
+                f,
+                c.ns / f
+            ),
+            _ => println!(
+                "{:<48} {:>8} {:>10.1} {:>8} {:>8}",
+                c.name, c.rules, c.ns, "-", "-"
+            ),
+        }
     }
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench.json");
     match serde_json::to_string_pretty(&report) {
@@ -726,7 +790,7 @@ fn main() {
                 std::process::exit(1);
             }
             println!(
-                "\n* repeated runs up to the freshness check + single-run cost of the redirect tail"
+                "\n* includes one extra bpf_xdp_adjust_head that restores the frame for the next repetition"
             );
             println!("\nwrote {}", path.display());
         }

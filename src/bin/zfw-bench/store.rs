@@ -57,6 +57,7 @@ pub fn cases(maps: &Maps, n: usize) -> zfw::Result<Vec<Case>> {
         name: format!("store: rule list {n} rules (ns per list)"),
         rules: n,
         ns: median(t_list),
+        floor_ns: None,
     });
     let last = &rules[rules.len() - 1];
     let mut added = Vec::new();
@@ -102,6 +103,7 @@ pub fn cases(maps: &Maps, n: usize) -> zfw::Result<Vec<Case>> {
             name: format!("store: {what} on {n} rules (ns per op)"),
             rules: n,
             ns: median(v),
+            floor_ns: None,
         });
     }
     store::replace_all(maps, &[])?;

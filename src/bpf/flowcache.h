@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * flowcache.h - the per-CPU flow cache in front of the conntrack tables.
+ *
+ * Most packets belong to an established TCP or live UDP flow, and for them
+ * the conntrack step changes nothing but the idle timestamp and counters.
+ * Doing it costs a hash-map lookup with a 44-byte key and a clock read,
+ * which is most of the per-packet cost.  So each CPU keeps a direct-mapped
+ * array (flow_cache_map) of such flows' verdicts: a hit is an inlined array
+ * access, a hash of the tuple and a compare.
+ *
+ * A slot is trusted only while all of these hold:
+ *   - the key (tuple as this hook sees it) and hook direction match;
+ *   - the packet changes no TCP state (no SYN, FIN or RST);
+ *   - the rule generation is the one the slot was filled under (a rule
+ *     change can end a flow: zfw_known_flow's deny re-check);
+ *   - the flow's conntrack epoch is unchanged: the datapath bumps the
+ *     flow's bucket when an established flow closes, resets or expires on
+ *     any CPU, user space bumps the global epoch after removing entries;
+ *   - it was filled less than ZFW_FLOW_CACHE_JIFFIES ticks ago
+ *     (bpf_jiffies64 is inlined: no helper call).  Refilling goes through
+ *     the table, which keeps the entry's idle timestamp at most that old.
+ * Packets admitted from a slot are counted in it and added to the flow's
+ * counters when the slot is refilled or reused.
+ */
+#ifndef ZFW_FLOWCACHE_H
+#define ZFW_FLOWCACHE_H
+
+#include "maps.h"
+#include "parse.h"
+#include "conntrack.h"
+
+/* What the cache needs of a packet; the addresses point into the packet
+ * (fast path) or at a parsed zfw_pkt (slow path). */
+struct zfw_fc_probe {
+	const __u32 *saddr;
+	const __u32 *daddr;
+	__u32 ifindex;
+	__u32 ip_len;
+	__u16 sport;
+	__u16 dport;
+	__u8 family;
+	__u8 proto;
+	__u8 tcp_flags;
+};
+
+ZFW_INLINE void zfw_fc_probe_of(const struct zfw_pkt *p, struct zfw_fc_probe *q)
+{
+	q->saddr = p->k.saddr;
+	q->daddr = p->k.daddr;
+	q->ifindex = p->k.ifindex;
+	q->ip_len = p->ip_len;
+	q->sport = p->k.sport;
+	q->dport = p->k.dport;
+	q->family = p->k.family;
+	q->proto = p->k.proto;
+	q->tcp_flags = p->tcp_flags;
+}
+
+/* Slot of @q at hook @dir: IPv6 addresses are folded to one word first
+ * (a collision costs a table lookup, never a wrong verdict). */
+ZFW_INLINE __u32 zfw_fc_index(const struct zfw_fc_probe *q, __u8 dir)
+{
+	__u32 a = q->saddr[0], b = q->daddr[0], h;
+
+	if (q->family == ZFW_AF_INET6) {
+		a ^= q->saddr[1] ^ q->saddr[2] ^ q->saddr[3];
+		b ^= q->daddr[1] ^ q->daddr[2] ^ q->daddr[3];
+	}
+	h = (a * 0x9e3779b1) ^ b;
+	h = (h * 0x85ebca6b) ^ (((__u32)q->sport << 16) | q->dport);
+	h = (h * 0xc2b2ae35) ^ (q->ifindex << 9) ^ ((__u32)q->proto << 1) ^ dir;
+	h *= 0x9e3779b1;
+	h ^= h >> 16;
+	return h & (ZFW_FLOW_CACHE_SLOTS - 1);
+}
+
+/* Is @k the tuple of @q?  An IPv4 key always holds zeros past the first
+ * address word (zfw_parse_ipv4 writes only that word of a zeroed key), so
+ * equal families and first words decide for IPv4. */
+ZFW_INLINE int zfw_fc_is(const struct zfw_flow_key *k, const struct zfw_fc_probe *q)
+{
+	__u32 diff;
+
+	diff = (k->saddr[0] ^ q->saddr[0]) | (k->daddr[0] ^ q->daddr[0]) |
+	       (k->ifindex ^ q->ifindex) |
+	       ((((__u32)k->sport << 16) | k->dport) ^ (((__u32)q->sport << 16) | q->dport)) |
+	       (k->family ^ q->family) | (k->proto ^ q->proto);
+	if (q->family == ZFW_AF_INET6)
+		diff |= (k->saddr[1] ^ q->saddr[1]) | (k->saddr[2] ^ q->saddr[2]) |
+			(k->saddr[3] ^ q->saddr[3]) | (k->daddr[1] ^ q->daddr[1]) |
+			(k->daddr[2] ^ q->daddr[2]) | (k->daddr[3] ^ q->daddr[3]);
+	return diff == 0;
+}
+
+/**
+ * zfw_fc_probe_hit - admit packet @q from this CPU's flow cache.
+ * @gen: the current rule generation.  *@sp gets the packet's slot (for
+ * zfw_fc_fill after a miss).  Returns 1 when the packet was admitted.
+ */
+ZFW_INLINE int zfw_fc_probe_hit(const struct zfw_fc_probe *q, __u8 dir, __u32 gen,
+				struct zfw_flow_cache **sp)
+{
+	__u32 idx = zfw_fc_index(q, dir);
+	struct zfw_flow_cache *s = bpf_map_lookup_elem(&flow_cache_map, &idx);
+
+	*sp = s;
+	if (!s || s->dir != dir + 1 || s->policy_gen != gen)
+		return 0;
+	if (q->proto == ZFW_P_TCP && (q->tcp_flags & (ZFW_TCP_SYN | ZFW_TCP_FIN | ZFW_TCP_RST)))
+		return 0;
+	if (!zfw_fc_is(&s->key, q))
+		return 0;
+	if (bpf_jiffies64() - s->jiffies >= ZFW_FLOW_CACHE_JIFFIES)
+		return 0;
+	if (s->epoch != zfw_ct_epoch(s->bucket & (ZFW_CT_EPOCH_BUCKETS - 1)))
+		return 0;
+	s->pkts++;
+	s->bytes += q->ip_len;
+	return 1;
+}
+
+ZFW_INLINE int zfw_fc_hit(const struct zfw_pkt *p, __u8 dir, __u32 gen,
+			  struct zfw_flow_cache **sp)
+{
+	struct zfw_fc_probe q;
+
+	zfw_fc_probe_of(p, &q);
+	return zfw_fc_probe_hit(&q, dir, gen, sp);
+}
+
+/* Add the packets admitted from slot @s to its flow's entry. */
+ZFW_INLINE void zfw_fc_flush(struct zfw_flow_cache *s)
+{
+	struct zfw_flow_key k;
+	struct zfw_flow *f;
+	void *map;
+
+	if (!s->pkts)
+		return;
+	map = zfw_ct_map(s->key.proto, s->inbound);
+	if (map) {
+		if (s->from_orig)
+			k = s->key;
+		else
+			zfw_flow_reverse(&s->key, &k);
+		f = bpf_map_lookup_elem(map, &k);
+		if (f && s->from_orig) {
+			f->pkts_orig += s->pkts;
+			f->bytes_orig += s->bytes;
+		} else if (f) {
+			f->pkts_reply += s->pkts;
+			f->bytes_reply += s->bytes;
+		}
+	}
+	s->pkts = 0;
+	s->bytes = 0;
+}
+
+/**
+ * zfw_fc_fill - after the table admitted @p as part of flow @f, remember
+ * the verdict in slot @s.
+ * @inbound, @from_orig: which table holds @f and which way @p travels
+ * @gen, @epoch: rule generation and zfw_ct_epoch() read BEFORE the table
+ * lookup, so that a change racing with this packet leaves the slot invalid.
+ */
+ZFW_INLINE void zfw_fc_fill(struct zfw_flow_cache *s, const struct zfw_pkt *p, __u8 dir,
+			    int inbound, int from_orig, const struct zfw_flow *f, __u32 gen,
+			    __u32 epoch)
+{
+	if (!s)
+		return;
+	zfw_fc_flush(s);
+	if (!f || !zfw_flow_cacheable(f)) {
+		if (s->dir && zfw_flow_key_eq(&s->key, &p->k))
+			s->dir = 0;
+		return;
+	}
+	s->key = p->k;
+	s->policy_gen = gen;
+	s->jiffies = bpf_jiffies64();
+	s->epoch = epoch;
+	s->bucket = zfw_ct_bucket(&p->k);
+	s->dir = dir + 1;
+	s->inbound = inbound;
+	s->from_orig = from_orig;
+}
+
+/**
+ * zfw_fc_fast - the whole conntrack step for the common packet, before any
+ * general parsing: an untagged Ethernet frame with IPv4 without options or
+ * IPv6 without extension headers, not a fragment, TCP or UDP, complete as
+ * far as its IP header says -- the same checks zfw_parse_eth makes -- whose
+ * flow is in this CPU's cache.  Anything else returns 0 and takes the full
+ * path (which consults the same cache after its parser).
+ * @allow_v6: IPv6 may take this path on this interface
+ */
+ZFW_INLINE int zfw_fc_fast(struct __sk_buff *skb, __u8 dir, __u32 gen, int allow_v6)
+{
+	void *data = ZFW_SKB_DATA(skb);
+	void *data_end = ZFW_SKB_DATA_END(skb);
+	struct ethhdr *eth = data;
+	struct zfw_flow_cache *s;
+	struct zfw_fc_probe q;
+	__u16 *ports;
+	__u32 l4;
+
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	if (eth->h_proto == bpf_htons(ZFW_ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		if (*(__u8 *)ip != 0x45 || (ip->frag_off & bpf_htons(0x3fff)))
+			return 0;
+		q.ip_len = bpf_ntohs(ip->tot_len);
+		q.saddr = &ip->saddr;
+		q.daddr = &ip->daddr;
+		q.family = ZFW_AF_INET;
+		q.proto = ip->protocol;
+		l4 = sizeof(*eth) + sizeof(*ip);
+		if (q.ip_len < sizeof(*ip))
+			return 0;
+	} else if (eth->h_proto == bpf_htons(ZFW_ETH_P_IPV6) && allow_v6) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+			return 0;
+		q.ip_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+		q.saddr = (const __u32 *)&ip6->saddr;
+		q.daddr = (const __u32 *)&ip6->daddr;
+		q.family = ZFW_AF_INET6;
+		q.proto = ip6->nexthdr;
+		l4 = sizeof(*eth) + sizeof(*ip6);
+	} else {
+		return 0;
+	}
+	if (skb->len < sizeof(*eth) + q.ip_len)
+		return 0; /* truncated: the full path drops it */
+	if (q.proto == ZFW_P_TCP) {
+		struct tcphdr *th = data + l4;
+		__u32 doff;
+
+		if ((void *)(th + 1) > data_end)
+			return 0;
+		doff = th->doff * 4;
+		if (doff < sizeof(*th) || data + l4 + doff > data_end)
+			return 0;
+		q.tcp_flags = ((__u8 *)th)[13];
+		ports = (__u16 *)th;
+	} else if (q.proto == ZFW_P_UDP) {
+		struct udphdr *uh = data + l4;
+
+		if ((void *)(uh + 1) > data_end || bpf_ntohs(uh->len) < sizeof(*uh))
+			return 0;
+		q.tcp_flags = 0;
+		ports = (__u16 *)uh;
+	} else {
+		return 0;
+	}
+	q.sport = bpf_ntohs(ports[0]);
+	q.dport = bpf_ntohs(ports[1]);
+	q.ifindex = skb->ifindex;
+	/* DHCPv6 replies pass earlier in the full path, under their own reason */
+	if (q.family == ZFW_AF_INET6 && q.proto == ZFW_P_UDP && q.sport == 547 && q.dport == 546)
+		return 0;
+	return zfw_fc_probe_hit(&q, dir, gen, &s);
+}
+
+#endif /* ZFW_FLOWCACHE_H */
