@@ -77,6 +77,14 @@ pub fn get_or_default(maps: &Maps, ifindex: u32, name: &str) -> Result<types::zf
     Ok(st)
 }
 
+/// Store the settings of `ifindex`.  The flow caches decided packets under
+/// the old settings (masquerade or not, IPv6 allowed or not, ...), so they
+/// forget everything.
+pub fn store(maps: &Maps, ifindex: u32, st: &types::zfw_iface) -> Result<()> {
+    maps.put("diag_map", &ifindex, st)?;
+    crate::conntrack::invalidate_flow_caches(maps)
+}
+
 /// Write the current addresses of interface `name` into the address maps.
 pub fn refresh_addrs(maps: &Maps, ifindex: u32, name: &str) -> Result<()> {
     let max = crate::skel::names::ZFW_MAX_IF_ADDRS as usize;

@@ -303,14 +303,14 @@ fn attach_all(
             if st.hooks & HOOK_XDP != 0 {
                 xdp::attach(progs.fd(PROG_XDP), ifindex)?;
             }
-            maps.put("diag_map", &ifindex, &st)?;
+            iface_state::store(&maps, ifindex, &st)?;
         }
     }
 
     for (name, ifindex) in ifaces {
         let mut st = iface_state::get_or_default(&maps, *ifindex, name)?;
         st.hooks = attach_tc(&progs, *ifindex, !opts.no_egress, st.hooks)?;
-        maps.put("diag_map", ifindex, &st)?;
+        iface_state::store(&maps, *ifindex, &st)?;
         iface_state::refresh_addrs(&maps, *ifindex, name)?;
         report.interfaces.push(AttachReport {
             name: name.clone(),
@@ -322,7 +322,7 @@ fn attach_all(
         let mut st = iface_state::get_or_default(&maps, *ifindex, name)?;
         let mode = xdp::attach(progs.fd(PROG_XDP), *ifindex)?;
         st.hooks |= HOOK_XDP;
-        maps.put("diag_map", ifindex, &st)?;
+        iface_state::store(&maps, *ifindex, &st)?;
         let mut ti = types::zfw_tun_iface {
             ifindex: *ifindex,
             ..Default::default()
@@ -365,6 +365,7 @@ fn detach_iface(progs: &Programs, maps: &Maps, ifindex: u32, st: &types::zfw_ifa
         }
     }
     maps.del("diag_map", &ifindex)?;
+    crate::conntrack::invalidate_flow_caches(maps)?;
     maps.del("ifindex_ip_map", &ifindex)?;
     maps.del("ifindex_ip6_map", &ifindex)?;
     if let Some(ti) = maps.get::<u32, types::zfw_tun_iface>("ifindex_tun_map", &0)? {

@@ -165,6 +165,10 @@ pub fn gc_nat(maps: &Maps) -> Result<usize> {
             removed += 1;
         }
     }
+    if removed > 0 {
+        // flow caches may hold the translations of removed mappings
+        crate::conntrack::invalidate_flow_caches(maps)?;
+    }
     Ok(removed)
 }
 

@@ -545,3 +545,80 @@ fn idle_udp_mappings_stop_admitting_replies_and_gc_removes_them() {
     assert_eq!(left[0].proto, "tcp");
     assert_eq!(maps.count("masquerade_reverse_map").unwrap(), 1);
 }
+
+/// An established masqueraded TCP flow IN:sport -> REMOTE:80 whose packets
+/// both ways are now translated from this CPU's flow cache; returns the
+/// outside port.
+fn cached_masq_flow(f: &Fixture, sport: u16) -> u16 {
+    pin_cpu();
+    let nport = open_tcp(f, sport);
+    let synack = tcp_full(REMOTE, 80, OUT, nport, TCP_SYN | TCP_ACK, 99, 8, b"");
+    assert_eq!(f.ingress(&synack), TC_ACT_OK);
+    assert_eq!(
+        f.egress(&tcp_full(IN, sport, REMOTE, 80, TCP_ACK, 8, 100, b"")),
+        TC_ACT_OK
+    );
+    // one more packet each way through the tables: they fill the slots
+    f.egress_out(&tcp_full(IN, sport, REMOTE, 80, TCP_ACK, 8, 100, b"a"));
+    f.ingress_out(&tcp_full(REMOTE, 80, OUT, nport, TCP_ACK, 100, 9, b"b"));
+    nport
+}
+
+#[test]
+fn cached_flows_are_translated_with_valid_checksums_every_time() {
+    require_priv!();
+    let f = masq();
+    let nport = cached_masq_flow(&f, 40100);
+    let nat_before = f.counter("nat");
+    for i in 0..4u32 {
+        let out = f.egress_out(&tcp_full(IN, 40100, REMOTE, 80, TCP_ACK, 9 + i, 101, b"xy"));
+        assert_eq!(out.retval, TC_ACT_OK);
+        let v = view(&out.data);
+        assert_eq!((v.src(), v.sport()), (ip(OUT), nport));
+        assert!(v.checksums_ok(), "SNAT from the cache: checksums");
+        let back = tcp_full(REMOTE, 80, OUT, nport, TCP_ACK, 101 + i, 11, b"z");
+        let r = f.ingress_out(&back);
+        assert_eq!(r.retval, TC_ACT_OK);
+        let v = view(&r.data);
+        assert_eq!((v.dst(), v.dport()), (ip(IN), 40100));
+        assert!(v.checksums_ok(), "DNAT from the cache: checksums");
+    }
+    let slots = zfw::dump::dump(&f.root.maps(), &["flow_cache_map".to_string()]).unwrap();
+    assert!(
+        slots["maps"]["flow_cache_map"]["entries"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 2,
+        "both directions cached: {slots}"
+    );
+    assert_eq!(f.counter("nat"), nat_before + 8, "every packet counted");
+}
+
+#[test]
+fn turning_masquerade_off_stops_cached_translations_at_once() {
+    require_priv!();
+    let f = masq();
+    cached_masq_flow(&f, 40101);
+    // what `zfw iface set` does (directly: a CLI run outlasts the slots'
+    // freshness and would prove nothing): store, and the caches forget
+    let maps = f.root.maps();
+    let mut st: types::zfw_iface = maps.get("diag_map", &IFINDEX).unwrap().unwrap();
+    st.flags &= !Fixture::flag("masquerade");
+    zfw::iface_state::store(&maps, IFINDEX, &st).unwrap();
+    let out = f.egress_out(&tcp_full(IN, 40101, REMOTE, 80, TCP_ACK, 9, 101, b"q"));
+    assert_eq!(view(&out.data).src(), ip(IN), "no longer translated");
+}
+
+#[test]
+fn a_mapping_reset_from_outside_is_not_used_from_the_cache() {
+    require_priv!();
+    let f = masq();
+    let nport = cached_masq_flow(&f, 40102);
+    let rst = tcp_full(REMOTE, 80, OUT, nport, TCP_RST, 100, 0, b"");
+    assert_eq!(f.ingress(&rst), TC_ACT_OK);
+    // the mapping and the flow are gone: the inside host's next packet is
+    // dropped, never sent out with or without a stale translation
+    let out = f.egress_out(&tcp_full(IN, 40102, REMOTE, 80, TCP_ACK, 9, 101, b"q"));
+    assert_eq!(out.retval, TC_ACT_SHOT);
+}

@@ -119,7 +119,7 @@ pub fn write_settings(maps: &Maps, from: &State, to: &State) -> Result<()> {
         }
         let mut st: types::zfw_iface = crate::iface_state::get_or_default(maps, *idx, name)?;
         st.flags = *flags;
-        maps.put("diag_map", idx, &st)?;
+        crate::iface_state::store(maps, *idx, &st)?;
     }
     for p in from.ddos_ports.difference(&to.ddos_ports) {
         maps.del("ddos_dport_map", &u32::from(*p))?;

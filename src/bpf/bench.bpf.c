@@ -50,3 +50,13 @@ int bench_xdp_tun(struct xdp_md *ctx)
 		bpf_xdp_adjust_head(ctx, (int)sizeof(struct ethhdr));
 	return rc;
 }
+
+/* What bench_xdp_tun's restore costs: push and pop an Ethernet header. */
+SEC("xdp")
+int bench_xdp_head_pair(struct xdp_md *ctx)
+{
+	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct ethhdr)))
+		return XDP_ABORTED;
+	bpf_xdp_adjust_head(ctx, (int)sizeof(struct ethhdr));
+	return XDP_PASS;
+}

@@ -16,6 +16,7 @@
 #include "icmp.h"
 #include "ot.h"
 #include "nat.h"
+#include "natfast.h"
 
 ZFW_INLINE int zfw_egress_drop(const struct zfw_pkt *p, __u32 flags,
 			       const struct zfw_config *cfg, __u16 reason)
@@ -31,6 +32,7 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb)
 	struct zfw_flow_key rev;
 	struct zfw_decision d;
 	struct zfw_flow_cache *slot;
+	struct zfw_fc_req req = {};
 	struct zfw_flow *f;
 	__u32 gen, epoch;
 	void *data, *data_end, *in_map, *out_map;
@@ -46,31 +48,38 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb)
 	if (rc != ZFW_PARSE_OK)
 		return TC_ACT_OK; /* the host's own non-IP or odd frames are not ours to judge */
 	if (p.frag == ZFW_FRAG_LATER)
-		return zfw_nat_out(skb, &p);
+		return zfw_nat_out(skb, &p, 0);
 
 	if (p.k.proto == ZFW_P_ICMP || p.k.proto == ZFW_P_ICMPV6) {
 		if (zfw_icmp_is_echo_req(&p) &&
 		    zfw_ct_touch(&icmp_echo_map, &p.k, &p, 1, 1) == ZFW_CT_MISS)
 			zfw_ct_create(&icmp_echo_map, &p.k, &p);
-		return zfw_nat_out(skb, &p);
+		return zfw_nat_out(skb, &p, 0);
 	}
 	if (p.k.dport == ZFW_MODBUS_PORT)
 		zfw_ot_egress(skb, &p);
 	in_map = zfw_ct_map(p.k.proto, 1);
 	out_map = zfw_ct_map(p.k.proto, 0);
 	if (!in_map || !out_map)
-		return zfw_nat_out(skb, &p);
+		return zfw_nat_out(skb, &p, 0);
 	cfg = zfw_cfg();
 	gen = cfg ? cfg->policy_gen : 0;
 	if (zfw_fc_hit(&p, ZFW_DIR_EGRESS, gen, &slot))
-		return zfw_nat_out(skb, &p);
+		return zfw_nat_out(skb, &p, 0);
 	epoch = zfw_ct_epoch(zfw_ct_bucket(&p.k));
+
+	req.slot = slot;
+	req.gen = gen;
+	req.epoch = epoch;
+	req.dir = ZFW_DIR_EGRESS;
 
 	/* the reply direction of an inbound flow prio 1 admitted */
 	zfw_flow_reverse(&p.k, &rev);
 	if (zfw_ct_touch_get(in_map, &rev, &p, 0, 0, &f) != ZFW_CT_MISS) {
-		zfw_fc_fill(slot, &p, ZFW_DIR_EGRESS, 1, 0, f, gen, epoch);
-		return zfw_nat_out(skb, &p);
+		req.f = f;
+		req.inbound = 1;
+		req.from_orig = 0;
+		return zfw_nat_out(skb, &p, &req);
 	}
 	flags = zfw_if_flags(p.k.ifindex);
 	/* more of an outbound flow (its creator may revive an idle UDP flow);
@@ -86,8 +95,10 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb)
 			}
 			f->policy_gen = gen;
 		}
-		zfw_fc_fill(slot, &p, ZFW_DIR_EGRESS, 0, 1, f, gen, epoch);
-		return zfw_nat_out(skb, &p);
+		req.f = f;
+		req.inbound = 0;
+		req.from_orig = 1;
+		return zfw_nat_out(skb, &p, &req);
 	}
 
 	if (flags & ZFW_IF_OUTBOUND_FILTER) {
@@ -101,19 +112,29 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb)
 			zfw_emit(&p, ZFW_DIR_EGRESS, ZFW_EV_STATE, ZFW_R_TRACK_NEW,
 				 p.k.proto == ZFW_P_TCP ? ZFW_TCP_SYN_SENT : ZFW_TCP_UDP);
 	}
-	return zfw_nat_out(skb, &p);
+	return zfw_nat_out(skb, &p, 0);
 }
 
-/* Entry point: a packet of a cached flow leaves at once, unless the
- * interface translates addresses or inspects OT traffic. */
+/* Entry point: a packet of a cached flow leaves at once (translated when
+ * its slot says so), unless the interface inspects OT traffic. */
 ZFW_INLINE int zfw_egress(struct __sk_buff *skb)
 {
 	struct zfw_config *cfg = zfw_cfg();
 	__u32 flags = zfw_if_flags(skb->ifindex);
+	struct zfw_flow_cache *slot = 0;
+	struct zfw_fc_probe q;
 
-	if (!(flags & (ZFW_IF_MASQUERADE | ZFW_IF_OT_FILTERING)) &&
-	    zfw_fc_fast(skb, ZFW_DIR_EGRESS, cfg ? cfg->policy_gen : 0, 1))
+	if (!(flags & ZFW_IF_OT_FILTERING) &&
+	    zfw_fc_fast(skb, ZFW_DIR_EGRESS, cfg ? cfg->policy_gen : 0, 1, &q, &slot) && slot) {
+		if (slot->nat) {
+			if (zfw_fc_nat_apply(skb, slot, &q, 0) < 0) {
+				zfw_count(ZFW_R_DROP_NAT_UNTRANSLATABLE);
+				return TC_ACT_SHOT;
+			}
+			zfw_count(ZFW_R_NAT);
+		}
 		return TC_ACT_OK;
+	}
 	return zfw_egress_full(skb);
 }
 

@@ -42,6 +42,7 @@ struct zfw_fc_probe {
 	__u8 family;
 	__u8 proto;
 	__u8 tcp_flags;
+	__u32 l4_off; /* zfw_fc_fast: where the TCP/UDP header starts */
 };
 
 ZFW_INLINE void zfw_fc_probe_of(const struct zfw_pkt *p, struct zfw_fc_probe *q)
@@ -55,6 +56,21 @@ ZFW_INLINE void zfw_fc_probe_of(const struct zfw_pkt *p, struct zfw_fc_probe *q)
 	q->family = p->k.family;
 	q->proto = p->k.proto;
 	q->tcp_flags = p->tcp_flags;
+	q->l4_off = p->l4_off;
+}
+
+ZFW_INLINE void zfw_fc_probe_key(const struct zfw_flow_key *k, struct zfw_fc_probe *q)
+{
+	q->saddr = k->saddr;
+	q->daddr = k->daddr;
+	q->ifindex = k->ifindex;
+	q->ip_len = 0;
+	q->sport = k->sport;
+	q->dport = k->dport;
+	q->family = k->family;
+	q->proto = k->proto;
+	q->tcp_flags = 0;
+	q->l4_off = 0;
 }
 
 /* Slot of @q at hook @dir: IPv6 addresses are folded to one word first
@@ -140,10 +156,17 @@ ZFW_INLINE void zfw_fc_flush(struct zfw_flow_cache *s)
 		return;
 	map = zfw_ct_map(s->key.proto, s->inbound);
 	if (map) {
+		struct zfw_flow_key ct = s->key;
+
+		if (s->nat && s->dir == ZFW_DIR_INGRESS + 1) {
+			/* a DNAT slot: conntrack saw the inside destination */
+			__builtin_memcpy(ct.daddr, s->naddr, 16);
+			ct.dport = s->nport;
+		}
 		if (s->from_orig)
-			k = s->key;
+			k = ct;
 		else
-			zfw_flow_reverse(&s->key, &k);
+			zfw_flow_reverse(&ct, &k);
 		f = bpf_map_lookup_elem(map, &k);
 		if (f && s->from_orig) {
 			f->pkts_orig += s->pkts;
@@ -184,6 +207,47 @@ ZFW_INLINE void zfw_fc_fill(struct zfw_flow_cache *s, const struct zfw_pkt *p, _
 	s->dir = dir + 1;
 	s->inbound = inbound;
 	s->from_orig = from_orig;
+	s->nat = 0;
+}
+
+/* A fill the caller leaves to a later step (masquerade decides it). */
+struct zfw_fc_req {
+	struct zfw_flow_cache *slot;
+	const struct zfw_flow *f;
+	__u32 gen;
+	__u32 epoch;
+	__u8 dir;
+	__u8 inbound;
+	__u8 from_orig;
+	__u8 pad;
+};
+
+ZFW_INLINE void zfw_fc_fill_req(const struct zfw_fc_req *r, const struct zfw_pkt *p)
+{
+	zfw_fc_fill(r->slot, p, r->dir, r->inbound, r->from_orig, r->f, r->gen, r->epoch);
+}
+
+/* Make a slot zfw_fc_fill just validated translate its packets: address
+ * @old -> @naddr (the source on egress, the destination on ingress), port
+ * -> @nport.  IPv6 slots carry the checksum difference of the address. */
+ZFW_INLINE void zfw_fc_set_nat(struct zfw_flow_cache *s, __u8 family, const __u32 *old,
+			       const __u32 *naddr, __u16 nport)
+{
+	if (!s || !s->dir)
+		return;
+	__builtin_memcpy(s->naddr, naddr, 16);
+	s->nport = nport;
+	s->csum_diff = 0;
+	if (family == ZFW_AF_INET6) {
+		__s64 d = bpf_csum_diff((__u32 *)old, 16, (__u32 *)naddr, 16, 0);
+
+		if (d < 0) {
+			s->dir = 0;
+			return;
+		}
+		s->csum_diff = (__u32)d;
+	}
+	s->nat = 1;
 }
 
 /**
@@ -195,12 +259,12 @@ ZFW_INLINE void zfw_fc_fill(struct zfw_flow_cache *s, const struct zfw_pkt *p, _
  * path (which consults the same cache after its parser).
  * @allow_v6: IPv6 may take this path on this interface
  */
-ZFW_INLINE int zfw_fc_fast(struct __sk_buff *skb, __u8 dir, __u32 gen, int allow_v6)
+ZFW_INLINE int zfw_fc_fast(struct __sk_buff *skb, __u8 dir, __u32 gen, int allow_v6,
+			   struct zfw_fc_probe *qp, struct zfw_flow_cache **sp)
 {
 	void *data = ZFW_SKB_DATA(skb);
 	void *data_end = ZFW_SKB_DATA_END(skb);
 	struct ethhdr *eth = data;
-	struct zfw_flow_cache *s;
 	struct zfw_fc_probe q;
 	__u16 *ports;
 	__u32 l4;
@@ -265,7 +329,9 @@ ZFW_INLINE int zfw_fc_fast(struct __sk_buff *skb, __u8 dir, __u32 gen, int allow
 	/* DHCPv6 replies pass earlier in the full path, under their own reason */
 	if (q.family == ZFW_AF_INET6 && q.proto == ZFW_P_UDP && q.sport == 547 && q.dport == 546)
 		return 0;
-	return zfw_fc_probe_hit(&q, dir, gen, &s);
+	q.l4_off = l4;
+	*qp = q;
+	return zfw_fc_probe_hit(&q, dir, gen, sp);
 }
 
 #endif /* ZFW_FLOWCACHE_H */

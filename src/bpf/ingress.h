@@ -19,6 +19,7 @@
 #include "ddos.h"
 #include "ot.h"
 #include "nat.h"
+#include "natfast.h"
 
 /* skb->cb[0]: magic << 16 | ZFW_CB_* flags, read by prio 2 (track). */
 #define ZFW_CB_NEW_FLOW 1 /* policy admitted a new inbound flow: track it */
@@ -27,7 +28,38 @@ struct zfw_ictx {
 	struct zfw_pkt p;
 	struct zfw_config *cfg;
 	__u32 flags; /* interface settings */
+	int natted;  /* zfw_nat_in's result: 1 translated (cacheable), 2 translated */
 };
+
+/*
+ * Remember the verdict of a known flow in the flow cache.  A packet that
+ * masquerade translated is cached under the tuple it arrived with, with its
+ * translation (see zfw_nat_in), so that the fast path can redo both.
+ */
+ZFW_INLINE void zfw_known_fill(struct zfw_ictx *c, struct zfw_flow_cache *slot,
+			       const struct zfw_flow *f, int inbound, int from_orig, __u32 gen,
+			       __u32 epoch)
+{
+	struct zfw_nat_scratch *s;
+	struct zfw_fc_probe q;
+	__u32 idx;
+
+	if (!c->natted) {
+		zfw_fc_fill(slot, &c->p, ZFW_DIR_INGRESS, inbound, from_orig, f, gen, epoch);
+		return;
+	}
+	s = zfw_nat_scratch();
+	if (c->natted != 1 || !s)
+		return;
+	zfw_fc_probe_key(&s->pre, &q);
+	idx = zfw_fc_index(&q, ZFW_DIR_INGRESS);
+	slot = bpf_map_lookup_elem(&flow_cache_map, &idx);
+	zfw_fc_fill(slot, &c->p, ZFW_DIR_INGRESS, inbound, from_orig, f, gen, epoch);
+	if (slot && slot->dir) {
+		slot->key = s->pre;
+		zfw_fc_set_nat(slot, c->p.k.family, s->pre.daddr, c->p.k.daddr, c->p.k.dport);
+	}
+}
 
 ZFW_INLINE int zfw_drop(struct zfw_ictx *c, __u16 reason)
 {
@@ -93,7 +125,7 @@ ZFW_INLINE int zfw_is_bare_syn(const struct zfw_pkt *p)
 ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 {
 	struct zfw_pkt *p = &c->p;
-	struct zfw_flow_cache *slot;
+	struct zfw_flow_cache *slot = 0;
 	struct zfw_flow_key rev;
 	struct zfw_flow *f;
 	void *in_map = zfw_ct_map(p->k.proto, 1);
@@ -103,7 +135,7 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 
 	if (!in_map || !out_map)
 		return 0;
-	if (zfw_fc_hit(p, ZFW_DIR_INGRESS, gen, &slot))
+	if (!c->natted && zfw_fc_hit(p, ZFW_DIR_INGRESS, gen, &slot))
 		return 1;
 	epoch = zfw_ct_epoch(zfw_ct_bucket(&p->k));
 	/* an inbound flow admitted earlier: the packet comes from its originator */
@@ -120,7 +152,7 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 			}
 			f->policy_gen = gen;
 		}
-		zfw_fc_fill(slot, p, ZFW_DIR_INGRESS, 1, 1, f, gen, epoch);
+		zfw_known_fill(c, slot, f, 1, 1, gen, epoch);
 		return 1;
 	}
 	/* a bare SYN opens a flow; it is no reply (simultaneous open aside) */
@@ -129,7 +161,7 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 	/* the reply of a flow opened from this side (egress created it) */
 	zfw_flow_reverse(&p->k, &rev);
 	if (zfw_ct_touch_get(out_map, &rev, p, 0, 0, &f) != ZFW_CT_MISS) {
-		zfw_fc_fill(slot, p, ZFW_DIR_INGRESS, 0, 0, f, gen, epoch);
+		zfw_known_fill(c, slot, f, 0, 0, gen, epoch);
 		return 1;
 	}
 	return 0;
@@ -177,6 +209,7 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 		rc = zfw_nat_in(skb, &c.p);
 		if (rc < 0)
 			return zfw_drop(&c, -rc);
+		c.natted = rc;
 		data = ZFW_SKB_DATA(skb);
 		data_end = ZFW_SKB_DATA_END(skb);
 	}
@@ -263,9 +296,21 @@ ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
 {
 	struct zfw_config *cfg = zfw_cfg();
 	__u32 flags = zfw_if_flags(skb->ifindex);
+	struct zfw_flow_cache *slot = 0;
+	struct zfw_fc_probe q;
 
-	if (!(flags & (ZFW_IF_MASQUERADE | ZFW_IF_OT_FILTERING | ZFW_IF_VERBOSE)) &&
-	    zfw_fc_fast(skb, ZFW_DIR_INGRESS, cfg ? cfg->policy_gen : 0, flags & ZFW_IF_IPV6)) {
+	if (!(flags & (ZFW_IF_OT_FILTERING | ZFW_IF_VERBOSE)) &&
+	    zfw_fc_fast(skb, ZFW_DIR_INGRESS, cfg ? cfg->policy_gen : 0, flags & ZFW_IF_IPV6, &q,
+			&slot) &&
+	    slot) {
+		if (slot->nat) {
+			/* a reply to a masqueraded flow: the inside destination back */
+			if (zfw_fc_nat_apply(skb, slot, &q, 1) < 0) {
+				zfw_count(ZFW_R_DROP_NAT_UNTRANSLATABLE);
+				return TC_ACT_SHOT;
+			}
+			zfw_count(ZFW_R_NAT);
+		}
 		zfw_count(ZFW_R_PASS_KNOWN_FLOW);
 		return TC_ACT_OK;
 	}

@@ -37,6 +37,7 @@
 #include "events.h"
 #include "iface.h"
 #include "icmp.h"
+#include "flowcache.h"
 
 #define ZFW_NAT_SIDE_IN ZFW_NAT_FIN_INSIDE
 #define ZFW_NAT_SIDE_OUT ZFW_NAT_FIN_OUTSIDE
@@ -55,6 +56,7 @@ struct zfw_nat_scratch {
 	struct zfw_nat_val v;
 	struct zfw_flow_key rk;
 	struct zfw_nat_rev nr;
+	struct zfw_flow_key pre; /* zfw_nat_in: the tuple before translation */
 };
 
 struct {
@@ -308,6 +310,7 @@ ZFW_INLINE void zfw_nat_forget(void *map, const struct zfw_nat_key *k,
 {
 	bpf_map_delete_elem(map, k);
 	bpf_map_delete_elem(&masquerade_reverse_map, rk);
+	zfw_ct_epoch_bump(rk); /* flow caches holding the translation */
 }
 
 /* Is (naddr:port <- raddr:rport) already a flow of a local socket? */
@@ -406,7 +409,7 @@ ZFW_INLINE int zfw_nat_may_start(const struct zfw_pkt *p)
 
 /* SNAT of a forwarded TCP / UDP / ICMP echo packet. */
 ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat_scratch *s,
-			struct zfw_nat_rev *r)
+			struct zfw_nat_rev *r, const struct zfw_fc_req *req)
 {
 	struct zfw_nat_rev *nr = &s->nr;
 	struct zfw_nat_key *k = &s->k;
@@ -453,6 +456,12 @@ ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat
 				    ZFW_NAT_E_REWRITE);
 	if (gone)
 		zfw_nat_forget(zfw_nat_map(p->k.proto), k, &p->k);
+	else if (req && r && nr->state != ZFW_TCP_FIN_WAIT && nr->state != ZFW_TCP_CLOSING) {
+		/* later packets of the flow: translated from the flow cache (the
+		 * reverse entry tracks FIN/RST, the handshake is conntrack's) */
+		zfw_fc_fill_req(req, p);
+		zfw_fc_set_nat(req->slot, p->k.family, p->k.saddr, nr->naddr, nr->nport);
+	}
 	zfw_count(ZFW_R_NAT);
 	return TC_ACT_OK;
 }
@@ -527,14 +536,20 @@ ZFW_INLINE int zfw_nat_local_scope(const struct zfw_pkt *p)
  * bookkeeping (which is keyed by the inside tuple).  The host's own
  * packets (source = an address of the interface) leave unchanged.
  */
-static __attribute__((noinline, unused)) int zfw_nat_out(struct __sk_buff *skb, struct zfw_pkt *p)
+static __attribute__((noinline, unused)) int zfw_nat_out(struct __sk_buff *skb, struct zfw_pkt *p,
+							 const struct zfw_fc_req *req)
 {
 	struct zfw_nat_scratch *s;
 	struct zfw_nat_rev *r;
 	int own;
 
-	if (!(zfw_if_flags(p->k.ifindex) & ZFW_IF_MASQUERADE))
+	/* @req: the packet belongs to a known flow; its flow cache slot is
+	 * filled once the translation (or that there is none) is known */
+	if (!(zfw_if_flags(p->k.ifindex) & ZFW_IF_MASQUERADE)) {
+		if (req)
+			zfw_fc_fill_req(req, p);
 		return TC_ACT_OK;
+	}
 	s = zfw_nat_scratch();
 	if (!s)
 		return TC_ACT_SHOT;
@@ -548,13 +563,14 @@ static __attribute__((noinline, unused)) int zfw_nat_out(struct __sk_buff *skb, 
 	if (p->frag != ZFW_FRAG_LATER && p->has_ports) {
 		r = bpf_map_lookup_elem(&masquerade_reverse_map, &p->k);
 		if (r)
-			return zfw_snat(skb, p, s, r);
+			return zfw_snat(skb, p, s, r, req);
 	}
-	if (zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.saddr))
+	if (zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.saddr) || zfw_nat_local_scope(p)) {
+		if (req)
+			zfw_fc_fill_req(req, p); /* never translated */
 		return TC_ACT_OK;
-	if (zfw_nat_local_scope(p))
-		return TC_ACT_OK;
-	return zfw_snat(skb, p, s, 0);
+	}
+	return zfw_snat(skb, p, s, 0, 0);
 }
 
 /* DNAT of an ICMP error quoting a translated flow: outer destination,
@@ -595,14 +611,16 @@ ZFW_INLINE int zfw_dnat_icmp_error(struct __sk_buff *skb, struct zfw_pkt *p,
 		return -ZFW_R_DROP_NAT_UNTRANSLATABLE;
 	__builtin_memcpy(p->k.daddr, v->addr, 16);
 	zfw_count(ZFW_R_NAT);
-	return 1;
+	return 2;
 }
 
 /**
  * zfw_nat_in - masquerade step of the ingress program, before the
- * known-flow step.  Returns 1 when the packet was translated (the caller
- * reloads its packet pointers; @p holds the inside tuple), 0 when it is not
- * a reply to a translated flow, or minus a ZFW_R_DROP_* reason.
+ * known-flow step.  Returns 1 when the packet was translated and its flow
+ * cache slot may carry the translation (the scratch's `pre` holds the tuple
+ * as it arrived), 2 when translated but not cacheable; the caller reloads
+ * its packet pointers and @p holds the inside tuple.  0 when it is not a
+ * reply to a translated flow, or minus a ZFW_R_DROP_* reason.
  */
 static __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *p)
 {
@@ -676,6 +694,7 @@ static __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zf
 		vp->fin = fin;
 	}
 	*v = *vp;
+	s->pre = p->k;
 	csum_off = zfw_nat_addr_csum(p, &fl);
 	if (zfw_nat_set_addr(skb, p->k.family, p->l3_off, 1, p->k.daddr, v->addr, csum_off, fl))
 		return -ZFW_R_DROP_NAT_UNTRANSLATABLE;
@@ -691,6 +710,8 @@ static __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zf
 	if (gone)
 		zfw_nat_forget(zfw_nat_map(p->k.proto), k, rk);
 	zfw_count(ZFW_R_NAT);
+	if (gone || echo || (v->state != ZFW_TCP_ESTABLISHED && v->state != ZFW_TCP_UDP))
+		return 2;
 	return 1;
 }
 

@@ -250,7 +250,12 @@ struct zfw_flow_cache {
 	__u8 dir;         /* enum zfw_dir + 1; 0: empty slot */
 	__u8 inbound;     /* the flow lives in tcp_ingress_map / udp_ingress_map */
 	__u8 from_orig;   /* the packet travels in the flow's original direction */
-	__u8 pad[7];
+	__u8 nat;         /* masquerade: egress SNAT / ingress DNAT the packet */
+	__u16 nport;      /* ... to this port (host order) */
+	__u32 naddr[4];   /* ... and this address (an ingress slot's key is the
+			   * tuple as it arrives; conntrack sees naddr:nport as
+			   * its destination) */
+	__u32 csum_diff;  /* IPv6: one's complement difference old -> new address */
 };
 
 /* Rule key: tproxy_map.  One key per (dir, set, family, proto, dst, src). */

@@ -137,7 +137,7 @@ fn set(root: &Root, a: SetArgs) -> Result<()> {
                 st.flags &= !b;
             }
         }
-        maps.put("diag_map", &idx, &st)?;
+        iface_state::store(&maps, idx, &st)?;
         let name = iface_state::name_str(&st.name);
         let desc: Vec<String> = bits
             .iter()
