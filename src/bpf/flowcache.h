@@ -329,6 +329,9 @@ ZFW_INLINE int zfw_fc_fast(struct __sk_buff *skb, __u8 dir, __u32 gen, int allow
 	/* DHCPv6 replies pass earlier in the full path, under their own reason */
 	if (q.family == ZFW_AF_INET6 && q.proto == ZFW_P_UDP && q.sport == 547 && q.dport == 546)
 		return 0;
+	/* packets that change TCP state never come from the cache */
+	if (q.tcp_flags & (ZFW_TCP_SYN | ZFW_TCP_FIN | ZFW_TCP_RST))
+		return 0;
 	q.l4_off = l4;
 	*qp = q;
 	return zfw_fc_probe_hit(&q, dir, gen, sp);

@@ -135,9 +135,14 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 
 	if (!in_map || !out_map)
 		return 0;
-	if (!c->natted && zfw_fc_hit(p, ZFW_DIR_INGRESS, gen, &slot))
-		return 1;
-	epoch = zfw_ct_epoch(zfw_ct_bucket(&p->k));
+	/* a bare SYN is never cached nor cacheable: no slot, no epoch */
+	if (zfw_is_bare_syn(p)) {
+		epoch = 0;
+	} else {
+		if (!c->natted && zfw_fc_hit(p, ZFW_DIR_INGRESS, gen, &slot))
+			return 1;
+		epoch = zfw_ct_epoch(zfw_ct_bucket(&p->k));
+	}
 	/* an inbound flow admitted earlier: the packet comes from its originator */
 	if (zfw_ct_touch_get(in_map, &p->k, p, 1, 1, &f) != ZFW_CT_MISS) {
 		if (f && f->policy_gen && f->policy_gen != gen) {
