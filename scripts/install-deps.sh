@@ -3,7 +3,7 @@
 set -euo pipefail
 
 PKGS=(build-essential pkg-config libelf-dev zlib1g-dev clang llvm iproute2 bpftool
-      make netcat-openbsd iputils-ping procps util-linux)
+      make netcat-openbsd iputils-ping procps util-linux ethtool)
 
 missing=()
 for p in "${PKGS[@]}"; do

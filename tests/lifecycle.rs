@@ -280,13 +280,3 @@ fn maps_of_another_abi_are_refused_with_a_clear_message() {
     );
     assert_eq!(r.stderr.trim().lines().count(), 1);
 }
-
-fn echo_once(s: &mut std::net::TcpStream, msg: &[u8]) -> bool {
-    use std::io::{Read, Write};
-    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(3)));
-    if s.write_all(msg).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 16];
-    matches!(s.read(&mut buf), Ok(n) if &buf[..n] == msg)
-}

@@ -159,6 +159,38 @@ fn snat_udp_fixes_checksum_and_keeps_a_zero_checksum_zero() {
 }
 
 #[test]
+fn udp_translated_from_the_cache_keeps_checksums_right_and_zero_zero() {
+    require_priv!();
+    pin_cpu();
+    let f = masq();
+    let mut nocsum = udp(IN, 5003, REMOTE, 53, b"query");
+    nocsum[14 + 20 + 6] = 0;
+    nocsum[14 + 20 + 7] = 0;
+    // the first packets create and cache the flows, the rest come from the cache
+    for i in 0..4 {
+        let v4 = f.egress_out(&udp(IN, 5002, REMOTE, 53, b"query"));
+        let v = view(&v4.data);
+        assert_eq!(v.src(), ip(OUT), "packet {i}");
+        assert!(v.checksums_ok(), "packet {i}: checksums");
+        let z = f.egress_out(&nocsum);
+        let v = view(&z.data);
+        assert_eq!(v.src(), ip(OUT), "packet {i}");
+        assert_eq!(&v.l4[6..8], &[0, 0], "packet {i}: zero stays zero");
+        assert!(ipv4_checksum_ok(v.ip));
+    }
+    let n = f.counter("nat");
+    assert_eq!(n, 8, "every packet translated");
+    let d = zfw::dump::dump(&f.root.maps(), &["flow_cache_map".to_string()]).unwrap();
+    let cached = d["maps"]["flow_cache_map"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| !s["translate_to"].is_null() && s["pending_packets"].as_u64() > Some(0))
+        .count();
+    assert_eq!(cached, 2, "both flows translated from the cache: {d}");
+}
+
+#[test]
 fn dnat_restores_the_inside_destination_and_replies_pass_default_deny() {
     require_priv!();
     let f = masq();

@@ -301,6 +301,11 @@ fn flow_cache_entries(maps: &Maps) -> Result<Vec<Value>> {
                 "packet_direction": if s.from_orig != 0 { "original" } else { "reply" },
                 "pending_packets": s.pkts, "pending_bytes": s.bytes,
                 "current": s.policy_gen == gen && s.epoch == epoch_of(s.bucket),
+                "translate_to": if s.nat != 0 {
+                    json!(decode::endpoint(addr(k.family, &s.naddr), s.nport))
+                } else {
+                    Value::Null
+                },
             }));
         }
     }

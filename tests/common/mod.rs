@@ -477,3 +477,14 @@ pub fn pin_cpu() {
     one.set(cpu).unwrap();
     sched_setaffinity(me, &one).unwrap();
 }
+
+/// Send `msg` on an echo connection and read it back (3 s limit).
+pub fn echo_once(s: &mut std::net::TcpStream, msg: &[u8]) -> bool {
+    use std::io::{Read, Write};
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(3)));
+    if s.write_all(msg).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 64];
+    matches!(s.read(&mut buf), Ok(n) if &buf[..n] == msg)
+}
