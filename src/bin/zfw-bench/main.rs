@@ -13,6 +13,7 @@
 //! ZFW_BENCH_QUICK=1 skips the cases that build large rule sets.
 
 mod dump;
+mod tunnel;
 
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
@@ -267,7 +268,7 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
         0,
         bench.measure(&egress, &reply, [0; 5])?,
     );
-    tunnel_ot_cases(bench, &maps, &policy, &egress, &mut add)?;
+    tunnel::tunnel_ot_cases(bench, &maps, &policy, &egress, &mut add)?;
 
     // Masquerade.  BPF_PROG_TEST_RUN repeats on one buffer, so a packet
     // that is really translated is, from the second repetition on, another
@@ -661,110 +662,6 @@ fn apply_cases(root: &Root) -> zfw::Result<Vec<Case>> {
     }
     zfw::rules::store::replace_all(&maps, &[])?;
     Ok(out)
-}
-
-/// Tunnel fast path, tunnel redirect and OT inspection (issue 7).
-fn tunnel_ot_cases(
-    bench: &Bench,
-    maps: &Maps,
-    policy: &TestProg,
-    egress: &TestProg,
-    add: &mut impl FnMut(&str, usize, f64),
-) -> zfw::Result<()> {
-    use zfw::testkit::rules::{action, install_catch_all_rule};
-    let act = |n: &str| action(n).ok_or_else(|| zfw::Error::runtime(format!("no action {n}")));
-    let tun = types::zfw_tun_iface {
-        ifindex: IFINDEX,
-        ..Default::default()
-    };
-    maps.put("ifindex_tun_map", &0u32, &tun)?;
-    install_catch_all_rule(maps, 2, 17, act("tunnel")?)?;
-    let req = udp("10.0.0.1", 40000, "100.64.0.10", 5000, b"tunnel");
-    policy.run(&req, IFINDEX)?; // records tun_map, warms the decision cache
-    add(
-        "ingress tunnel redirect (cached rule)",
-        1,
-        bench.measure(policy, &req, [0; 5])?,
-    );
-    let xdp = TestProg::open(&maps.root.prog_path("zfw_xdp_tun_fast"))?;
-    let reply = udp("100.64.0.10", 5000, "10.0.0.1", 40000, b"answer");
-    let r = xdp.run(&reply[14..], 0)?;
-    if r.retval != zfw::testkit::run::XDP_REDIRECT {
-        return Err(zfw::Error::runtime(
-            "bench: the tun reply missed the fast path",
-        ));
-    }
-    // BPF_PROG_TEST_RUN does not reset the XDP buffer between repetitions:
-    // the hit is timed with bench.bpf.c's bench_xdp_tun, the real path plus
-    // one bpf_xdp_adjust_head that restores the frame (an upper bound)
-    let (hit_prog, pair) = bench_progs(&maps.root, true)?;
-    let r = hit_prog.run(&reply[14..], 0)?;
-    if r.retval != zfw::testkit::run::XDP_REDIRECT || r.data != reply[14..] {
-        return Err(zfw::Error::runtime(
-            "bench: bench_xdp_tun did not redirect and restore the frame",
-        ));
-    }
-    let hit = bench.measure(&hit_prog, &reply[14..], [0; 5])?;
-    add("xdp tun fast path hit (redirect)*", 1, hit);
-    // the restore's share: half of a push + pop, measured on its own
-    let pair_ns = bench.measure(&pair, &reply[14..], [0; 5])? - bench.floor().unwrap_or(0.0);
-    add(
-        "xdp tun fast path hit, restore subtracted (estimate)",
-        1,
-        hit - (pair_ns / 2.0).max(0.0),
-    );
-    // a stale entry (and no cached copy of it): the stack gets the reply
-    let (key, fresh) = maps
-        .entries::<types::zfw_flow_key, types::zfw_tun_state>("tun_map")?
-        .into_iter()
-        .next()
-        .ok_or_else(|| zfw::Error::runtime("bench: no tun_map entry"))?;
-    let stale = types::zfw_tun_state {
-        last_ns: 0,
-        ..fresh
-    };
-    maps.put("tun_map", &key, &stale)?;
-    zfw::conntrack::invalidate_flow_caches(maps)?;
-    add(
-        "xdp tun stale entry (pass to stack)",
-        1,
-        bench.measure(&xdp, &reply[14..], [0; 5])?,
-    );
-    maps.put("tun_map", &key, &fresh)?;
-    let miss = udp("100.64.0.11", 5000, "10.0.0.1", 40000, b"answer");
-    add(
-        "xdp tun miss (pass)",
-        1,
-        bench.measure(&xdp, &miss[14..], [0; 5])?,
-    );
-
-    // DNP3: an established outbound flow to an outstation, ot_filtering on
-    let mut st: types::zfw_iface = maps
-        .get("diag_map", &IFINDEX)?
-        .ok_or_else(|| zfw::Error::runtime("bench interface missing"))?;
-    st.flags |= zfw::iface_state::flag_bit("ot_filtering").unwrap_or(0);
-    maps.put("diag_map", &IFINDEX, &st)?;
-    maps.put("dnp3_fcode_map", &129u32, &1u32)?;
-    egress.run(&tcp("10.0.0.2", 40000, "10.0.0.5", 20000, TCP_SYN), IFINDEX)?;
-    let dnp3 = [
-        0x05, 0x64, 10, 0x44, 1, 0, 10, 0, 0xaa, 0xbb, 0xc0, 0xc0, 129, 0, 0, 0xcc, 0xdd,
-    ];
-    let resp = tcp_full(
-        "10.0.0.5",
-        20000,
-        "10.0.0.2",
-        40000,
-        TCP_ACK | TCP_PSH,
-        1,
-        1,
-        &dnp3,
-    );
-    add(
-        "ingress DNP3 response inspected + known flow",
-        0,
-        bench.measure(policy, &resp, [0; 5])?,
-    );
-    Ok(())
 }
 
 fn main() {
