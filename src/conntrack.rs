@@ -126,11 +126,14 @@ fn cache_pending(maps: &Maps) -> Result<Pending> {
                 (17, true) => "udp_ingress_map",
                 _ => continue,
             };
-            let key = if s.from_orig != 0 {
-                s.key
-            } else {
-                reversed(&s.key)
-            };
+            // a DNAT slot is keyed by the tuple as it arrived; conntrack saw
+            // the inside destination (see zfw_flow_cache in zfw_abi.h)
+            let mut ct = s.key;
+            if s.nat != 0 && i64::from(s.dir) == crate::skel::names::ZFW_DIR_INGRESS + 1 {
+                ct.daddr = s.naddr;
+                ct.dport = s.nport;
+            }
+            let key = if s.from_orig != 0 { ct } else { reversed(&ct) };
             let e = out.entry((table, bytes_of(&key).to_vec())).or_default();
             let i = if s.from_orig != 0 { 0 } else { 2 };
             e[i] += s.pkts;

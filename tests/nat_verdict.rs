@@ -602,6 +602,12 @@ fn cached_flows_are_translated_with_valid_checksums_every_time() {
     let f = masq();
     let nport = cached_masq_flow(&f, 40100);
     let nat_before = f.counter("nat");
+    let counts = |f: &Fixture| {
+        let list = zfw::conntrack::list(&f.root.maps()).unwrap();
+        let e = list.iter().find(|e| e.sport == 40100).expect("the flow");
+        (e.packets_orig, e.packets_reply)
+    };
+    let (orig, reply) = counts(&f);
     for i in 0..4u32 {
         let out = f.egress_out(&tcp_full(IN, 40100, REMOTE, 80, TCP_ACK, 9 + i, 101, b"xy"));
         assert_eq!(out.retval, TC_ACT_OK);
@@ -625,6 +631,8 @@ fn cached_flows_are_translated_with_valid_checksums_every_time() {
         "both directions cached: {slots}"
     );
     assert_eq!(f.counter("nat"), nat_before + 8, "every packet counted");
+    // and conntrack counts the packets of both cached directions
+    assert_eq!(counts(&f), (orig + 4, reply + 4));
 }
 
 #[test]
