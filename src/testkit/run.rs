@@ -129,3 +129,21 @@ impl TestProg {
         self.run_cb(frame, ifindex, [0; 5], 1)
     }
 }
+
+/// Keep the calling thread on the first CPU it may use.  The datapath's
+/// caches are per CPU (a test sees a slot only from the CPU that filled it)
+/// and a benchmark should not compare a case and its floor across cores.
+pub fn pin_cpu() -> Result<()> {
+    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let me = Pid::from_raw(0); // this thread
+    let set =
+        sched_getaffinity(me).map_err(|e| Error::runtime(format!("sched_getaffinity: {e}")))?;
+    let cpu = (0..CpuSet::count())
+        .find(|c| set.is_set(*c).unwrap_or(false))
+        .ok_or_else(|| Error::runtime("no CPU in this thread's affinity mask"))?;
+    let mut one = CpuSet::new();
+    one.set(cpu)
+        .and_then(|_| sched_setaffinity(me, &one))
+        .map_err(|e| Error::runtime(format!("sched_setaffinity: {e}")))
+}

@@ -466,16 +466,7 @@ impl Drop for TempFile {
 /// This thread on one CPU: per-CPU caches of the datapath (flow and tun
 /// caches) are only observable from the CPU that filled them.
 pub fn pin_cpu() {
-    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
-    use nix::unistd::Pid;
-    let me = Pid::from_raw(0);
-    let set = sched_getaffinity(me).unwrap();
-    let cpu = (0..CpuSet::count())
-        .find(|c| set.is_set(*c).unwrap_or(false))
-        .unwrap();
-    let mut one = CpuSet::new();
-    one.set(cpu).unwrap();
-    sched_setaffinity(me, &one).unwrap();
+    zfw::testkit::run::pin_cpu().expect("pin the test thread to one CPU");
 }
 
 /// Send `msg` on an echo connection and read it back (3 s limit).

@@ -129,24 +129,10 @@ fn reason(name: &str) -> u32 {
         .map_or(0, |(_, v)| *v as u32)
 }
 
-/// Run on one CPU: a migration between a case and its floor would compare
-/// two different cores' caches and clocks.
-fn pin_cpu() {
-    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
-    use nix::unistd::Pid;
-    let me = Pid::from_raw(0);
-    if let Ok(set) = sched_getaffinity(me) {
-        if let Some(cpu) = (0..CpuSet::count()).find(|c| set.is_set(*c).unwrap_or(false)) {
-            let mut one = CpuSet::new();
-            if one.set(cpu).is_ok() {
-                let _ = sched_setaffinity(me, &one);
-            }
-        }
-    }
-}
-
 fn run() -> zfw::Result<Report> {
-    pin_cpu();
+    // one CPU: a migration between a case and its floor would compare two
+    // cores' caches and clocks (measuring unpinned is still valid, so no error)
+    let _ = zfw::testkit::run::pin_cpu();
     // the floor: programs that do nothing
     let mut storage = MaybeUninit::uninit();
     let empty = EmptySkelBuilder::default()
