@@ -73,9 +73,10 @@ ZFW_INLINE void zfw_fc_probe_key(const struct zfw_flow_key *k, struct zfw_fc_pro
 	q->l4_off = 0;
 }
 
-/* Slot of @q at hook @dir: IPv6 addresses are folded to one word first
- * (a collision costs a table lookup, never a wrong verdict). */
-ZFW_INLINE __u32 zfw_fc_index(const struct zfw_fc_probe *q, __u8 dir)
+/* Hash of @q's tuple at hook @dir for the direct-mapped caches: IPv6
+ * addresses are folded to one word first (a collision costs a table
+ * lookup, never a wrong verdict). */
+ZFW_INLINE __u32 zfw_fc_hash(const struct zfw_fc_probe *q, __u8 dir)
 {
 	__u32 a = q->saddr[0], b = q->daddr[0], h;
 
@@ -87,8 +88,13 @@ ZFW_INLINE __u32 zfw_fc_index(const struct zfw_fc_probe *q, __u8 dir)
 	h = (h * 0x85ebca6b) ^ (((__u32)q->sport << 16) | q->dport);
 	h = (h * 0xc2b2ae35) ^ (q->ifindex << 9) ^ ((__u32)q->proto << 1) ^ dir;
 	h *= 0x9e3779b1;
-	h ^= h >> 16;
-	return h & (ZFW_FLOW_CACHE_SLOTS - 1);
+	return h ^ (h >> 16);
+}
+
+/* flow_cache_map slot of @q at hook @dir. */
+ZFW_INLINE __u32 zfw_fc_index(const struct zfw_fc_probe *q, __u8 dir)
+{
+	return zfw_fc_hash(q, dir) & (ZFW_FLOW_CACHE_SLOTS - 1);
 }
 
 /* Is @k the tuple of @q?  An IPv4 key always holds zeros past the first

@@ -10,6 +10,7 @@
 #include "parse.h"
 #include "events.h"
 #include "conntrack.h"
+#include "flowcache.h"
 
 #define ZFW_TUN_FRESH (30 * ZFW_NSEC)
 
@@ -126,14 +127,10 @@ ports:
 /* tun_cache_map slot of tun_map key @k. */
 ZFW_INLINE __u32 zfw_tun_cache_index(const struct zfw_flow_key *k)
 {
-	__u32 a = k->saddr[0] ^ k->saddr[1] ^ k->saddr[2] ^ k->saddr[3];
-	__u32 b = k->daddr[0] ^ k->daddr[1] ^ k->daddr[2] ^ k->daddr[3];
-	__u32 h = (a * 0x9e3779b1) ^ b;
+	struct zfw_fc_probe q;
 
-	h = (h * 0x85ebca6b) ^ (((__u32)k->sport << 16) | k->dport);
-	h = (h ^ k->proto) * 0xc2b2ae35;
-	h ^= h >> 16;
-	return h & (ZFW_TUN_CACHE_SLOTS - 1);
+	zfw_fc_probe_key(k, &q);
+	return zfw_fc_hash(&q, 0) & (ZFW_TUN_CACHE_SLOTS - 1);
 }
 
 /*
