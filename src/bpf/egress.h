@@ -25,13 +25,14 @@ ZFW_INLINE int zfw_egress_drop(const struct zfw_pkt *p, __u32 flags,
 	return TC_ACT_SHOT;
 }
 
-ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb)
+/* @slot: the packet's flow cache slot when the fast path already looked
+ * it up and missed (NULL: look it up here). */
+ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slot)
 {
 	struct zfw_pkt p = {};
 	struct zfw_config *cfg;
 	struct zfw_flow_key rev;
 	struct zfw_decision d;
-	struct zfw_flow_cache *slot;
 	struct zfw_fc_req req = {};
 	struct zfw_flow *f;
 	__u32 gen, epoch;
@@ -64,7 +65,7 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb)
 		return zfw_nat_out(skb, &p, 0);
 	cfg = zfw_cfg();
 	gen = cfg ? cfg->policy_gen : 0;
-	if (zfw_fc_hit(&p, ZFW_DIR_EGRESS, gen, &slot))
+	if (!slot && zfw_fc_hit(&p, ZFW_DIR_EGRESS, gen, &slot))
 		return zfw_nat_out(skb, &p, 0);
 	epoch = zfw_ct_epoch(zfw_ct_bucket(&p.k));
 
@@ -135,7 +136,7 @@ ZFW_INLINE int zfw_egress(struct __sk_buff *skb)
 		}
 		return TC_ACT_OK;
 	}
-	return zfw_egress_full(skb);
+	return zfw_egress_full(skb, slot);
 }
 
 #endif /* ZFW_EGRESS_H */

@@ -29,6 +29,9 @@ struct zfw_ictx {
 	struct zfw_config *cfg;
 	__u32 flags; /* interface settings */
 	int natted;  /* zfw_nat_in's result: 1 translated (cacheable), 2 translated */
+	/* the packet's flow cache slot when the fast path already looked it up
+	 * and missed (NULL: known_flow looks it up) */
+	struct zfw_flow_cache *slot;
 };
 
 /*
@@ -139,7 +142,8 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 	if (zfw_is_bare_syn(p)) {
 		epoch = 0;
 	} else {
-		if (!c->natted && zfw_fc_hit(p, ZFW_DIR_INGRESS, gen, &slot))
+		slot = c->slot;
+		if (!slot && !c->natted && zfw_fc_hit(p, ZFW_DIR_INGRESS, gen, &slot))
 			return 1;
 		epoch = zfw_ct_epoch(zfw_ct_bucket(&p->k));
 	}
@@ -172,7 +176,8 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 	return 0;
 }
 
-ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, __u32 flags)
+ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, __u32 flags,
+				struct zfw_flow_cache *slot)
 {
 	struct zfw_ictx c = {};
 	struct zfw_decision d;
@@ -180,6 +185,7 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 	int rc;
 
 	c.cfg = cfg;
+	c.slot = slot;
 	c.flags = flags;
 	c.p.k.ifindex = skb->ifindex;
 	c.p.wire_len = skb->len;
@@ -319,7 +325,7 @@ ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
 		zfw_count(ZFW_R_PASS_KNOWN_FLOW);
 		return TC_ACT_OK;
 	}
-	return zfw_ingress_full(skb, cfg, flags);
+	return zfw_ingress_full(skb, cfg, flags, slot);
 }
 
 #endif /* ZFW_INGRESS_H */
