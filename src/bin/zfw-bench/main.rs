@@ -97,6 +97,12 @@ impl Bench {
     fn floor(&self) -> Option<f64> {
         Some(self.last_floor.get())
     }
+
+    /// Report the next case against `floor` (a figure derived from
+    /// earlier measure() calls rather than measured itself).
+    fn set_floor(&self, floor: f64) {
+        self.last_floor.set(floor);
+    }
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -159,9 +165,10 @@ fn run() -> zfw::Result<Report> {
     let root = Root::new(format!("/sys/fs/bpf/zfw-bench-{}", std::process::id()));
     zfw::loader::load_detached(&root)?;
     // ZFW_BENCH_QUICK=1: only the per-packet cases that need no big rule set;
-    // ZFW_BENCH_ONLY=store|dump: only the rule-store cases (apply, add/del/list)
-    // or only the conntrack dump case
-    let quick = std::env::var_os("ZFW_BENCH_QUICK").is_some();
+    // ZFW_BENCH_ONLY=store|dump|tunnel: only the rule-store cases (apply,
+    // add/del/list), the conntrack dump case or the tunnel/OT cases
+    let quick = std::env::var_os("ZFW_BENCH_QUICK").is_some()
+        || std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "tunnel");
     let only_store = std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "store");
     let only_dump = std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "dump");
     let result = (|| {
@@ -208,6 +215,10 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
         })
     };
 
+    if std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "tunnel") {
+        tunnel::tunnel_ot_cases(bench, &maps, &policy, &egress, &mut add)?;
+        return Ok(out);
+    }
     add(
         "ingress ARP (pass)",
         0,
@@ -459,11 +470,19 @@ fn first_packet_prog(root: &Root) -> zfw::Result<TestProg> {
 /// bench.bpf.c's `bench_first_packet` (xdp false) or `bench_xdp_tun`,
 /// loaded against the maps pinned under `root`.
 fn bench_prog(root: &Root, xdp: bool) -> zfw::Result<TestProg> {
-    Ok(bench_progs(root, xdp)?.0)
+    Ok(bench_progs(root, xdp)?.main)
 }
 
-/// The program bench_prog names, and bench_xdp_head_pair.
-fn bench_progs(root: &Root, xdp: bool) -> zfw::Result<(TestProg, TestProg)> {
+/// The program bench_prog names and the XDP reference programs.
+pub(crate) struct BenchProgs {
+    pub main: TestProg,
+    /// bench_xdp_head_pair: push and pop an Ethernet header
+    pub head_pair: TestProg,
+    /// bench_xdp_push_redirect: push, write, redirect, pop: no lookup
+    pub push_redirect: TestProg,
+}
+
+fn bench_progs(root: &Root, xdp: bool) -> zfw::Result<BenchProgs> {
     let mut storage = MaybeUninit::uninit();
     let mut open = BenchSkelBuilder::default()
         .open(&mut storage)
@@ -489,10 +508,11 @@ fn bench_progs(root: &Root, xdp: bool) -> zfw::Result<(TestProg, TestProg)> {
             .try_clone_to_owned()
             .map_err(|e| zfw::Error::runtime(e.to_string()))
     };
-    Ok((
-        TestProg::from_fd(fd(prog)?, xdp),
-        TestProg::from_fd(fd(&skel.progs.bench_xdp_head_pair)?, true),
-    ))
+    Ok(BenchProgs {
+        main: TestProg::from_fd(fd(prog)?, xdp),
+        head_pair: TestProg::from_fd(fd(&skel.progs.bench_xdp_head_pair)?, true),
+        push_redirect: TestProg::from_fd(fd(&skel.progs.bench_xdp_push_redirect)?, true),
+    })
 }
 
 /// Self-check: a poisoned cache entry decides for zfw_policy but not for
