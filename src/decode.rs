@@ -129,7 +129,7 @@ pub fn cstr(b: &[i8]) -> String {
     String::from_utf8_lossy(&v).into_owned()
 }
 
-pub fn mac(m: &[u8; 6]) -> String {
+pub fn mac(m: &[u8]) -> String {
     m.iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()

@@ -66,6 +66,7 @@ plain_types!(
     zfw_flow_key,
     zfw_flow,
     zfw_flow_cache,
+    zfw_tun_cache,
     zfw_rule_key,
     zfw_rule_span,
     zfw_range,

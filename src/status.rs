@@ -11,7 +11,7 @@ use crate::error::Result;
 use crate::iface_state;
 use crate::loader::{Programs, PROG_EGRESS, PROG_NAMES, PROG_POLICY, PROG_TRACK, PROG_XDP};
 use crate::maps::Maps;
-use crate::skel::{enum_name, names};
+use crate::skel::{enum_name, names, types};
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -95,7 +95,7 @@ pub fn status(root: &Root) -> Result<Status> {
     }
     let mut counters = BTreeMap::new();
     for (_, v) in names::ZFW_REASON.iter().filter(|(n, _)| *n != "ZFW_R_MAX") {
-        let c = maps.percpu_sum("counters_map", *v as u32)?;
+        let c = reason_count(&maps, *v as u32)?;
         if c > 0 {
             counters.insert(enum_name(names::ZFW_REASON, "ZFW_R_", *v), c);
         }
@@ -166,4 +166,18 @@ pub fn render(s: &Status) -> String {
         }
     }
     out
+}
+
+/// Packets counted under verdict reason `reason`, summed over CPUs.  The XDP
+/// tun fast path counts its redirects in its cache slots first
+/// (tun_cache_map, added to counters_map when a slot is refilled): those
+/// pending are included.
+pub fn reason_count(maps: &Maps, reason: u32) -> Result<u64> {
+    let mut n = maps.percpu_sum("counters_map", reason)?;
+    if i64::from(reason) == names::ZFW_R_XDP_REDIRECT && maps.handle("tun_cache_map").is_ok() {
+        for (_, per_cpu) in maps.percpu_entries::<types::zfw_tun_cache>("tun_cache_map")? {
+            n += per_cpu.iter().map(|s| s.pkts).sum::<u64>();
+        }
+    }
+    Ok(n)
 }

@@ -95,11 +95,8 @@ fn put_tun_state(f: &Fixture, key: &types::zfw_flow_key, last_ns: u64) {
         client_mac: CLIENT_MAC,
         our_mac: SERVER_MAC,
     };
-    let maps = f.root.maps();
-    maps.put("tun_map", key, &st).unwrap();
-    // an entry rewritten behind the datapath's back: the per-CPU caches of
-    // the old one must go (the datapath does this itself when it rewrites)
-    zfw::conntrack::invalidate_flow_caches(&maps).unwrap();
+    // a new entry: no CPU has a cached copy of a flow not seen before
+    f.root.maps().put("tun_map", key, &st).unwrap();
 }
 
 #[test]
@@ -133,12 +130,23 @@ fn xdp_fast_path_pushes_ethernet_and_redirects_fresh_flows_only() {
         "last_ns not refreshed"
     );
 
-    // stale entry (31 s idle): slow path
-    put_tun_state(&f, &key, mono_ns() - 31_000_000_000);
-    assert_eq!(xdp_run(&f, &reply_ip).retval, XDP_PASS);
+    // more replies come from this CPU's cache, counted exactly
+    for _ in 0..4 {
+        assert_eq!(xdp_run(&f, &reply_ip).retval, XDP_REDIRECT);
+    }
+    assert_eq!(f.counter("xdp_redirect"), 5);
+
+    // stale entry (31 s idle) of another client port: slow path
+    let stale_key = tun_key("10.0.0.1", 40001, SERVICE, 5000, UDP);
+    put_tun_state(&f, &stale_key, mono_ns() - 31_000_000_000);
+    let stale = udp(SERVICE, 5000, "10.0.0.1", 40001, b"answer");
+    assert_eq!(xdp_run(&f, strip_ether(&stale)).retval, XDP_PASS);
     // an entry just inside the window still hits
-    put_tun_state(&f, &key, mono_ns() - 29_000_000_000);
-    assert_eq!(xdp_run(&f, &reply_ip).retval, XDP_REDIRECT);
+    let key2 = tun_key("10.0.0.1", 40002, SERVICE, 5000, UDP);
+    put_tun_state(&f, &key2, mono_ns() - 29_000_000_000);
+    let inside = udp(SERVICE, 5000, "10.0.0.1", 40002, b"answer");
+    assert_eq!(xdp_run(&f, strip_ether(&inside)).retval, XDP_REDIRECT);
+    assert_eq!(f.counter("xdp_redirect"), 6);
 
     // other ports of the same hosts are other flows
     let other = udp(SERVICE, 5001, "10.0.0.1", 40000, b"answer");
@@ -146,6 +154,10 @@ fn xdp_fast_path_pushes_ethernet_and_redirects_fresh_flows_only() {
     // garbage and truncated packets pass to the stack untouched
     assert_eq!(xdp_run(&f, &[0u8; 20]).retval, XDP_PASS);
     assert_eq!(xdp_run(&f, &reply_ip[..24]).retval, XDP_PASS);
+    // an IP length that ends before the ports: the stack drops it
+    let mut short = reply_ip.clone();
+    short[2..4].copy_from_slice(&22u16.to_be_bytes());
+    assert_eq!(xdp_run(&f, &short).retval, XDP_PASS);
     // a fragment goes to the stack for reassembly
     let mut frag = reply_ip.clone();
     frag[6] |= 0x20; // more fragments
@@ -155,10 +167,9 @@ fn xdp_fast_path_pushes_ethernet_and_redirects_fresh_flows_only() {
     assert_eq!(xdp_run(&f, strip_ether(&ping)).retval, XDP_PASS);
 }
 
-#[test]
-fn xdp_replies_follow_a_client_that_moved_at_once() {
-    require_priv!();
-    pin_cpu();
+/// A UDP catch-all tunnel rule, a registered tun and one client flow sent
+/// into it: the fixture, the client's frame and the tunneler's reply (IP).
+fn tunnelled_udp_flow() -> (Fixture, Vec<u8>, Vec<u8>) {
     let f = Fixture::new();
     install_catch_all_rule(&f.root.maps(), AF_INET, UDP, action("tunnel"));
     register_tun(&f, IFINDEX);
@@ -166,6 +177,14 @@ fn xdp_replies_follow_a_client_that_moved_at_once() {
     assert_eq!(f.ingress(&frame), TC_ACT_REDIRECT);
     let reply = udp(SERVICE, 5000, "10.0.0.1", 40000, b"answer");
     let reply_ip = strip_ether(&reply).to_vec();
+    (f, frame, reply_ip)
+}
+
+#[test]
+fn xdp_replies_follow_a_client_that_moved_at_once() {
+    require_priv!();
+    pin_cpu();
+    let (f, frame, reply_ip) = tunnelled_udp_flow();
     // the first reply fills this CPU's cache, the second comes from it
     for _ in 0..2 {
         let r = xdp_run(&f, &reply_ip);
@@ -180,6 +199,125 @@ fn xdp_replies_follow_a_client_that_moved_at_once() {
     let r = xdp_run(&f, &reply_ip);
     assert_eq!(r.retval, XDP_REDIRECT);
     assert_eq!(&r.data[0..6], &moved, "the next reply goes to the new MAC");
+}
+
+/// Run the XDP program on `ip` from a thread pinned to `cpu` (each CPU has
+/// its own tun cache).
+fn xdp_run_on(f: &Fixture, cpu: usize, ip: &[u8]) -> RunResult {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let path = f.root.dir.join("progs").join(XDP);
+    let ip = ip.to_vec();
+    std::thread::spawn(move || {
+        let mut one = CpuSet::new();
+        one.set(cpu).unwrap();
+        sched_setaffinity(nix::unistd::Pid::from_raw(0), &one).unwrap();
+        zfw::testkit::run::TestProg::open(&path)
+            .unwrap()
+            .run(&ip, 0)
+            .unwrap()
+    })
+    .join()
+    .unwrap()
+}
+
+/// The CPUs this process may run on.
+fn usable_cpus() -> Vec<usize> {
+    use nix::sched::{sched_getaffinity, CpuSet};
+    let set = sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+    (0..CpuSet::count())
+        .filter(|c| set.is_set(*c).unwrap_or(false))
+        .collect()
+}
+
+#[test]
+fn xdp_replies_on_every_cpu_follow_a_moved_client() {
+    require_priv!();
+    let cpus = usable_cpus();
+    if cpus.len() < 2 {
+        eprintln!("skipped: needs two CPUs to hold two tun caches");
+        return;
+    }
+    let (f, frame, reply_ip) = tunnelled_udp_flow();
+    // both CPUs cache the flow
+    for &cpu in &cpus[..2] {
+        for _ in 0..2 {
+            let r = xdp_run_on(&f, cpu, &reply_ip);
+            assert_eq!(r.retval, XDP_REDIRECT);
+            assert_eq!(&r.data[0..6], &CLIENT_MAC);
+        }
+    }
+    // the client comes back with another MAC, seen by the first CPU
+    let moved = [0x02, 0, 0, 0, 0x77, 0x78];
+    let mut frame2 = frame.clone();
+    frame2[6..12].copy_from_slice(&moved);
+    let path = f.root.dir.join("progs").join(POLICY);
+    let cpu0 = cpus[0];
+    std::thread::spawn(move || {
+        let mut one = nix::sched::CpuSet::new();
+        one.set(cpu0).unwrap();
+        nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &one).unwrap();
+        let r = zfw::testkit::run::TestProg::open(&path)
+            .unwrap()
+            .run(&frame2, IFINDEX)
+            .unwrap();
+        assert_eq!(r.retval, TC_ACT_REDIRECT);
+    })
+    .join()
+    .unwrap();
+    // the second CPU's next reply goes to the new MAC, not its cached one
+    let r = xdp_run_on(&f, cpus[1], &reply_ip);
+    assert_eq!(r.retval, XDP_REDIRECT);
+    assert_eq!(
+        &r.data[0..6],
+        &moved,
+        "the other CPU still used the old MAC"
+    );
+    assert_eq!(f.counter("xdp_redirect"), 5);
+}
+
+#[test]
+fn xdp_fast_path_serves_ipv4_replies_with_options() {
+    require_priv!();
+    pin_cpu();
+    let f = Fixture::new();
+    let key = tun_key("10.0.0.1", 40000, SERVICE, 5000, UDP);
+    put_tun_state(&f, &key, mono_ns());
+    let reply = udp(SERVICE, 5000, "10.0.0.1", 40000, b"answer");
+    // the same reply with a 4-byte option (NOP NOP NOP EOL): IHL 6
+    let ip = strip_ether(&reply);
+    let mut opt = ip[..20].to_vec();
+    opt[0] = 0x46;
+    opt.extend_from_slice(&[1, 1, 1, 0]);
+    opt.extend_from_slice(&ip[20..]);
+    let len = (opt.len() as u16).to_be_bytes();
+    opt[2..4].copy_from_slice(&len);
+    for _ in 0..2 {
+        let r = xdp_run(&f, &opt);
+        assert_eq!(r.retval, XDP_REDIRECT);
+        assert_eq!(&r.data[0..6], &CLIENT_MAC);
+        assert_eq!(&r.data[14..], &opt[..]);
+    }
+    // and the plain reply of the same flow uses its own slot
+    assert_eq!(xdp_run(&f, ip).retval, XDP_REDIRECT);
+    assert_eq!(f.counter("xdp_redirect"), 3);
+    // dump shows this CPU's slots: one matched on the header, one on the key
+    let v = zfw::dump::dump(&f.root.maps(), &["tun_cache_map".to_string()]).unwrap();
+    let slots = v["maps"]["tun_cache_map"]["entries"]
+        .as_array()
+        .expect("tun_cache_map entries");
+    let mut kinds: Vec<&str> = slots.iter().map(|s| s["match"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["ipv4 header", "key"], "{v}");
+    for s in slots {
+        assert_eq!(s["client"], "10.0.0.1:40000");
+        assert_eq!(s["service"], "100.64.0.10:5000");
+        assert_eq!(s["client_mac"], zfw::decode::mac(&CLIENT_MAC));
+    }
+    let pending: u64 = slots
+        .iter()
+        .map(|s| s["pending_redirects"].as_u64().unwrap())
+        .sum();
+    assert_eq!(pending, 3);
 }
 
 #[test]

@@ -168,14 +168,22 @@ ZFW_INLINE __u32 zfw_ct_bucket(const struct zfw_flow_key *k)
 	return h & (ZFW_CT_EPOCH_BUCKETS - 1);
 }
 
-/* The epoch a cache slot of a flow in @bucket must carry to be valid. */
+/* The datapath's epoch of @bucket alone (bumped when one of its flows ends). */
+ZFW_INLINE __u32 zfw_ct_bucket_epoch(__u32 bucket)
+{
+	__u32 *e = bpf_map_lookup_elem(&ct_epoch_map, &bucket);
+
+	return e ? *(volatile __u32 *)e : 0;
+}
+
+/* The epoch a flow cache slot of a flow in @bucket must carry to be valid:
+ * its bucket's plus the global one user space bumps. */
 ZFW_INLINE __u32 zfw_ct_epoch(__u32 bucket)
 {
 	__u32 global = ZFW_CT_EPOCH_BUCKETS;
-	__u32 *e = bpf_map_lookup_elem(&ct_epoch_map, &bucket);
 	__u32 *g = bpf_map_lookup_elem(&ct_epoch_map, &global);
 
-	return (e ? *(volatile __u32 *)e : 0) + (g ? *(volatile __u32 *)g : 0);
+	return zfw_ct_bucket_epoch(bucket) + (g ? *(volatile __u32 *)g : 0);
 }
 
 ZFW_INLINE void zfw_ct_epoch_bump(const struct zfw_flow_key *k)

@@ -402,23 +402,24 @@ struct zfw_tun_state {
 };
 
 /*
- * tun_cache_map value (per-CPU, direct-mapped by a hash of the tun_map key):
- * where the replies of a client flow go, so that the XDP fast path skips the
- * tun_map lookup and the clock.  Valid while the flow's conntrack epoch
- * bucket is unchanged (ingress bumps it when it rewrites the entry) and for
- * at most ZFW_FLOW_CACHE_JIFFIES ticks after it was filled from tun_map.
+ * tun_cache_map value (per-CPU, direct-mapped; see tuncache.h): where the
+ * replies of a client flow go.  Plain IPv4 replies are matched on `wire`,
+ * the words they carry, in a slot chosen by a hash of those words; other
+ * replies on `key`, in a slot chosen by its hash.
  */
 struct zfw_tun_cache {
 	struct zfw_flow_key key; /* tun_map key (the client's flow, ifindex 0) */
 	__u32 ifindex;           /* interface the client came in on */
-	__u64 jiffies;           /* bpf_jiffies64() when filled */
-	__u32 epoch;
-	__u16 bucket;
+	__u64 jiffies;           /* bpf_jiffies64() when filled; made stale
+				  * when the tun_map entry is rewritten */
+	__u64 pkts;              /* redirected from this slot, not yet in
+				  * counters_map */
+	__u32 wire[4];           /* reply's saddr, daddr, port word (network
+				  * order) and protocol; all 0: match on key */
+	__u8 eth[14];            /* header pushed onto replies: client MAC,
+				  * our MAC, EtherType */
 	__u8 valid;
-	__u8 pad0;
-	__u8 client_mac[6];
-	__u8 our_mac[6];
-	__u8 pad[4];
+	__u8 pad;
 };
 
 /* ifindex_tun_map value (key 0): the registered tun interface. */

@@ -60,6 +60,7 @@ fn parse_sizes(specs: &[String]) -> Result<BTreeMap<String, u32>> {
             "matched_map",
             "flow_cache_map",
             "ct_epoch_map",
+            "tun_cache_map",
             "rb_map",
         ];
         if !crate::maps::MAP_NAMES.contains(&name) || fixed.contains(&name) {

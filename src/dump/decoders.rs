@@ -169,6 +169,7 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
                 })
             })
             .collect(),
+        "tun_cache_map" => tun_cache_entries(maps)?,
         "ifindex_tun_map" => maps
             .entries::<u32, types::zfw_tun_iface>(name)?
             .into_iter()
@@ -209,7 +210,7 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
         "counters_map" => {
             let mut v = Vec::new();
             for (n, r) in names::ZFW_REASON.iter().filter(|(n, _)| *n != "ZFW_R_MAX") {
-                let c = maps.percpu_sum(name, *r as u32)?;
+                let c = crate::status::reason_count(maps, *r as u32)?;
                 v.push(json!({ "reason": n.trim_start_matches("ZFW_R_").to_ascii_lowercase(), "packets": c }));
             }
             v
@@ -306,6 +307,28 @@ fn flow_cache_entries(maps: &Maps) -> Result<Vec<Value>> {
                 } else {
                     Value::Null
                 },
+            }));
+        }
+    }
+    Ok(out)
+}
+
+/// tun_cache_map: the filled slots of every CPU.  Whether a slot is still
+/// current depends on its age in ticks, which user space cannot see.
+fn tun_cache_entries(maps: &Maps) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for (slot, per_cpu) in maps.percpu_entries::<types::zfw_tun_cache>("tun_cache_map")? {
+        for (cpu, s) in per_cpu.iter().enumerate().filter(|(_, s)| s.valid != 0) {
+            let k = &s.key;
+            out.push(json!({
+                "cpu": cpu, "slot": slot,
+                "match": if s.wire[3] != 0 { "ipv4 header" } else { "key" },
+                "family": decode::family(k.family), "proto": decode::proto(k.proto),
+                "client": decode::endpoint(addr(k.family, &k.saddr), k.sport),
+                "service": decode::endpoint(addr(k.family, &k.daddr), k.dport),
+                "ifindex": s.ifindex, "iface": ifname(s.ifindex),
+                "client_mac": decode::mac(&s.eth[0..6]), "our_mac": decode::mac(&s.eth[6..12]),
+                "pending_redirects": s.pkts,
             }));
         }
     }

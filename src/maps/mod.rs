@@ -35,6 +35,7 @@ pub const MAP_NAMES: &[&str] = &[
     "masquerade_reverse_map",
     "icmp_masquerade_map",
     "tun_map",
+    "tun_cache_map",
     "ifindex_tun_map",
     "ddos_dport_map",
     "ddos_saddr_map",

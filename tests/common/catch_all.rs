@@ -29,7 +29,7 @@ pub fn reason(name: &str) -> u32 {
 
 /// Sum over CPUs of the verdict counter `name` (e.g. "xdp_redirect").
 pub fn counter(maps: &Maps, name: &str) -> u64 {
-    maps.percpu_sum("counters_map", reason(name)).unwrap()
+    zfw::status::reason_count(maps, reason(name)).unwrap()
 }
 
 /// Install one catch-all ingress rule (dst 0/0, src 0/0, ports 0-65535) for

@@ -109,10 +109,7 @@ impl Fixture {
             .find(|(n, _)| n.eq_ignore_ascii_case(&format!("ZFW_R_{reason}")))
             .unwrap_or_else(|| panic!("no reason {reason}"))
             .1;
-        self.root
-            .maps()
-            .percpu_sum("counters_map", v as u32)
-            .unwrap()
+        zfw::status::reason_count(&self.root.maps(), v as u32).unwrap()
     }
 }
 
