@@ -483,3 +483,28 @@ fn load_tun_registers_the_tun_and_unload_takes_it_away() {
     let link = sh("ip", &["-n", &ns.name, "-d", "link", "show", &name]);
     assert!(!String::from_utf8_lossy(&link.stdout).contains("xdp"));
 }
+
+#[test]
+fn tcp_tunnel_flows_go_on_after_the_syn() {
+    require_priv!();
+    pin_cpu();
+    let f = Fixture::new();
+    install_catch_all_rule(&f.root.maps(), AF_INET, TCP, action("tunnel"));
+    register_tun(&f, IFINDEX);
+    let c = |flags: u8| tcp("10.0.0.1", 40000, SERVICE, 443, flags);
+    assert_eq!(f.ingress(&c(TCP_SYN)), TC_ACT_REDIRECT);
+    for _ in 0..3 {
+        assert_eq!(f.ingress(&c(TCP_ACK)), TC_ACT_REDIRECT);
+    }
+    assert_eq!(f.ingress(&c(TCP_ACK | TCP_FIN)), TC_ACT_REDIRECT);
+    assert_eq!(f.counter("tunnel"), 5);
+    // a segment of a connection the tunnel never saw has no state anywhere
+    let stray = tcp("10.0.0.1", 40001, SERVICE, 443, TCP_ACK);
+    assert_eq!(f.ingress(&stray), TC_ACT_SHOT);
+    assert_eq!(f.counter("drop_no_state"), 1);
+    // the tunnel entry is not a pass: once the rule says allow instead, the
+    // connection's later segments have no state to go on
+    install_catch_all_rule(&f.root.maps(), AF_INET, TCP, action("allow"));
+    assert_eq!(f.ingress(&c(TCP_ACK)), TC_ACT_SHOT);
+    assert_eq!(f.counter("drop_no_state"), 2);
+}

@@ -182,7 +182,7 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 	struct zfw_ictx c = {};
 	struct zfw_decision d;
 	void *data, *data_end;
-	int rc;
+	int rc, tun_only;
 
 	c.cfg = cfg;
 	c.slot = slot;
@@ -259,24 +259,29 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 	if (c.p.k.proto != ZFW_P_TCP && c.p.k.proto != ZFW_P_UDP)
 		return zfw_drop(&c, ZFW_R_DROP_NO_RULE);
 
-	/* a TCP segment that is not a SYN cannot start a flow */
-	if (c.p.k.proto == ZFW_P_TCP && !zfw_is_bare_syn(&c.p))
+	/* a TCP segment that is not a SYN cannot start a flow; it may still
+	 * belong to a tunnelled connection (no state here: the tunneler
+	 * terminates it), which only a tunnel rule lets on */
+	tun_only = c.p.k.proto == ZFW_P_TCP && !zfw_is_bare_syn(&c.p);
+	if (tun_only && !zfw_tun_flow_known(&c.p))
 		return zfw_drop(&c, ZFW_R_DROP_NO_STATE);
 
 	/* Step 7 (ahead of SSH, so that a protected port 22 stays protected): DDoS */
-	if ((c.flags & ZFW_IF_DDOS) && c.p.k.proto == ZFW_P_TCP) {
+	if ((c.flags & ZFW_IF_DDOS) && c.p.k.proto == ZFW_P_TCP && !tun_only) {
 		rc = zfw_ddos_check(&c.p, c.cfg);
 		if (rc)
 			return zfw_drop(&c, rc);
 	}
 
 	/* Step 6: SSH to an interface address */
-	if (c.p.k.proto == ZFW_P_TCP && c.p.k.dport == 22 && (c.flags & ZFW_IF_SSH) &&
+	if (c.p.k.proto == ZFW_P_TCP && c.p.k.dport == 22 && (c.flags & ZFW_IF_SSH) && !tun_only &&
 	    zfw_is_if_addr(c.p.k.ifindex, c.p.k.family, c.p.k.daddr))
 		return zfw_admit(skb, &c, ZFW_R_PASS_SSH);
 
 	/* Step 8: policy */
 	d = zfw_policy_lookup(&c.p, ZFW_DIR_INGRESS, !!(c.flags & ZFW_IF_PER_INTERFACE_RULES), c.cfg);
+	if (tun_only && d.action != ZFW_ACT_TUNNEL)
+		return zfw_drop(&c, ZFW_R_DROP_NO_STATE);
 	switch (d.action) {
 	case ZFW_ACT_ALLOW:
 		zfw_frag_note(&c.p);

@@ -25,6 +25,26 @@ ZFW_INLINE int zfw_mac_eq(const __u8 *a, const __u8 *b)
 	       a[5] == b[5];
 }
 
+/*
+ * Does TCP segment @p belong to a flow the tunnel carries: a fresh tun_map
+ * entry recorded from the same interface?  The tunneler terminates such
+ * connections, so zfw keeps no conntrack state for them, and their segments
+ * after the SYN are recognised by this entry (the rules still decide).
+ */
+ZFW_INLINE int zfw_tun_flow_known(const struct zfw_pkt *p)
+{
+	struct zfw_flow_key key;
+	struct zfw_tun_state *st;
+	__u64 now;
+
+	zfw_tun_key(&p->k, &key);
+	st = bpf_map_lookup_elem(&tun_map, &key);
+	if (!st || st->ifindex != p->k.ifindex)
+		return 0;
+	now = bpf_ktime_get_coarse_ns();
+	return now <= st->last_ns || now - st->last_ns <= ZFW_TUN_FRESH;
+}
+
 /**
  * zfw_tun_redirect - record the client's flow and send the packet to the tun.
  * bpf_redirect into an L3 device (no header_ops) strips the Ethernet header
