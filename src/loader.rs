@@ -111,6 +111,22 @@ fn load_programs(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<()> {
         m.set_pin_path(&pin)
             .ctx(|| format!("pin path for {name}"))?;
     }
+    if std::env::var_os("ZFW_VERIFIER_STATS").is_some() {
+        // the kernel's per-program verifier statistics, printed by libbpf's
+        // debug log (with ZFW_DEBUG): how close each program is to the limit
+        for mut p in open.open_object_mut().progs_mut() {
+            p.set_log_level(4);
+        }
+        fn stats(_: libbpf_rs::PrintLevel, msg: String) {
+            for l in msg
+                .lines()
+                .filter(|l| l.contains("processed") || l.contains("LOAD LOG"))
+            {
+                eprintln!("{l}");
+            }
+        }
+        libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Debug, stats)));
+    }
     let skel = open.load().map_err(|e| {
         if e.kind() == libbpf_rs::ErrorKind::InvalidInput {
             Error::runtime(format!(

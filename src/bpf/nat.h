@@ -622,7 +622,7 @@ ZFW_INLINE int zfw_dnat_icmp_error(struct __sk_buff *skb, struct zfw_pkt *p,
  * its packet pointers and @p holds the inside tuple.  0 when it is not a
  * reply to a translated flow, or minus a ZFW_R_DROP_* reason.
  */
-static __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *p)
+__attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *p)
 {
 	struct zfw_nat_scratch *s = zfw_nat_scratch();
 	struct zfw_nat_key *k;
@@ -633,7 +633,7 @@ static __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zf
 	__u64 fl, now;
 	int gone = 0, echo = 0;
 
-	if (!s)
+	if (!s || !skb || !p)
 		return 0;
 	k = &s->k;
 	v = &s->v;
