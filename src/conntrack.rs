@@ -118,7 +118,11 @@ type Pending = HashMap<(&'static str, Vec<u8>), [u64; 4]>;
 fn cache_pending(maps: &Maps) -> Result<Pending> {
     let mut out = Pending::new();
     for (_, per_cpu) in maps.percpu_entries::<types::zfw_flow_cache>("flow_cache_map")? {
-        for s in per_cpu.iter().filter(|s| s.dir != 0 && s.pkts != 0) {
+        // (tunnel slots' flows have no conntrack entry)
+        for s in per_cpu
+            .iter()
+            .filter(|s| s.dir != 0 && s.pkts != 0 && s.tun_ifindex == 0)
+        {
             let table = match (s.key.proto, s.inbound != 0) {
                 (6, false) => "tcp_map",
                 (6, true) => "tcp_ingress_map",

@@ -147,7 +147,7 @@ mod tests {
             "established"
         );
         assert_eq!(enum_name(names::ZFW_REASON, "ZFW_R_", 1), "pass_arp");
-        assert_eq!(names::ZFW_ABI_VERSION, 2);
+        assert_eq!(names::ZFW_ABI_VERSION, 3);
         assert_eq!(names::ZFW_UDP_TIMEOUT_S, 30);
         assert_eq!(abi_const("ZFW_MAX_IF_ADDRS"), 8);
     }

@@ -64,9 +64,11 @@ fn tunnel_rule_redirects_into_the_tun_and_records_the_flow() {
     // tun_map uses the coarse clock: it may lag the fine one by a tick
     assert!(st.last_ns + 50_000_000 >= before);
 
-    // more of the flow refreshes the entry in place
+    // more of the flow refreshes the entry in place: the packets right
+    // after come from the flow cache, which goes back to the rules (and
+    // refreshes the entry) when its slot is 32 ticks old -- at most 320 ms
     let first = st.last_ns;
-    std::thread::sleep(std::time::Duration::from_millis(30));
+    std::thread::sleep(std::time::Duration::from_millis(400));
     assert_eq!(f.ingress(&frame), TC_ACT_REDIRECT);
     let st2: types::zfw_tun_state = f
         .root
@@ -493,11 +495,15 @@ fn tcp_tunnel_flows_go_on_after_the_syn() {
     register_tun(&f, IFINDEX);
     let c = |flags: u8| tcp("10.0.0.1", 40000, SERVICE, 443, flags);
     assert_eq!(f.ingress(&c(TCP_SYN)), TC_ACT_REDIRECT);
+    // the first ACK goes through the rules, the next come from the cache
     for _ in 0..3 {
         assert_eq!(f.ingress(&c(TCP_ACK)), TC_ACT_REDIRECT);
     }
+    assert_eq!(tunnel_slots(&f).len(), 1);
+    // FIN and RST are never decided by the cache; they still reach the tun
     assert_eq!(f.ingress(&c(TCP_ACK | TCP_FIN)), TC_ACT_REDIRECT);
-    assert_eq!(f.counter("tunnel"), 5);
+    assert_eq!(f.ingress(&c(TCP_RST)), TC_ACT_REDIRECT);
+    assert_eq!(f.counter("tunnel"), 6);
     // a segment of a connection the tunnel never saw has no state anywhere
     let stray = tcp("10.0.0.1", 40001, SERVICE, 443, TCP_ACK);
     assert_eq!(f.ingress(&stray), TC_ACT_SHOT);
@@ -507,4 +513,43 @@ fn tcp_tunnel_flows_go_on_after_the_syn() {
     install_catch_all_rule(&f.root.maps(), AF_INET, TCP, action("allow"));
     assert_eq!(f.ingress(&c(TCP_ACK)), TC_ACT_SHOT);
     assert_eq!(f.counter("drop_no_state"), 2);
+}
+
+/// This CPU's flow cache slots that send a flow into a tun.
+fn tunnel_slots(f: &Fixture) -> Vec<serde_json::Value> {
+    let v = zfw::dump::dump(&f.root.maps(), &["flow_cache_map".to_string()]).unwrap();
+    v["maps"]["flow_cache_map"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| !s["tunnel_to"].is_null())
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn tunnelled_flows_are_redirected_from_the_flow_cache() {
+    require_priv!();
+    pin_cpu();
+    let f = Fixture::new();
+    install_catch_all_rule(&f.root.maps(), AF_INET, UDP, action("tunnel"));
+    register_tun(&f, IFINDEX);
+    let frame = udp("10.0.0.1", 40000, SERVICE, 5000, b"hello");
+    // the first packet goes through the rules and leaves its way in the cache
+    assert_eq!(f.ingress(&frame), TC_ACT_REDIRECT);
+    let slots = tunnel_slots(&f);
+    assert_eq!(slots.len(), 1, "{slots:?}");
+    assert_eq!(slots[0]["src"], "10.0.0.1:40000");
+    assert_eq!(slots[0]["dst"], "100.64.0.10:5000");
+    // the rest come from it, each counted; the slot's pending counts are
+    // not a conntrack flow's (a tunnelled flow has none)
+    for _ in 0..5 {
+        assert_eq!(f.ingress(&frame), TC_ACT_REDIRECT);
+    }
+    assert_eq!(f.counter("tunnel"), 6);
+    assert!(zfw::conntrack::list(&f.root.maps()).unwrap().is_empty());
+    // a rule change ends the cached way at once: now the rules say deny
+    install_catch_all_rule(&f.root.maps(), AF_INET, UDP, action("deny"));
+    assert_eq!(f.ingress(&frame), TC_ACT_SHOT);
+    assert_eq!(f.counter("tunnel"), 6);
 }

@@ -30,6 +30,14 @@
 #include "parse.h"
 #include "conntrack.h"
 
+_Static_assert(__builtin_offsetof(struct zfw_flow_cache, tun_mac) % 8 == 0, "tun_mac alignment");
+
+/* Where zfw_fc_fast's frames carry their addresses (untagged Ethernet). */
+#define ZFW_FC_V4_SADDR (14 + 12)
+#define ZFW_FC_V4_ADDRS_END (ZFW_FC_V4_SADDR + 8)
+#define ZFW_FC_V6_SADDR (14 + 8)
+#define ZFW_FC_V6_ADDRS_END (ZFW_FC_V6_SADDR + 32)
+
 /* What the cache needs of a packet; the addresses point into the packet
  * (fast path) or at a parsed zfw_pkt (slow path). */
 struct zfw_fc_probe {
@@ -160,7 +168,9 @@ ZFW_INLINE void zfw_fc_flush(struct zfw_flow_cache *s)
 
 	if (!s->pkts)
 		return;
-	map = zfw_ct_map(s->key.proto, s->inbound);
+	/* a tunnel slot's flow has no conntrack entry (its packets are
+	 * counted under ZFW_R_TUNNEL as they go) */
+	map = s->tun_ifindex ? 0 : zfw_ct_map(s->key.proto, s->inbound);
 	if (map) {
 		struct zfw_flow_key ct = s->key;
 
@@ -214,7 +224,81 @@ ZFW_INLINE void zfw_fc_fill(struct zfw_flow_cache *s, const struct zfw_pkt *p, _
 	s->inbound = inbound;
 	s->from_orig = from_orig;
 	s->nat = 0;
+	s->tun_ifindex = 0;
 }
+
+/**
+ * zfw_fc_fill_tun - remember in slot @s that the ingress frame at @data
+ * goes into tun @tun_ifindex: a tunnel rule of generation @gen matched and
+ * tun_map was updated.  The frame is one zfw_fc_fast parsed (untagged,
+ * IPv4 without options or IPv6 without extension headers, TCP/UDP); the key
+ * is written straight into the slot.  The fast path redirects the flow's
+ * next packets while the rule generation and the epoch hold and the frame's
+ * MAC addresses are the recorded ones; a client that comes back with
+ * another MAC takes the full path, which rewrites tun_map.  A slot holding
+ * another flow's pending counts is left to it (its flow would lose them).
+ * The epoch is read after the rule lookup: a user-space invalidation racing
+ * with this packet can leave the slot current for ZFW_FLOW_CACHE_JIFFIES.
+ */
+ZFW_INLINE void zfw_fc_fill_tun(struct zfw_flow_cache *s, void *data, void *data_end,
+				__u32 ifindex, __u32 tun_ifindex, __u32 gen)
+{
+	struct ethhdr *eth = data;
+	__u16 *ports;
+
+	if (s->pkts && !s->tun_ifindex)
+		return;
+	if (data + ZFW_FC_V4_ADDRS_END + 4 > data_end)
+		return; /* shorter than any frame with ports */
+	__builtin_memset(&s->key, 0, sizeof(s->key));
+	if (eth->h_proto == bpf_htons(ZFW_ETH_P_IPV6)) {
+		__u32 *a = data + ZFW_FC_V6_SADDR; /* word loads: no byte-wise copy */
+		int i;
+
+		if (data + ZFW_FC_V6_ADDRS_END + 4 > data_end)
+			return;
+
+#pragma unroll
+		for (i = 0; i < 4; i++) {
+			s->key.saddr[i] = a[i];
+			s->key.daddr[i] = a[4 + i];
+		}
+		s->key.family = ZFW_AF_INET6;
+		s->key.proto = *(__u8 *)(data + 14 + 6);
+		ports = data + ZFW_FC_V6_ADDRS_END;
+	} else {
+		s->key.saddr[0] = *(__u32 *)(data + ZFW_FC_V4_SADDR);
+		s->key.daddr[0] = *(__u32 *)(data + ZFW_FC_V4_SADDR + 4);
+		s->key.family = ZFW_AF_INET;
+		s->key.proto = *(__u8 *)(data + 14 + 9);
+		ports = data + ZFW_FC_V4_ADDRS_END;
+	}
+	s->key.sport = bpf_ntohs(ports[0]);
+	s->key.dport = bpf_ntohs(ports[1]);
+	s->key.ifindex = ifindex;
+	s->bucket = zfw_ct_bucket(&s->key);
+	s->epoch = zfw_ct_epoch(s->bucket);
+	s->policy_gen = gen;
+	s->jiffies = bpf_jiffies64();
+	s->pkts = 0;
+	s->bytes = 0;
+	s->dir = ZFW_DIR_INGRESS + 1;
+	s->inbound = 1;
+	s->from_orig = 1;
+	s->nat = 0;
+	__builtin_memcpy(s->tun_mac, data, 12);
+	s->tun_ifindex = tun_ifindex;
+}
+
+/* Do the frame's MAC addresses (at @data) match tunnel slot @s? */
+ZFW_INLINE int zfw_fc_tun_macs(const struct zfw_flow_cache *s, void *data, void *data_end)
+{
+	if (data + 12 > data_end)
+		return 0;
+	return !((*(__u64 *)data ^ *(__u64 *)s->tun_mac) |
+		 (*(__u32 *)(data + 8) ^ *(__u32 *)(s->tun_mac + 8)));
+}
+
 
 /* A fill the caller leaves to a later step (masquerade decides it). */
 struct zfw_fc_req {

@@ -64,6 +64,23 @@ ZFW_INLINE void zfw_known_fill(struct zfw_ictx *c, struct zfw_flow_cache *slot,
 	}
 }
 
+/*
+ * Remember in flow cache slot @s (the one the fast path probed for this
+ * packet and missed) that the packet's flow goes into tun @tun_ifindex: a
+ * tunnel rule of generation @gen matched.  A global function: the verifier
+ * checks it once, on its own, instead of once per path of the policy
+ * program that reaches it, and its stack is not the policy program's.
+ */
+__attribute__((noinline)) int zfw_tun_cache_flow(struct __sk_buff *skb, struct zfw_flow_cache *s,
+						 __u32 tun_ifindex, __u32 gen)
+{
+	if (!skb || !s)
+		return 0;
+	zfw_fc_fill_tun(s, ZFW_SKB_DATA(skb), ZFW_SKB_DATA_END(skb), skb->ifindex, tun_ifindex,
+			gen);
+	return 0;
+}
+
 ZFW_INLINE int zfw_drop(struct zfw_ictx *c, __u16 reason)
 {
 	zfw_note(&c->p, c->flags, c->cfg, ZFW_DIR_INGRESS, reason, 1);
@@ -143,8 +160,9 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 		epoch = 0;
 	} else {
 		slot = c->slot;
-		if (!slot && !c->natted && zfw_fc_hit(p, ZFW_DIR_INGRESS, gen, &slot))
-			return 1;
+		if (!slot && !c->natted && zfw_fc_hit(p, ZFW_DIR_INGRESS, gen, &slot) &&
+		    !slot->tun_ifindex)
+			return 1; /* (a tunnelled flow is no known flow: the rules decide) */
 		epoch = zfw_ct_epoch(zfw_ct_bucket(&p->k));
 	}
 	/* an inbound flow admitted earlier: the packet comes from its originator */
@@ -182,6 +200,7 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 	struct zfw_ictx c = {};
 	struct zfw_decision d;
 	void *data, *data_end;
+	__u32 tun_if = 0;
 	int rc, tun_only;
 
 	c.cfg = cfg;
@@ -293,10 +312,13 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 			return zfw_drop(&c, ZFW_R_DROP_NO_LISTENER);
 		return zfw_pass(&c, ZFW_R_TPROXY);
 	case ZFW_ACT_TUNNEL:
-		rc = zfw_tun_redirect(data, data_end, &c.p);
+		rc = zfw_tun_redirect(data, data_end, &c.p, &tun_if);
 		if (rc == TC_ACT_SHOT)
 			return zfw_drop(&c, ZFW_R_DROP_NO_TUNNEL);
 		zfw_note(&c.p, c.flags, c.cfg, ZFW_DIR_INGRESS, ZFW_R_TUNNEL, 0);
+		/* for zfw_ingress, which caches the flow's way into the tun */
+		skb->cb[2] = tun_if;
+		skb->cb[3] = d.gen;
 		return rc;
 	default:
 		return zfw_drop(&c, ZFW_R_DROP_NO_RULE);
@@ -314,11 +336,22 @@ ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
 	__u32 flags = zfw_if_flags(skb->ifindex);
 	struct zfw_flow_cache *slot = 0;
 	struct zfw_fc_probe q;
+	int rc;
 
 	if (!(flags & (ZFW_IF_OT_FILTERING | ZFW_IF_VERBOSE)) &&
 	    zfw_fc_fast(skb, ZFW_DIR_INGRESS, cfg ? cfg->policy_gen : 0, flags & ZFW_IF_IPV6, &q,
 			&slot) &&
 	    slot) {
+		if (slot->tun_ifindex) {
+			/* a tunnelled flow: into the tun, unless the client
+			 * came back with other MACs (the full path records them) */
+			if (zfw_fc_tun_macs(slot, ZFW_SKB_DATA(skb), ZFW_SKB_DATA_END(skb))) {
+				zfw_count(ZFW_R_TUNNEL);
+				return bpf_redirect(slot->tun_ifindex, 0);
+			}
+			slot->dir = 0;
+			goto full;
+		}
 		if (slot->nat) {
 			/* a reply to a masqueraded flow: the inside destination back */
 			if (zfw_fc_nat_apply(skb, slot, &q, 1) < 0) {
@@ -330,7 +363,11 @@ ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
 		zfw_count(ZFW_R_PASS_KNOWN_FLOW);
 		return TC_ACT_OK;
 	}
-	return zfw_ingress_full(skb, cfg, flags, slot);
+full:
+	rc = zfw_ingress_full(skb, cfg, flags, slot);
+	if (rc == TC_ACT_REDIRECT && slot)
+		zfw_tun_cache_flow(skb, slot, skb->cb[2], skb->cb[3]);
+	return rc;
 }
 
 #endif /* ZFW_INGRESS_H */

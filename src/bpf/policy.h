@@ -64,6 +64,7 @@ struct zfw_decision {
 	__u16 tproxy_port;
 	__u8 action; /* enum zfw_action, ZFW_ACT_NONE = no match */
 	__u8 cached;
+	__u32 gen;   /* the rule generation the decision was made under */
 };
 
 struct zfw_range_scan {
@@ -265,6 +266,7 @@ ZFW_INLINE struct zfw_decision zfw_policy_lookup(const struct zfw_pkt *p, __u8 d
 	__u32 gen = cfg ? cfg->policy_gen : 0;
 	__u8 set = cfg ? (cfg->active_set & 1) : 0;
 
+	d.gen = gen;
 	ms = zfw_match_slot(p, dir);
 	if (ms && ms->val.gen == gen && zfw_match_is(&ms->key, p, dir)) {
 		d.action = ms->val.action;
@@ -301,8 +303,10 @@ ZFW_INLINE struct zfw_decision zfw_policy_lookup(const struct zfw_pkt *p, __u8 d
 	w->scan.per_if = per_if;
 	ref.w = w;
 	bpf_loop(ZFW_MAX_PAIRS, zfw_pair_cb, &ref, 0);
-	if (w->scan.found)
+	if (w->scan.found) {
 		d = w->scan.d;
+		d.gen = gen;
+	}
 out:
 	if (ms) {
 		__builtin_memset(&ms->key, 0, sizeof(ms->key));

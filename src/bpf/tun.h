@@ -51,9 +51,11 @@ ZFW_INLINE int zfw_tun_flow_known(const struct zfw_pkt *p)
  * itself (__bpf_redirect_no_mac), so the tun reader gets the IP packet.
  * The entry is refreshed in place while the client's MACs and interface
  * stay the same (one lookup, no rewrite of the value).
- * Returns TC_ACT_REDIRECT, or TC_ACT_SHOT when no tun is registered.
+ * Returns TC_ACT_REDIRECT (*@tun_ifindex: the tun), or TC_ACT_SHOT when no
+ * tun is registered.
  */
-ZFW_INLINE int zfw_tun_redirect(void *data, void *data_end, const struct zfw_pkt *p)
+ZFW_INLINE int zfw_tun_redirect(void *data, void *data_end, const struct zfw_pkt *p,
+				    __u32 *tun_ifindex)
 {
 	struct ethhdr *eth = data;
 	struct zfw_tun_state st = {}, *cur;
@@ -81,6 +83,7 @@ ZFW_INLINE int zfw_tun_redirect(void *data, void *data_end, const struct zfw_pkt
 		if (cur)
 			zfw_tun_forget(&key);
 	}
+	*tun_ifindex = ti->ifindex;
 	return bpf_redirect(ti->ifindex, 0);
 }
 

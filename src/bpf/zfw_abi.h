@@ -14,7 +14,7 @@
 #define ZFW_ABI_H
 
 enum zfw_abi_consts {
-	ZFW_ABI_VERSION = 2,
+	ZFW_ABI_VERSION = 3,
 	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
 	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */
 	ZFW_MAX_RANGES_PER_KEY = 128, /* port ranges under one (dst, src, proto) key */
@@ -256,6 +256,9 @@ struct zfw_flow_cache {
 			   * tuple as it arrives; conntrack sees naddr:nport as
 			   * its destination) */
 	__u32 csum_diff;  /* IPv6: one's complement difference old -> new address */
+	__u8 tun_mac[12]; /* tunnel slot: the frame's destination and source MAC
+			   * (ours, the client's) when it was filled */
+	__u32 tun_ifindex; /* tunnel slot: redirect into this tun; 0: no tunnel */
 };
 
 /* Rule key: tproxy_map.  One key per (dir, set, family, proto, dst, src). */

@@ -307,6 +307,7 @@ fn flow_cache_entries(maps: &Maps) -> Result<Vec<Value>> {
                 } else {
                     Value::Null
                 },
+                "tunnel_to": if s.tun_ifindex != 0 { json!(ifname(s.tun_ifindex)) } else { Value::Null },
             }));
         }
     }

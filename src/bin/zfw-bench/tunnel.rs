@@ -27,7 +27,7 @@ pub(crate) fn tunnel_ot_cases(
     let req = udp("10.0.0.1", 40000, "100.64.0.10", 5000, b"tunnel");
     policy.run(&req, IFINDEX)?; // records tun_map, warms the decision cache
     add(
-        "ingress tunnel redirect (cached rule)",
+        "ingress tunnel redirect (flow cache)",
         1,
         bench.measure(policy, &req, [0; 5])?,
     );
