@@ -20,23 +20,48 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* Parse the packet the way the ingress program will; 1 when it is IP. */
+static __always_inline int bench_parse(struct __sk_buff *skb, struct zfw_pkt *p)
+{
+	p->k.ifindex = skb->ifindex;
+	p->wire_len = skb->len;
+	zfw_skb_linearize_head(skb);
+	return zfw_parse_eth(ZFW_SKB_DATA(skb), ZFW_SKB_DATA_END(skb), p) == ZFW_PARSE_OK;
+}
+
 SEC("tc")
 int bench_first_packet(struct __sk_buff *skb)
 {
 	struct zfw_pkt p = {};
-	void *data, *data_end;
 
-	p.k.ifindex = skb->ifindex;
-	p.wire_len = skb->len;
-	zfw_skb_linearize_head(skb);
-	data = ZFW_SKB_DATA(skb);
-	data_end = ZFW_SKB_DATA_END(skb);
-	if (zfw_parse_eth(data, data_end, &p) == ZFW_PARSE_OK) {
+	if (bench_parse(skb, &p)) {
 		struct zfw_match_slot *ms;
 
 		ms = zfw_match_slot(&p, ZFW_DIR_INGRESS);
 		if (ms)
 			ms->key.family = 0; /* forget the cached decision */
+	}
+	return zfw_ingress(skb);
+}
+
+/* The flow cache forgets the packet's flow, then the real ingress runs:
+ * what a flow the cache does not hold costs (its first packets, and one
+ * packet every ZFW_FLOW_CACHE_JIFFIES ticks), rule cache still warm. */
+SEC("tc")
+int bench_flow_uncached(struct __sk_buff *skb)
+{
+	struct zfw_pkt p = {};
+
+	if (bench_parse(skb, &p)) {
+		struct zfw_fc_probe q;
+		struct zfw_flow_cache *s;
+		__u32 idx;
+
+		zfw_fc_probe_of(&p, &q);
+		idx = zfw_fc_index(&q, ZFW_DIR_INGRESS);
+		s = bpf_map_lookup_elem(&flow_cache_map, &idx);
+		if (s)
+			s->dir = 0; /* forget the flow */
 	}
 	return zfw_ingress(skb);
 }

@@ -480,6 +480,8 @@ pub(crate) struct BenchProgs {
     pub head_pair: TestProg,
     /// bench_xdp_push_redirect: push, write, redirect, pop: no lookup
     pub push_redirect: TestProg,
+    /// bench_flow_uncached: ingress with the packet's flow cache slot emptied
+    pub flow_uncached: TestProg,
 }
 
 fn bench_progs(root: &Root, xdp: bool) -> zfw::Result<BenchProgs> {
@@ -512,6 +514,7 @@ fn bench_progs(root: &Root, xdp: bool) -> zfw::Result<BenchProgs> {
         main: TestProg::from_fd(fd(prog)?, xdp),
         head_pair: TestProg::from_fd(fd(&skel.progs.bench_xdp_head_pair)?, true),
         push_redirect: TestProg::from_fd(fd(&skel.progs.bench_xdp_push_redirect)?, true),
+        flow_uncached: TestProg::from_fd(fd(&skel.progs.bench_flow_uncached)?, false),
     })
 }
 
@@ -716,6 +719,9 @@ fn main() {
             }
             println!(
                 "\n* includes one extra bpf_xdp_adjust_head that restores the frame for the next repetition"
+            );
+            println!(
+                "** includes the bench program's parse and lookup that empty the flow cache slot"
             );
             println!("\nwrote {}", path.display());
         }

@@ -31,6 +31,19 @@ pub(crate) fn tunnel_ot_cases(
         1,
         bench.measure(policy, &req, [0; 5])?,
     );
+    // the same flow when the flow cache does not hold it: the rules (from
+    // the rule cache) and tun_map, once per flow and every 32 ticks after
+    let progs = bench_progs(&maps.root, true)?;
+    if progs.flow_uncached.run(&req, IFINDEX)?.retval != zfw::testkit::run::TC_ACT_REDIRECT {
+        return Err(zfw::Error::runtime(
+            "bench: the uncached tunnel flow was not redirected",
+        ));
+    }
+    add(
+        "ingress tunnel redirect, flow not cached (rule cache)**",
+        1,
+        bench.measure(&progs.flow_uncached, &req, [0; 5])?,
+    );
     let xdp = TestProg::open(&maps.root.prog_path("zfw_xdp_tun_fast"))?;
     let reply = udp("100.64.0.10", 5000, "10.0.0.1", 40000, b"answer");
     let r = xdp.run(&reply[14..], 0)?;
@@ -42,7 +55,6 @@ pub(crate) fn tunnel_ot_cases(
     // BPF_PROG_TEST_RUN does not reset the XDP buffer between repetitions:
     // the hit is timed with bench.bpf.c's bench_xdp_tun, the real path plus
     // one bpf_xdp_adjust_head that restores the frame (an upper bound)
-    let progs = bench_progs(&maps.root, true)?;
     let (hit_prog, pair) = (&progs.main, &progs.head_pair);
     let r = hit_prog.run(&reply[14..], 0)?;
     if r.retval != zfw::testkit::run::XDP_REDIRECT || r.data != reply[14..] {
