@@ -10,12 +10,6 @@ use common::*;
 const C: &str = "10.0.0.1"; // remote
 const S: &str = "10.0.0.2"; // this host
 
-fn rule(f: &Fixture, args: &[&str]) {
-    let mut a = vec!["rule"];
-    a.extend_from_slice(args);
-    zfw(None, &f.root, &a).ok();
-}
-
 fn outbound_filter(f: &Fixture) {
     f.set_flags(zfw::iface_state::default_flags() | Fixture::flag("outbound_filter"));
 }
@@ -33,33 +27,27 @@ fn outbound_filter_honours_egress_rule_precedence() {
         TC_ACT_SHOT,
         "no egress rule: drop"
     );
-    rule(
-        &f,
-        &[
-            "add",
-            "--egress",
-            "--dst",
-            "192.0.2.0/24",
-            "--proto",
-            "tcp",
-            "--ports",
-            "443",
-        ],
-    );
-    rule(
-        &f,
-        &[
-            "add",
-            "--egress",
-            "--dst",
-            "192.0.2.128/25",
-            "--proto",
-            "tcp",
-            "--ports",
-            "443",
-            "--deny",
-        ],
-    );
+    f.rule(&[
+        "add",
+        "--egress",
+        "--dst",
+        "192.0.2.0/24",
+        "--proto",
+        "tcp",
+        "--ports",
+        "443",
+    ]);
+    f.rule(&[
+        "add",
+        "--egress",
+        "--dst",
+        "192.0.2.128/25",
+        "--proto",
+        "tcp",
+        "--ports",
+        "443",
+        "--deny",
+    ]);
     assert_eq!(
         f.egress(&syn("192.0.2.12", 443)),
         TC_ACT_OK,
@@ -86,18 +74,15 @@ fn outbound_filter_honours_egress_rule_precedence() {
         TC_ACT_OK
     );
     // ingress rules do not open egress
-    rule(
-        &f,
-        &[
-            "add",
-            "--dst",
-            "192.0.2.0/24",
-            "--proto",
-            "udp",
-            "--ports",
-            "53",
-        ],
-    );
+    f.rule(&[
+        "add",
+        "--dst",
+        "192.0.2.0/24",
+        "--proto",
+        "udp",
+        "--ports",
+        "53",
+    ]);
     assert_eq!(f.egress(&udp(S, 5353, "192.0.2.12", 53, b"q")), TC_ACT_SHOT);
     assert!(f.counter("drop_egress_rule") >= 5);
 }
@@ -133,18 +118,15 @@ fn outbound_filter_still_lets_replies_of_admitted_inbound_flows_out() {
 fn a_deny_added_later_ends_an_established_inbound_flow_but_other_changes_do_not() {
     require_priv!();
     let f = Fixture::new();
-    rule(
-        &f,
-        &[
-            "add",
-            "--dst",
-            "10.0.0.0/24",
-            "--proto",
-            "tcp",
-            "--ports",
-            "8000-8100",
-        ],
-    );
+    f.rule(&[
+        "add",
+        "--dst",
+        "10.0.0.0/24",
+        "--proto",
+        "tcp",
+        "--ports",
+        "8000-8100",
+    ]);
     let c_ack = |port: u16| tcp_full(C, 40000, S, port, TCP_ACK, 101, 501, b"x");
     for port in [8080u16, 8081] {
         assert_eq!(
@@ -167,51 +149,42 @@ fn a_deny_added_later_ends_an_established_inbound_flow_but_other_changes_do_not(
         assert_eq!(f.ingress(&c_ack(port)), TC_ACT_OK);
     }
     // an unrelated rule change: both flows keep running
-    rule(
-        &f,
-        &[
-            "add",
-            "--dst",
-            "10.9.0.0/16",
-            "--proto",
-            "udp",
-            "--ports",
-            "53",
-        ],
-    );
+    f.rule(&[
+        "add",
+        "--dst",
+        "10.9.0.0/16",
+        "--proto",
+        "udp",
+        "--ports",
+        "53",
+    ]);
     assert_eq!(f.ingress(&c_ack(8080)), TC_ACT_OK);
     // removing the allow rule: established flows keep running, new ones are refused
-    rule(
-        &f,
-        &[
-            "del",
-            "--dst",
-            "10.0.0.0/24",
-            "--proto",
-            "tcp",
-            "--ports",
-            "8000-8100",
-        ],
-    );
+    f.rule(&[
+        "del",
+        "--dst",
+        "10.0.0.0/24",
+        "--proto",
+        "tcp",
+        "--ports",
+        "8000-8100",
+    ]);
     assert_eq!(f.ingress(&c_ack(8080)), TC_ACT_OK);
     assert_eq!(
         f.ingress(&tcp_full(C, 40001, S, 8080, TCP_SYN, 1, 0, &[])),
         TC_ACT_SHOT
     );
     // an explicit deny that matches 8081 ends that flow only
-    rule(
-        &f,
-        &[
-            "add",
-            "--dst",
-            "10.0.0.2/32",
-            "--proto",
-            "tcp",
-            "--ports",
-            "8081",
-            "--deny",
-        ],
-    );
+    f.rule(&[
+        "add",
+        "--dst",
+        "10.0.0.2/32",
+        "--proto",
+        "tcp",
+        "--ports",
+        "8081",
+        "--deny",
+    ]);
     assert_eq!(f.ingress(&c_ack(8081)), TC_ACT_SHOT);
     assert_eq!(f.ingress(&c_ack(8081)), TC_ACT_SHOT, "the flow is gone");
     assert_eq!(f.ingress(&c_ack(8080)), TC_ACT_OK);
@@ -222,37 +195,31 @@ fn an_egress_deny_added_later_ends_an_established_outbound_flow() {
     require_priv!();
     let f = Fixture::new();
     outbound_filter(&f);
-    rule(
-        &f,
-        &[
-            "add",
-            "--egress",
-            "--dst",
-            "192.0.2.0/24",
-            "--proto",
-            "tcp",
-            "--ports",
-            "443",
-        ],
-    );
+    f.rule(&[
+        "add",
+        "--egress",
+        "--dst",
+        "192.0.2.0/24",
+        "--proto",
+        "tcp",
+        "--ports",
+        "443",
+    ]);
     let out = tcp_full(S, 50000, "192.0.2.12", 443, TCP_SYN, 10, 0, &[]);
     assert_eq!(f.egress(&out), TC_ACT_OK);
     let data = tcp_full(S, 50000, "192.0.2.12", 443, TCP_ACK, 11, 901, b"x");
     assert_eq!(f.egress(&data), TC_ACT_OK);
-    rule(
-        &f,
-        &[
-            "add",
-            "--egress",
-            "--dst",
-            "192.0.2.12/32",
-            "--proto",
-            "tcp",
-            "--ports",
-            "443",
-            "--deny",
-        ],
-    );
+    f.rule(&[
+        "add",
+        "--egress",
+        "--dst",
+        "192.0.2.12/32",
+        "--proto",
+        "tcp",
+        "--ports",
+        "443",
+        "--deny",
+    ]);
     assert_eq!(f.egress(&data), TC_ACT_SHOT);
     assert!(f
         .root

@@ -50,14 +50,6 @@ fn handshake_and_cache(f: &Fixture, c: Pkt, s: Pkt) {
     assert_eq!(f.ingress(&c(TCP_ACK, 3, 10, b"b")), TC_ACT_OK);
 }
 
-fn cache_slots(f: &Fixture) -> Vec<serde_json::Value> {
-    let v = zfw::dump::dump(&f.root.maps(), &["flow_cache_map".to_string()]).unwrap();
-    v["maps"]["flow_cache_map"]["entries"]
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 fn flow(f: &Fixture) -> serde_json::Value {
     let list = zfw::conntrack::list(&f.root.maps()).unwrap();
     let tcp: Vec<_> = list.iter().filter(|e| e.proto == "tcp").collect();
@@ -69,7 +61,7 @@ fn flow(f: &Fixture) -> serde_json::Value {
 fn a_cached_flow_is_admitted_and_every_packet_counted() {
     require_priv!();
     let f = cached_flow();
-    let slots = cache_slots(&f);
+    let slots = f.flow_cache_slots();
     let s = slots
         .iter()
         .find(|s| s["hook"] == "ingress" && s["dst"] == format!("{S}:22"))
@@ -133,7 +125,7 @@ fn fin_moves_a_cached_flow_back_to_the_table() {
     assert_eq!(f.ingress(&cin(TCP_FIN | TCP_ACK, 102, 502, b"")), TC_ACT_OK);
     // data after a FIN is a table decision (state fin_wait), still allowed
     assert_eq!(f.egress(&sout(TCP_ACK, 502, 103, b"late")), TC_ACT_OK);
-    let slots = cache_slots(&f);
+    let slots = f.flow_cache_slots();
     assert!(
         slots.iter().all(|s| s["current"] == false),
         "no slot may stay current once the flow left established: {slots:?}"
@@ -153,42 +145,30 @@ fn a_deny_rule_ends_a_cached_flow() {
     require_priv!();
     pin_cpu();
     let f = Fixture::new();
-    zfw(
-        None,
-        &f.root,
-        &[
-            "rule",
-            "add",
-            "--dst",
-            "10.0.0.2/32",
-            "--proto",
-            "tcp",
-            "--ports",
-            "8080",
-        ],
-    )
-    .ok();
+    f.rule(&[
+        "add",
+        "--dst",
+        "10.0.0.2/32",
+        "--proto",
+        "tcp",
+        "--ports",
+        "8080",
+    ]);
     let c = |flags, seq, ack, d: &[u8]| tcp_full(C, 41001, S, 8080, flags, seq, ack, d);
     let s = |flags, seq, ack, d: &[u8]| tcp_full(S, 8080, C, 41001, flags, seq, ack, d);
     handshake_and_cache(&f, &c, &s);
-    zfw(
-        None,
-        &f.root,
-        &[
-            "rule",
-            "add",
-            "--dst",
-            "10.0.0.2/32",
-            "--src",
-            "10.0.0.1/32",
-            "--proto",
-            "tcp",
-            "--ports",
-            "8080",
-            "--deny",
-        ],
-    )
-    .ok();
+    f.rule(&[
+        "add",
+        "--dst",
+        "10.0.0.2/32",
+        "--src",
+        "10.0.0.1/32",
+        "--proto",
+        "tcp",
+        "--ports",
+        "8080",
+        "--deny",
+    ]);
     assert_eq!(f.ingress(&c(TCP_ACK, 4, 10, b"c")), TC_ACT_SHOT);
 }
 

@@ -517,13 +517,9 @@ fn tcp_tunnel_flows_go_on_after_the_syn() {
 
 /// This CPU's flow cache slots that send a flow into a tun.
 fn tunnel_slots(f: &Fixture) -> Vec<serde_json::Value> {
-    let v = zfw::dump::dump(&f.root.maps(), &["flow_cache_map".to_string()]).unwrap();
-    v["maps"]["flow_cache_map"]["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
+    f.flow_cache_slots()
+        .into_iter()
         .filter(|s| !s["tunnel_to"].is_null())
-        .cloned()
         .collect()
 }
 

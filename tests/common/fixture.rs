@@ -114,6 +114,22 @@ impl Fixture {
 }
 
 impl Fixture {
+    /// `zfw rule ARGS` on this fixture's root; panics unless it succeeds.
+    pub fn rule(&self, args: &[&str]) {
+        let mut a = vec!["rule"];
+        a.extend_from_slice(args);
+        zfw(None, &self.root, &a).ok();
+    }
+
+    /// The filled flow_cache_map slots of every CPU, as `zfw dump` shows them.
+    pub fn flow_cache_slots(&self) -> Vec<serde_json::Value> {
+        let v = zfw::dump::dump(&self.root.maps(), &["flow_cache_map".to_string()]).unwrap();
+        v["maps"]["flow_cache_map"]["entries"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
     /// Run the egress program; the result carries the packet as it left.
     pub fn egress_out(&self, frame: &[u8]) -> RunResult {
         self.root
