@@ -25,6 +25,12 @@ demo: build
 bench: build
 	./target/release/zfw-bench
 
+# Real traffic through a namespace router, with and without zfw (root; about
+# 8 min, ZFW_TRAFFIC_QUICK=1 about 2).  README.md, "Real-traffic bench".
+.PHONY: bench-traffic
+bench-traffic: build
+	./target/release/zfw-traffic
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
