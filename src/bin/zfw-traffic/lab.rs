@@ -6,7 +6,8 @@
 //! run was killed outright (`remove_stale`).
 //!
 //! Addresses (README.md, "Real-traffic bench"):
-//!   client 10.91.1.2 .. 10.91.1.(1+K)/24 on cl0, default route via the router
+//!   client 10.91.1.2 (.. 10.91.1.(1+K) with K addresses)/24 on cl0, default
+//!          route via the router
 //!   router 10.91.1.1/24 on ri0 (inside), 10.91.2.1/24 on ro0 (outside)
 //!   server 10.91.2.2/24 on sv0; a route back to 10.91.1.0/24 only while
 //!          masquerade is off, so untranslated traffic cannot be answered.

@@ -95,7 +95,7 @@ impl Config {
                 _ => None,
             })?,
             cpus,
-            client_addrs: num("ZFW_TRAFFIC_CLIENT_ADDRS", 4, |n| (1..=200).contains(n))?,
+            client_addrs: num("ZFW_TRAFFIC_CLIENT_ADDRS", 1, |n| (1..=200).contains(n))?,
             workers: num("ZFW_TRAFFIC_WORKERS", 4, |n| (1..=64).contains(n))?,
             quick,
             json: env("ZFW_TRAFFIC_JSON").map_or_else(
@@ -284,7 +284,7 @@ Needs root.  Prints a table, writes target/bench-traffic.json.  Settings (env):
   ZFW_TRAFFIC_RULES=LIST      rule counts (default 10,250000; at least 8)
   ZFW_TRAFFIC_MASQ=LIST       off,on (default both)
   ZFW_TRAFFIC_CPUS=C,S|none   client and server CPUs (default 0,1)
-  ZFW_TRAFFIC_CLIENT_ADDRS=K  client source addresses (default 4)
+  ZFW_TRAFFIC_CLIENT_ADDRS=K  client source addresses, i.e. hosts behind the NAT (default 1)
   ZFW_TRAFFIC_WORKERS=W       concurrent connection-rate clients (default 4)
   ZFW_TRAFFIC_JSON=FILE       output file (default target/bench-traffic.json)
   ZFW_TRAFFIC_ZFW=FILE        the zfw binary (default: beside this one)
