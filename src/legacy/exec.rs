@@ -125,7 +125,17 @@ pub fn run(root: &Root, req: Request) -> Result<()> {
                 println!("Key already exists: {code}");
             }
         }
-        other => exec_iface::run(root, other)?,
+        Request::InitTc(t) => exec_iface::init_tc(root, &t)?,
+        Request::InitXdp(name) => exec_iface::init_xdp(root, &name)?,
+        Request::Disable => exec_iface::disable(root)?,
+        Request::TcFilter {
+            target,
+            dir,
+            detach,
+        } => exec_iface::tc_filter(root, &target, dir, detach)?,
+        Request::Toggles { set, on } => exec_iface::toggles(root, &set, on)?,
+        Request::ListDiag => exec_iface::list_diag(root)?,
+        Request::Monitor { target, log } => exec_iface::monitor(root, &target, log.as_deref())?,
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use crate::skel::{names, types};
 use super::exec::open;
 use super::lo_addr;
 use super::output::{self, Diag};
-use super::request::{Request, Target, Toggle};
+use super::request::{Target, Toggle};
 
 const HOOK_INGRESS: u32 = names::ZFW_HOOK_INGRESS as u32;
 const HOOK_EGRESS: u32 = names::ZFW_HOOK_EGRESS as u32;
@@ -27,52 +27,45 @@ fn is_ziti(name: &str) -> bool {
     name.starts_with("ziti")
 }
 
-pub fn run(root: &Root, req: Request) -> Result<()> {
-    match req {
-        Request::InitTc(t) => {
-            let ifaces = attachable(&t)?;
-            report(loader::load(
-                root,
-                &LoadOptions {
-                    ifaces,
-                    ..Default::default()
-                },
-            )?);
-            Ok(())
-        }
-        Request::InitXdp(name) => {
-            if name == "all" {
-                return Err(Error::usage("-Z, --init-xdp needs the tun's name, not all"));
-            }
-            report(loader::load(
-                root,
-                &LoadOptions {
-                    tuns: vec![name],
-                    ..Default::default()
-                },
-            )?);
-            Ok(())
-        }
-        Request::Disable => {
-            check_privileges()?;
-            root.require_loaded()?;
-            loader::unload_all(root)?;
-            for p in lo_addr::flush()? {
-                println!("Prefix: {p} removed from loopback");
-            }
-            println!("zfw: detached everything, removed {}", root.dir.display());
-            Ok(())
-        }
-        Request::TcFilter {
-            target,
-            dir,
-            detach,
-        } => tc_filter(root, &target, dir, detach),
-        Request::Toggles { set, on } => toggles(root, &set, on),
-        Request::ListDiag => list_diag(root),
-        Request::Monitor { target, log } => monitor(root, &target, log.as_deref()),
-        other => Err(Error::runtime(format!("unhandled request {other:?}"))),
+/// `-H IF|all`: both directions.
+pub fn init_tc(root: &Root, t: &Target) -> Result<()> {
+    let ifaces = attachable(t)?;
+    report(loader::load(
+        root,
+        &LoadOptions {
+            ifaces,
+            ..Default::default()
+        },
+    )?);
+    Ok(())
+}
+
+/// `-Z IF`: register IF as the tun (zfw's XDP program on it).
+pub fn init_xdp(root: &Root, name: &str) -> Result<()> {
+    if name == "all" {
+        return Err(Error::usage("-Z, --init-xdp needs the tun's name, not all"));
     }
+    report(loader::load(
+        root,
+        &LoadOptions {
+            tuns: vec![name.to_string()],
+            ..Default::default()
+        },
+    )?);
+    Ok(())
+}
+
+/// `-Q`: everything off, the pins and zfw's lo addresses gone; "not
+/// loaded" (exit 1) when there is nothing.
+pub fn disable(root: &Root) -> Result<()> {
+    check_privileges()?;
+    root.require_loaded()?;
+    loader::unload_all(root)?;
+    for p in lo_addr::flush()? {
+        println!("Prefix: {p} removed from loopback");
+    }
+    println!("zfw: detached everything, removed {}", root.dir.display());
+    Ok(())
 }
 
 fn report(rep: loader::LoadReport) {
@@ -116,7 +109,7 @@ fn hooks_of(root: &Root, name: &str) -> Result<u32> {
 /// `-X IF -O FILE -z DIR [-d]`.  This zfw's programs are built in (FILE is
 /// not read) and its egress program runs beside the ingress ones, so
 /// egress needs ingress first and detaching ingress detaches both.
-fn tc_filter(root: &Root, target: &Target, dir: Direction, detach: bool) -> Result<()> {
+pub fn tc_filter(root: &Root, target: &Target, dir: Direction, detach: bool) -> Result<()> {
     check_privileges()?;
     let names = match (target, detach) {
         (Target::All, true) => open(root)?
@@ -217,7 +210,7 @@ fn toggle_name(t: Toggle) -> &'static str {
     }
 }
 
-fn toggles(root: &Root, set: &[(Toggle, Target)], on: bool) -> Result<()> {
+pub fn toggles(root: &Root, set: &[(Toggle, Target)], on: bool) -> Result<()> {
     set_bits(root, set, on, false)?;
     if on && set.iter().any(|(t, _)| *t == Toggle::TunMode) {
         ensure_tun(root, &open(root)?)?;
@@ -338,7 +331,7 @@ pub fn ensure_tun(root: &Root, maps: &Maps) -> Result<()> {
 
 /// `-L -E`: every interface of the namespace (as in C), with zfw's
 /// settings where it has them.  Exit 1 when zfw is not loaded.
-fn list_diag(root: &Root) -> Result<()> {
+pub fn list_diag(root: &Root) -> Result<()> {
     let maps = open(root)?;
     let known = maps.ifaces()?;
     let mut all: Vec<(u32, String)> = nix::net::if_::if_nameindex()
@@ -388,7 +381,7 @@ fn list_diag(root: &Root) -> Result<()> {
 }
 
 /// `-M IF|all [-W FILE]`: our event lines, appended to FILE with -W.
-fn monitor(root: &Root, target: &Target, log: Option<&str>) -> Result<()> {
+pub fn monitor(root: &Root, target: &Target, log: Option<&str>) -> Result<()> {
     let maps = open(root)?;
     let iface = match target {
         Target::All => None,
