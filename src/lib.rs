@@ -1,5 +1,6 @@
 //! zfw: a stateful eBPF firewall.  The library does the work; `src/bin/zfw.rs`
-//! only parses the command line and calls [`cli::run`].
+//! only picks the grammar (zfw's own, [`cli::run`], or the C zfw's,
+//! [`legacy::run`]) and calls it.
 
 pub mod apply;
 pub mod attach;
@@ -12,6 +13,7 @@ pub mod dump;
 pub mod error;
 pub mod iface_state;
 pub mod ifaddr;
+pub mod legacy;
 pub mod loader;
 pub mod maps;
 pub mod monitor;

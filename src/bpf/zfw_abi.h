@@ -68,6 +68,7 @@ enum zfw_hook {
 	ZFW_HOOK_XDP_TUN = 8,
 	ZFW_HOOK_OWN_CLSACT = 16, /* zfw created the clsact qdisc: remove it on unload */
 	ZFW_HOOK_CONFIGURED = 32, /* settings written by user space (slot in use) */
+	ZFW_HOOK_TUN_MODE = 64,   /* the C zfw's tun mode (-T): later -I with a tproxy port make tunnel rules */
 };
 
 /* What a matching rule does. */

@@ -26,6 +26,10 @@ pub struct LoadArgs {
     /// Print the result as JSON
     #[arg(long)]
     pub json: bool,
+    /// Attach as the C zfw's start scripts do from their ebpf_config.json
+    /// (InternalInterfaces / ExternalInterfaces) instead of --iface
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["iface", "tun", "no_egress"])]
+    pub openziti_config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -79,13 +83,19 @@ fn parse_sizes(specs: &[String]) -> Result<BTreeMap<String, u32>> {
 }
 
 pub fn load(root: &Root, a: LoadArgs) -> Result<()> {
-    let opts = LoadOptions {
-        ifaces: a.iface,
-        tuns: a.tun,
-        no_egress: a.no_egress,
-        sizes: parse_sizes(&a.map_size)?,
+    let sizes = parse_sizes(&a.map_size)?;
+    let rep = match &a.openziti_config {
+        Some(file) => crate::legacy::openziti::load(root, file, &sizes)?,
+        None => loader::load(
+            root,
+            &LoadOptions {
+                ifaces: a.iface,
+                tuns: a.tun,
+                no_egress: a.no_egress,
+                sizes,
+            },
+        )?,
     };
-    let rep = loader::load(root, &opts)?;
     if a.json {
         return super::print_json(&rep);
     }

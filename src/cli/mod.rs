@@ -23,7 +23,11 @@ pub mod rules;
 #[command(
     name = "zfw",
     version,
-    about = "Stateful eBPF firewall for Linux hosts and routers"
+    about = "Stateful eBPF firewall for Linux hosts and routers",
+    after_help = "The C zfw's command line (v0.9.21) works too, for OpenZiti's router and \
+ziti-edge-tunnel: `zfw -I -c 10.0.0.1 -m 32 -l 80 -h 80 -t 0 -p tcp`, `zfw -L`, `zfw -Q`, ... \
+(`zfw -?` lists its flags; `zfw --bpffs DIR -L` or ZFW_BPFFS=DIR for another root). \
+README: \"Replacing the C zfw under OpenZiti\"."
 )]
 pub struct Cli {
     /// bpffs directory holding zfw's pinned maps and programs

@@ -21,7 +21,8 @@ use crate::rules::model::Prefix;
 /// interpret values above RTPROT_STATIC.
 pub const RTPROT_ZFW: u8 = 0x7a;
 
-fn push_attr(buf: &mut Vec<u8>, ty: u16, data: &[u8]) {
+/// Append one rtnetlink attribute (padded to 4 bytes).
+pub(crate) fn push_attr(buf: &mut Vec<u8>, ty: u16, data: &[u8]) {
     let len = 4 + data.len();
     buf.extend_from_slice(&(len as u16).to_ne_bytes());
     buf.extend_from_slice(&ty.to_ne_bytes());
@@ -62,8 +63,8 @@ fn message(kind: u16, flags: u16, p: &Prefix, oif: u32) -> Vec<u8> {
     b
 }
 
-/// Send one request and return the kernel's errno (0 = done).
-fn request(msg: &[u8]) -> Result<i32> {
+/// A bound rtnetlink socket.
+pub(crate) fn open_socket() -> Result<std::os::fd::OwnedFd> {
     let fd = socket(
         AddressFamily::Netlink,
         SockType::Raw,
@@ -76,6 +77,12 @@ fn request(msg: &[u8]) -> Result<i32> {
         &NetlinkAddr::new(0, 0),
     )
     .ctx(|| "binding a netlink socket".into())?;
+    Ok(fd)
+}
+
+/// Send one request and return the kernel's errno (0 = done).
+pub(crate) fn request(msg: &[u8]) -> Result<i32> {
+    let fd = open_socket()?;
     let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
     send(raw, msg, MsgFlags::empty()).ctx(|| "sending a route request".into())?;
     let mut buf = vec![0u8; 8192];
@@ -103,7 +110,7 @@ fn request(msg: &[u8]) -> Result<i32> {
     }
 }
 
-fn lo_index() -> Result<u32> {
+pub(crate) fn lo_index() -> Result<u32> {
     nix::net::if_::if_nametoindex("lo").ctx(|| "finding the loopback interface".into())
 }
 
