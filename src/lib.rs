@@ -21,6 +21,7 @@ pub mod ot;
 pub mod rules;
 pub mod skel;
 pub mod status;
+#[cfg(feature = "testkit")]
 pub mod testkit;
 
 pub use error::{Error, Result};
