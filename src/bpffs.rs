@@ -38,7 +38,8 @@ impl Root {
 
     /// Is zfw loaded here (the global config map is pinned)?
     pub fn is_loaded(&self) -> bool {
-        self.map_path("config_map").exists()
+        self.map_path(crate::maps::defs::CONFIG_MAP.info.name)
+            .exists()
     }
 
     /// Fail with "zfw is not loaded" unless maps are pinned here.

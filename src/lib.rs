@@ -16,6 +16,7 @@ pub mod loader;
 pub mod maps;
 pub mod monitor;
 pub mod nat;
+pub mod net;
 pub mod netlink;
 pub mod ot;
 pub mod rules;
