@@ -17,7 +17,7 @@ use crate::skel::{names, types};
 /// Settings of an interface zfw meets for the first time: SSH and IPv6 on,
 /// like the BPF side's default for interfaces without a diag_map entry.
 pub fn default_flags() -> u32 {
-    flag_bit("ssh").unwrap_or(0) | flag_bit("ipv6").unwrap_or(0)
+    (names::ZFW_IF_SSH | names::ZFW_IF_IPV6) as u32
 }
 
 /// The settings, as (json name, bit), straight from `enum zfw_if_flag`.

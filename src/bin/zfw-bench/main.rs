@@ -268,8 +268,7 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
     // full existing-mapping path -- lookups, state, checksum helpers,
     // stores -- and leaves the same bytes behind.
     let mut st = types::zfw_iface {
-        flags: zfw::iface_state::default_flags()
-            | zfw::iface_state::flag_bit("masquerade").unwrap_or(0),
+        flags: zfw::iface_state::default_flags() | names::ZFW_IF_MASQUERADE as u32,
         ..Default::default()
     };
     zfw::iface_state::copy_name(&mut st.name, "lo");

@@ -118,7 +118,7 @@ pub(crate) fn tunnel_ot_cases(
     let mut st = maps
         .get(&defs::DIAG_MAP, &IFINDEX)?
         .ok_or_else(|| zfw::Error::runtime("bench interface missing"))?;
-    st.flags |= zfw::iface_state::flag_bit("ot_filtering").unwrap_or(0);
+    st.flags |= zfw::skel::names::ZFW_IF_OT_FILTERING as u32;
     maps.put(&defs::DIAG_MAP, &IFINDEX, &st)?;
     maps.put(&defs::DNP3_FCODE_MAP, &129, &1)?;
     egress.run(&tcp("10.0.0.2", 40000, "10.0.0.5", 20000, TCP_SYN), IFINDEX)?;
