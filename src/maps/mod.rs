@@ -19,6 +19,24 @@ pub mod registry;
 
 pub use registry::{Count, Decode, KeyedBy, MapDef, MapId, MapInfo, MapOf, Size};
 
+/// Whether zfw is loaded under a root is a question about its pins, so it
+/// is answered here, beside the registry (src/bpffs.rs stays below maps).
+impl Root {
+    /// Is zfw loaded here (the global config map is pinned)?
+    pub fn is_loaded(&self) -> bool {
+        self.map_path(defs::CONFIG_MAP.info.name).exists()
+    }
+
+    /// Fail with "zfw is not loaded" unless maps are pinned here.
+    pub fn require_loaded(&self) -> Result<()> {
+        if self.is_loaded() {
+            Ok(())
+        } else {
+            Err(Error::NotLoaded(self.dir.clone()))
+        }
+    }
+}
+
 /// The pinned maps of one root, opened once.
 pub struct Maps {
     pub root: Root,
