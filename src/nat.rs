@@ -172,7 +172,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timeouts_follow_the_abi_constants() {
+    fn timeouts_come_from_zfw_abi_h() {
         let state = |s: i64| s as u8;
         assert_eq!(
             timeout_ns(IPPROTO_UDP, state(names::ZFW_TCP_UDP)),
