@@ -36,19 +36,8 @@ impl Root {
         self.progs_dir().join(name)
     }
 
-    /// Is zfw loaded here (the global config map is pinned)?
-    pub fn is_loaded(&self) -> bool {
-        self.map_path("config_map").exists()
-    }
-
-    /// Fail with "zfw is not loaded" unless maps are pinned here.
-    pub fn require_loaded(&self) -> Result<()> {
-        if self.is_loaded() {
-            Ok(())
-        } else {
-            Err(Error::NotLoaded(self.dir.clone()))
-        }
-    }
+    // `is_loaded` / `require_loaded` (is the config map pinned here?) are
+    // defined beside the map registry, in src/maps/mod.rs.
 
     /// Make sure `dir` exists on a bpffs: reuse the bpffs it lives on, or
     /// mount a new one on it.  Returns true when this call mounted it.

@@ -2,23 +2,14 @@
 //! `zfw gc`.  The datapath's tables and timeouts are described in
 //! src/bpf/conntrack.h; the timeouts come from zfw_abi.h.
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
 use crate::decode;
 use crate::error::Result;
-use crate::maps::Maps;
+use crate::maps::defs::{CT_EPOCH_MAP, FLOW_TABLES};
+use crate::maps::{pending, Maps};
+use crate::net::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::skel::{bytes_of, types};
-
-/// (map, direction the flow was opened from, protocol label)
-pub const FLOW_MAPS: &[(&str, &str)] = &[
-    ("tcp_map", "outbound"),
-    ("udp_map", "outbound"),
-    ("icmp_echo_map", "outbound"),
-    ("tcp_ingress_map", "inbound"),
-    ("udp_ingress_map", "inbound"),
-];
 
 #[derive(Debug, Serialize)]
 pub struct FlowView {
@@ -45,18 +36,14 @@ pub struct FlowView {
 /// Idle limit of an entry in seconds (the datapath's rule, see conntrack.h).
 pub fn timeout_s(proto: u8, state: u8) -> u64 {
     use crate::skel::names as n;
-    let s = if proto != 6 {
-        if proto == 17 {
-            n::ZFW_UDP_TIMEOUT_S
-        } else {
-            n::ZFW_ICMP_TIMEOUT_S
-        }
-    } else {
-        match i64::from(state) {
+    let s = match proto {
+        IPPROTO_TCP => match i64::from(state) {
             n::ZFW_TCP_ESTABLISHED => n::ZFW_TCP_EST_TIMEOUT_S,
             n::ZFW_TCP_SYN_SENT | n::ZFW_TCP_SYN_RECV => n::ZFW_TCP_OPEN_TIMEOUT_S,
             _ => n::ZFW_TCP_CLOSE_TIMEOUT_S,
-        }
+        },
+        IPPROTO_UDP => n::ZFW_UDP_TIMEOUT_S,
+        _ => n::ZFW_ICMP_TIMEOUT_S,
     };
     s as u64
 }
@@ -72,7 +59,7 @@ pub fn view(
     k: &types::zfw_flow_key,
     f: &types::zfw_flow,
 ) -> FlowView {
-    let state = if k.proto == 6 {
+    let state = if k.proto == IPPROTO_TCP {
         decode::tcp_state(f.state)
     } else {
         "active".to_string()
@@ -99,63 +86,16 @@ pub fn view(
     }
 }
 
-/// The tuple seen from the other end.
-pub fn reversed(k: &types::zfw_flow_key) -> types::zfw_flow_key {
-    types::zfw_flow_key {
-        saddr: k.daddr,
-        daddr: k.saddr,
-        sport: k.dport,
-        dport: k.sport,
-        ..*k
-    }
-}
-
-/// Packet and byte counts the per-CPU flow caches admitted but have not yet
-/// added to their flows (src/bpf/flowcache.h), by (table, flow key):
-/// [packets orig, bytes orig, packets reply, bytes reply].
-type Pending = HashMap<(&'static str, Vec<u8>), [u64; 4]>;
-
-fn cache_pending(maps: &Maps) -> Result<Pending> {
-    let mut out = Pending::new();
-    for (_, per_cpu) in maps.percpu_entries::<types::zfw_flow_cache>("flow_cache_map")? {
-        // (tunnel slots' flows have no conntrack entry)
-        for s in per_cpu
-            .iter()
-            .filter(|s| s.dir != 0 && s.pkts != 0 && s.tun_ifindex == 0)
-        {
-            let table = match (s.key.proto, s.inbound != 0) {
-                (6, false) => "tcp_map",
-                (6, true) => "tcp_ingress_map",
-                (17, false) => "udp_map",
-                (17, true) => "udp_ingress_map",
-                _ => continue,
-            };
-            // a DNAT slot is keyed by the tuple as it arrived; conntrack saw
-            // the inside destination (see zfw_flow_cache in zfw_abi.h)
-            let mut ct = s.key;
-            if s.nat != 0 && i64::from(s.dir) == crate::skel::names::ZFW_DIR_INGRESS + 1 {
-                ct.daddr = s.naddr;
-                ct.dport = s.nport;
-            }
-            let key = if s.from_orig != 0 { ct } else { reversed(&ct) };
-            let e = out.entry((table, bytes_of(&key).to_vec())).or_default();
-            let i = if s.from_orig != 0 { 0 } else { 2 };
-            e[i] += s.pkts;
-            e[i + 1] += s.bytes;
-        }
-    }
-    Ok(out)
-}
-
 /// Every tracked flow, its counters including packets still counted in
 /// the flow caches.
 pub fn list(maps: &Maps) -> Result<Vec<FlowView>> {
     let now = decode::mono_now_ns();
-    let pending = cache_pending(maps)?;
+    let pending = pending::flows(maps)?;
     let mut out = Vec::new();
-    for (map, dir) in FLOW_MAPS {
-        for (k, mut f) in maps.entries::<types::zfw_flow_key, types::zfw_flow>(map)? {
-            if let Some(p) = pending.get(&(*map, bytes_of(&k).to_vec())) {
+    for (def, dir) in FLOW_TABLES {
+        let map = def.info.name;
+        for (k, mut f) in maps.entries(def)? {
+            if let Some(p) = pending.get(&(map, bytes_of(&k).to_vec())) {
                 f.pkts_orig += p[0];
                 f.bytes_orig += p[1];
                 f.pkts_reply += p[2];
@@ -175,17 +115,17 @@ pub fn list(maps: &Maps) -> Result<Vec<FlowView>> {
  */
 pub fn invalidate_flow_caches(maps: &Maps) -> Result<()> {
     let global = crate::skel::names::ZFW_CT_EPOCH_BUCKETS as u32;
-    let v: u32 = maps.get("ct_epoch_map", &global)?.unwrap_or(0);
-    maps.put("ct_epoch_map", &global, &v.wrapping_add(1))
+    let v = maps.get(&CT_EPOCH_MAP, &global)?.unwrap_or(0);
+    maps.put(&CT_EPOCH_MAP, &global, &v.wrapping_add(1))
 }
 
 /// Remove every flow; returns how many.
 pub fn flush(maps: &Maps) -> Result<usize> {
     let mut n = 0;
-    for (map, _) in FLOW_MAPS {
-        for k in maps.raw_keys(map)? {
-            let key: types::zfw_flow_key = crate::skel::from_bytes(&k);
-            if maps.del(map, &key)? {
+    for (def, _) in FLOW_TABLES {
+        for k in maps.raw_keys(def)? {
+            let key: types::zfw_flow_key = crate::skel::from_bytes(&k)?;
+            if maps.del(def, &key)? {
                 n += 1;
             }
         }
@@ -198,9 +138,9 @@ pub fn flush(maps: &Maps) -> Result<usize> {
 pub fn gc(maps: &Maps) -> Result<usize> {
     let now = decode::mono_now_ns();
     let mut n = 0;
-    for (map, _) in FLOW_MAPS {
-        for (k, f) in maps.entries::<types::zfw_flow_key, types::zfw_flow>(map)? {
-            if is_expired(now, &k, &f) && maps.del(map, &k)? {
+    for (def, _) in FLOW_TABLES {
+        for (k, f) in maps.entries(def)? {
+            if is_expired(now, &k, &f) && maps.del(def, &k)? {
                 n += 1;
             }
         }

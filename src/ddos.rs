@@ -7,7 +7,9 @@ use std::net::IpAddr;
 
 use crate::error::{Error, Result};
 use crate::iface_state;
+use crate::maps::defs::{DDOS_DPORT_MAP, DDOS_SADDR_MAP, SYN_COUNT_MAP};
 use crate::maps::Maps;
+use crate::net::{addr_words, af_words_addr, Family};
 use crate::skel::types;
 
 /// Upper bound of rate and burst: keeps the datapath's token math in u64.
@@ -28,48 +30,29 @@ pub fn parse_ip(s: &str) -> Result<IpAddr> {
 
 /// ddos_saddr_map / syn_bucket_map key of an address.
 pub fn addr_key(ip: IpAddr) -> types::zfw_addr_key {
-    let mut k = types::zfw_addr_key::default();
-    match ip {
-        IpAddr::V4(a) => {
-            k.family = nix::libc::AF_INET as u8;
-            k.addr[0] = u32::from_ne_bytes(a.octets());
-        }
-        IpAddr::V6(a) => {
-            k.family = nix::libc::AF_INET6 as u8;
-            for (w, c) in k.addr.iter_mut().zip(a.octets().chunks(4)) {
-                *w = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
-            }
-        }
+    types::zfw_addr_key {
+        family: Family::of(ip).af(),
+        addr: addr_words(ip),
+        ..Default::default()
     }
-    k
 }
 
 fn key_addr(k: &types::zfw_addr_key) -> Option<IpAddr> {
-    if i32::from(k.family) == nix::libc::AF_INET {
-        return Some(IpAddr::from(k.addr[0].to_ne_bytes()));
-    }
-    if i32::from(k.family) == nix::libc::AF_INET6 {
-        let mut o = [0u8; 16];
-        for (i, w) in k.addr.iter().enumerate() {
-            o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
-        }
-        return Some(IpAddr::from(o));
-    }
-    None
+    af_words_addr(k.family, &k.addr)
 }
 
 /// Protect `port`; Ok(false) when it already was.
 pub fn port_add(maps: &Maps, port: u16) -> Result<bool> {
     let k = u32::from(port);
-    if maps.get::<u32, u32>("ddos_dport_map", &k)?.is_some() {
+    if maps.get(&DDOS_DPORT_MAP, &k)?.is_some() {
         return Ok(false);
     }
-    maps.put("ddos_dport_map", &k, &1u32)?;
+    maps.put(&DDOS_DPORT_MAP, &k, &1)?;
     Ok(true)
 }
 
 pub fn port_del(maps: &Maps, port: u16) -> Result<()> {
-    if !maps.del("ddos_dport_map", &u32::from(port))? {
+    if !maps.del(&DDOS_DPORT_MAP, &u32::from(port))? {
         return Err(Error::usage(format!(
             "port {port} is not a DDoS-protected port"
         )));
@@ -79,7 +62,7 @@ pub fn port_del(maps: &Maps, port: u16) -> Result<()> {
 
 pub fn ports(maps: &Maps) -> Result<Vec<u16>> {
     let mut v: Vec<u16> = maps
-        .entries::<u32, u32>("ddos_dport_map")?
+        .entries(&DDOS_DPORT_MAP)?
         .into_iter()
         .map(|(k, _)| k as u16)
         .collect();
@@ -90,15 +73,15 @@ pub fn ports(maps: &Maps) -> Result<Vec<u16>> {
 /// Whitelist `ip`; Ok(false) when it already was.
 pub fn allow_add(maps: &Maps, ip: IpAddr) -> Result<bool> {
     let k = addr_key(ip);
-    if maps.get::<_, u32>("ddos_saddr_map", &k)?.is_some() {
+    if maps.get(&DDOS_SADDR_MAP, &k)?.is_some() {
         return Ok(false);
     }
-    maps.put("ddos_saddr_map", &k, &1u32)?;
+    maps.put(&DDOS_SADDR_MAP, &k, &1)?;
     Ok(true)
 }
 
 pub fn allow_del(maps: &Maps, ip: IpAddr) -> Result<()> {
-    if !maps.del("ddos_saddr_map", &addr_key(ip))? {
+    if !maps.del(&DDOS_SADDR_MAP, &addr_key(ip))? {
         return Err(Error::usage(format!("{ip} is not on the DDoS whitelist")));
     }
     Ok(())
@@ -106,7 +89,7 @@ pub fn allow_del(maps: &Maps, ip: IpAddr) -> Result<()> {
 
 pub fn allowed(maps: &Maps) -> Result<Vec<IpAddr>> {
     let mut v: Vec<IpAddr> = maps
-        .entries::<types::zfw_addr_key, u32>("ddos_saddr_map")?
+        .entries(&DDOS_SADDR_MAP)?
         .iter()
         .filter_map(|(k, _)| key_addr(k))
         .collect();
@@ -143,7 +126,7 @@ pub fn rate(maps: &Maps) -> Result<Option<(u32, u32)>> {
 pub fn syn_counts(maps: &Maps) -> Result<Vec<(String, u32, u64)>> {
     let names = maps.ifaces()?;
     let mut v: Vec<(String, u32, u64)> = maps
-        .entries::<u32, u64>("syn_count_map")?
+        .entries(&SYN_COUNT_MAP)?
         .into_iter()
         .map(|(idx, n)| {
             let name = names

@@ -1,39 +1,20 @@
 //! Turning raw ABI values into what people read: addresses as text,
 //! protocol and state names, ages in seconds, interface names.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
+use crate::net::{self, Family, AF_INET, AF_INET6};
 use crate::skel::{enum_name, names};
 
-pub const AF_INET: u8 = 2;
-pub const AF_INET6: u8 = 10;
-
-/// An address stored as four network-order words (IPv4 in word 0).
+/// An address stored as four network-order words in a key of family
+/// `family` (anything but AF_INET6 reads as IPv4, word 0).
 pub fn addr(family: u8, words: &[u32; 4]) -> IpAddr {
-    if family == AF_INET6 {
-        let mut o = [0u8; 16];
-        for (i, w) in words.iter().enumerate() {
-            o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
-        }
-        IpAddr::V6(Ipv6Addr::from(o))
+    let f = if family == AF_INET6 {
+        Family::V6
     } else {
-        IpAddr::V4(Ipv4Addr::from(words[0].to_ne_bytes()))
-    }
-}
-
-/// The four-word form of an address.
-pub fn words(a: IpAddr) -> [u32; 4] {
-    match a {
-        IpAddr::V4(v4) => [u32::from_ne_bytes(v4.octets()), 0, 0, 0],
-        IpAddr::V6(v6) => {
-            let o = v6.octets();
-            let mut w = [0u32; 4];
-            for (i, c) in o.chunks(4).enumerate() {
-                w[i] = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
-            }
-            w
-        }
-    }
+        Family::V4
+    };
+    net::words_addr(f, words)
 }
 
 pub fn family(f: u8) -> &'static str {
@@ -46,11 +27,11 @@ pub fn family(f: u8) -> &'static str {
 
 pub fn proto(p: u8) -> String {
     match p {
-        1 => "icmp".into(),
-        6 => "tcp".into(),
-        17 => "udp".into(),
-        58 => "icmpv6".into(),
-        112 => "vrrp".into(),
+        net::IPPROTO_ICMP => "icmp".into(),
+        net::IPPROTO_TCP => "tcp".into(),
+        net::IPPROTO_UDP => "udp".into(),
+        net::IPPROTO_ICMPV6 => "icmpv6".into(),
+        net::IPPROTO_VRRP => "vrrp".into(),
         n => n.to_string(),
     }
 }

@@ -10,13 +10,14 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::ifaddr;
-use crate::maps::Maps;
+use crate::maps::{defs, Maps};
+use crate::net::{addr_words, words_addr, Family};
 use crate::skel::{names, types};
 
 /// Settings of an interface zfw meets for the first time: SSH and IPv6 on,
 /// like the BPF side's default for interfaces without a diag_map entry.
 pub fn default_flags() -> u32 {
-    flag_bit("ssh").unwrap_or(0) | flag_bit("ipv6").unwrap_or(0)
+    (names::ZFW_IF_SSH | names::ZFW_IF_IPV6) as u32
 }
 
 /// The settings, as (json name, bit), straight from `enum zfw_if_flag`.
@@ -59,13 +60,14 @@ pub fn name_str(src: &[i8; 16]) -> String {
 
 /// diag_map entry of `ifindex`, or a fresh one with default settings.
 pub fn get_or_default(maps: &Maps, ifindex: u32, name: &str) -> Result<types::zfw_iface> {
-    if ifindex >= maps.max_entries("diag_map")? {
+    let slots = maps.max_entries(&defs::DIAG_MAP)?;
+    if ifindex >= slots {
+        let diag = defs::DIAG_MAP.info.name;
         return Err(Error::runtime(format!(
-            "interface {name} has ifindex {ifindex}, beyond diag_map's {} slots; load into a new bpffs root with --map-size diag_map=N",
-            maps.max_entries("diag_map")?
+            "interface {name} has ifindex {ifindex}, beyond {diag}'s {slots} slots; load into a new bpffs root with --map-size {diag}=N"
         )));
     }
-    let mut st = match maps.get::<u32, types::zfw_iface>("diag_map", &ifindex)? {
+    let mut st = match maps.get(&defs::DIAG_MAP, &ifindex)? {
         Some(st) if st.hooks | st.flags != 0 => st,
         _ => types::zfw_iface {
             flags: default_flags(),
@@ -81,29 +83,26 @@ pub fn get_or_default(maps: &Maps, ifindex: u32, name: &str) -> Result<types::zf
 /// the old settings (masquerade or not, IPv6 allowed or not, ...), so they
 /// forget everything.
 pub fn store(maps: &Maps, ifindex: u32, st: &types::zfw_iface) -> Result<()> {
-    maps.put("diag_map", &ifindex, st)?;
+    maps.put(&defs::DIAG_MAP, &ifindex, st)?;
     crate::conntrack::invalidate_flow_caches(maps)
 }
 
 /// Write the current addresses of interface `name` into the address maps.
 pub fn refresh_addrs(maps: &Maps, ifindex: u32, name: &str) -> Result<()> {
-    let max = crate::skel::names::ZFW_MAX_IF_ADDRS as usize;
+    let max = names::ZFW_MAX_IF_ADDRS as usize;
     let (v4, v6) = ifaddr::addresses(name);
     let mut a4 = types::zfw_if_addrs4::default();
     for (slot, a) in a4.addr.iter_mut().zip(v4.iter().take(max)) {
-        *slot = u32::from_ne_bytes(a.octets());
+        *slot = addr_words((*a).into())[0];
     }
     a4.count = v4.len().min(max) as u32;
-    maps.put("ifindex_ip_map", &ifindex, &a4)?;
+    maps.put(&defs::IFINDEX_IP_MAP, &ifindex, &a4)?;
     let mut a6 = types::zfw_if_addrs6::default();
     for (slot, a) in a6.addr.iter_mut().zip(v6.iter().take(max)) {
-        let o = a.octets();
-        for (w, chunk) in slot.a.iter_mut().zip(o.chunks(4)) {
-            *w = u32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        }
+        slot.a = addr_words((*a).into());
     }
     a6.count = v6.len().min(max) as u32;
-    maps.put("ifindex_ip6_map", &ifindex, &a6)?;
+    maps.put(&defs::IFINDEX_IP6_MAP, &ifindex, &a6)?;
     Ok(())
 }
 
@@ -133,18 +132,14 @@ pub fn view(maps: &Maps, ifindex: u32, st: &types::zfw_iface) -> Result<IfaceVie
         .map(|(n, b)| (n, st.flags & b != 0))
         .collect();
     let mut addresses = Vec::new();
-    if let Some(a4) = maps.get::<u32, types::zfw_if_addrs4>("ifindex_ip_map", &ifindex)? {
+    if let Some(a4) = maps.get(&defs::IFINDEX_IP_MAP, &ifindex)? {
         for a in a4.addr.iter().take(a4.count as usize) {
-            addresses.push(std::net::Ipv4Addr::from(a.to_ne_bytes()).to_string());
+            addresses.push(words_addr(Family::V4, &[*a, 0, 0, 0]).to_string());
         }
     }
-    if let Some(a6) = maps.get::<u32, types::zfw_if_addrs6>("ifindex_ip6_map", &ifindex)? {
+    if let Some(a6) = maps.get(&defs::IFINDEX_IP6_MAP, &ifindex)? {
         for a in a6.addr.iter().take(a6.count as usize) {
-            let mut o = [0u8; 16];
-            for (i, w) in a.a.iter().enumerate() {
-                o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
-            }
-            addresses.push(std::net::Ipv6Addr::from(o).to_string());
+            addresses.push(words_addr(Family::V6, &a.a).to_string());
         }
     }
     Ok(IfaceView {

@@ -15,8 +15,8 @@ use crate::bpffs::{check_privileges, Root};
 use crate::error::{Context, Error, Result};
 use crate::iface_state;
 use crate::ifaddr;
-use crate::maps::{Maps, MAP_NAMES};
-use crate::skel::{types, zfw::ZfwSkelBuilder, BPF_BUILD_ID};
+use crate::maps::{defs, Maps};
+use crate::skel::{names, types, zfw::ZfwSkelBuilder, BPF_BUILD_ID};
 
 /// Program names (as pinned under DIR/progs).
 pub const PROG_POLICY: &str = "zfw_policy";
@@ -25,11 +25,12 @@ pub const PROG_EGRESS: &str = "zfw_egress_flow";
 pub const PROG_XDP: &str = "zfw_xdp_tun_fast";
 pub const PROG_NAMES: &[&str] = &[PROG_POLICY, PROG_TRACK, PROG_EGRESS, PROG_XDP];
 
-const HOOK_INGRESS: u32 = 1;
-const HOOK_TRACK: u32 = 2;
-const HOOK_EGRESS: u32 = 4;
-const HOOK_XDP: u32 = 8;
-const HOOK_OWN_CLSACT: u32 = 16;
+// `enum zfw_hook`: the hooks user space records in diag_map
+const HOOK_INGRESS: u32 = names::ZFW_HOOK_INGRESS as u32;
+const HOOK_TRACK: u32 = names::ZFW_HOOK_TRACK as u32;
+const HOOK_EGRESS: u32 = names::ZFW_HOOK_EGRESS as u32;
+const HOOK_XDP: u32 = names::ZFW_HOOK_XDP_TUN as u32;
+const HOOK_OWN_CLSACT: u32 = names::ZFW_HOOK_OWN_CLSACT as u32;
 
 #[derive(Debug, Default, Clone)]
 pub struct LoadOptions {
@@ -96,14 +97,31 @@ fn load_programs(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<()> {
         .ctx(|| "opening the zfw BPF object".into())?;
     for mut m in open.open_object_mut().maps_mut() {
         let name = m.name().to_string_lossy().into_owned();
-        if !MAP_NAMES.contains(&name.as_str()) {
+        if crate::maps::registry::is_libbpf_internal(&name) {
             continue;
         }
-        let pin = root.map_path(&name);
+        // every map of the object has a registry row (a unit test checks
+        // it); the row says whether it is pinned
+        let Some(info) = defs::by_name(&name) else {
+            return Err(Error::runtime(format!(
+                "the BPF object has a map {} that src/maps/defs.rs does not describe",
+                name.escape_debug()
+            )));
+        };
+        info.check_layout(m.map_type(), m.key_size(), m.value_size())
+            .map_err(|e| {
+                Error::runtime(format!(
+                    "the BPF object does not match src/maps/defs.rs: {e}"
+                ))
+            })?;
+        if !info.pinned() {
+            continue;
+        }
+        let pin = root.map_path(info.name);
         let max = if pin.exists() {
-            pinned_max_entries(root, &name)
+            pinned_max_entries(root, info.name)
         } else {
-            sizes.get(&name).copied()
+            sizes.get(info.name).copied()
         };
         if let Some(max) = max {
             m.set_max_entries(max).ctx(|| format!("sizing {name}"))?;
@@ -157,8 +175,9 @@ fn ensure_programs(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<&'stati
     let abi = crate::skel::names::ZFW_ABI_VERSION as u32;
     let have_progs = PROG_NAMES.iter().all(|n| root.prog_path(n).exists());
     if root.is_loaded() {
-        let maps = Maps::open(root)?;
-        let cfg = maps.config()?;
+        // another build's maps: say which ABI made them before how they differ
+        let maps = Maps::open_matching(root)?;
+        let cfg = maps.config().unwrap_or_default();
         if cfg.abi_version != 0 && cfg.abi_version != abi {
             return Err(Error::runtime(format!(
                 "maps under {} were created by a zfw with ABI v{}, this one is v{abi}; run `zfw --bpffs {} unload --all` first",
@@ -167,6 +186,7 @@ fn ensure_programs(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<&'stati
                 root.dir.display()
             )));
         }
+        maps.require_match()?;
         if have_progs && cfg.build_id == BPF_BUILD_ID {
             return Ok("reused");
         }
@@ -344,7 +364,7 @@ fn attach_all(
             ..Default::default()
         };
         iface_state::copy_name(&mut ti.name, name);
-        maps.put("ifindex_tun_map", &0u32, &ti)?;
+        maps.put(&defs::IFINDEX_TUN_MAP, &0, &ti)?;
         let mut hooks = hook_names(st.hooks);
         if let Some(h) = hooks.iter_mut().find(|h| *h == "xdp") {
             *h = format!("xdp ({mode})");
@@ -380,13 +400,13 @@ fn detach_iface(progs: &Programs, maps: &Maps, ifindex: u32, st: &types::zfw_ifa
             tc::destroy_clsact(progs.fd(PROG_POLICY), ifindex)?;
         }
     }
-    maps.del("diag_map", &ifindex)?;
+    maps.del(&defs::DIAG_MAP, &ifindex)?;
     crate::conntrack::invalidate_flow_caches(maps)?;
-    maps.del("ifindex_ip_map", &ifindex)?;
-    maps.del("ifindex_ip6_map", &ifindex)?;
-    if let Some(ti) = maps.get::<u32, types::zfw_tun_iface>("ifindex_tun_map", &0)? {
+    maps.del(&defs::IFINDEX_IP_MAP, &ifindex)?;
+    maps.del(&defs::IFINDEX_IP6_MAP, &ifindex)?;
+    if let Some(ti) = maps.get(&defs::IFINDEX_TUN_MAP, &0)? {
         if ti.ifindex == ifindex {
-            maps.del("ifindex_tun_map", &0u32)?;
+            maps.del(&defs::IFINDEX_TUN_MAP, &0)?;
         }
     }
     Ok(())
@@ -422,7 +442,9 @@ pub fn unload_all(root: &Root) -> Result<()> {
     root.require_loaded()?;
     {
         let _lock = root.lock()?;
-        let maps = Maps::open(root)?;
+        // another build's maps too (that is when `load` asks for this):
+        // what this build cannot read fails with the difference
+        let maps = Maps::open_matching(root)?;
         if let Ok(progs) = Programs::open(root) {
             for (idx, st) in maps.ifaces()? {
                 detach_iface(&progs, &maps, idx, &st)?;

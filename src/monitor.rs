@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::decode::{self, addr};
 use crate::error::{Context, Error, Result};
-use crate::maps::Maps;
+use crate::maps::{defs, Maps};
 use crate::skel::{enum_name, from_bytes, names, types};
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -148,9 +148,20 @@ pub fn run(maps: &Maps, opts: &MonitorOptions) -> Result<u64> {
 fn poll_loop(maps: &Maps, opts: &MonitorOptions) -> Result<u64> {
     let printed = RefCell::new(0u64);
     let failed = RefCell::new(None::<String>);
+    let bad = RefCell::new(None::<Error>);
     let mut b = libbpf_rs::RingBufferBuilder::new();
-    b.add(maps.handle("rb_map")?, |data: &[u8]| {
-        let e: types::zfw_event = from_bytes(data);
+    b.add(maps.handle(&defs::RB_MAP)?, |data: &[u8]| {
+        // records are `zfw_event`s; anything else is another build's
+        let e: types::zfw_event = match from_bytes(data) {
+            Ok(e) => e,
+            Err(err) => {
+                *bad.borrow_mut() = Some(Error::runtime(format!(
+                    "reading {}: {err}",
+                    defs::RB_MAP.info.name
+                )));
+                return -1;
+            }
+        };
         if opts.iface.is_some_and(|i| i != e.ifindex) {
             return 0;
         }
@@ -172,7 +183,7 @@ fn poll_loop(maps: &Maps, opts: &MonitorOptions) -> Result<u64> {
         }
         0
     })
-    .ctx(|| "opening rb_map".into())?;
+    .ctx(|| format!("opening {}", defs::RB_MAP.info.name))?;
     let rb = b.build().ctx(|| "opening the ring buffer".into())?;
     loop {
         if STOP.load(Ordering::SeqCst) {
@@ -182,6 +193,9 @@ fn poll_loop(maps: &Maps, opts: &MonitorOptions) -> Result<u64> {
             break;
         }
         let rc = rb.poll_raw(Duration::from_millis(200));
+        if let Some(e) = bad.borrow_mut().take() {
+            return Err(e);
+        }
         if rc < 0 && rc != -(nix::errno::Errno::EINTR as i32) && failed.borrow().is_none() {
             if opts.count.is_some_and(|n| *printed.borrow() >= n) {
                 break;

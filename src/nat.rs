@@ -13,12 +13,12 @@ use serde::Serialize;
 
 use crate::decode;
 use crate::error::Result;
+use crate::maps::defs::{MASQUERADE_REVERSE_MAP as REV_MAP, NAT_FORWARD};
 use crate::maps::Maps;
-use crate::skel::{abi_const, enum_name, names, types};
+use crate::net::{IPPROTO_TCP, IPPROTO_UDP};
+use crate::skel::{enum_name, names, types};
 
 const NSEC: u64 = 1_000_000_000;
-const MAPS: [&str; 2] = ["masquerade_map", "icmp_masquerade_map"];
-const REV_MAP: &str = "masquerade_reverse_map";
 
 /// One translated flow, for `zfw masquerade list`.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -39,20 +39,13 @@ pub struct NatEntry {
 /// Masquerade on an interface needs both TC directions: SNAT runs in the
 /// egress program, DNAT in ingress.  Err names what is missing and how to
 /// fix it (for `iface set IF --masquerade on` and `masquerade list`).
-fn hook(name: &str) -> u32 {
-    names::ZFW_HOOK
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or(0, |(_, v)| *v as u32)
-}
-
 pub fn check_hooks(name: &str, st: &types::zfw_iface) -> Result<()> {
     let missing: Vec<&str> = [
-        ("ZFW_HOOK_EGRESS", "egress"),
-        ("ZFW_HOOK_INGRESS", "ingress"),
+        (names::ZFW_HOOK_EGRESS, "egress"),
+        (names::ZFW_HOOK_INGRESS, "ingress"),
     ]
     .into_iter()
-    .filter(|(c, _)| st.hooks & hook(c) == 0)
+    .filter(|(bit, _)| st.hooks & (*bit as u32) == 0)
     .map(|(_, n)| n)
     .collect();
     if missing.is_empty() {
@@ -93,26 +86,27 @@ pub fn forward_key(rk: &types::zfw_flow_key, r: &types::zfw_nat_rev) -> types::z
 
 /// Idle limit of a mapping in state `state` (enum zfw_tcp_state).
 pub fn timeout_ns(proto: u8, state: u8) -> u64 {
-    let tcp = |n: &str| abi_const(n) as u64 * NSEC;
-    if proto != 6 {
-        return tcp("ZFW_NAT_UDP_TIMEOUT_S");
-    }
-    match enum_name(names::ZFW_TCP_STATE, "ZFW_TCP_", i64::from(state)).as_str() {
-        "established" => tcp("ZFW_NAT_TCP_EST_TIMEOUT_S"),
-        "syn_sent" | "syn_recv" => tcp("ZFW_NAT_TCP_OPEN_TIMEOUT_S"),
-        _ => tcp("ZFW_NAT_TCP_CLOSE_TIMEOUT_S"),
-    }
+    let s = if proto != IPPROTO_TCP {
+        names::ZFW_NAT_UDP_TIMEOUT_S
+    } else {
+        match i64::from(state) {
+            names::ZFW_TCP_ESTABLISHED => names::ZFW_NAT_TCP_EST_TIMEOUT_S,
+            names::ZFW_TCP_SYN_SENT | names::ZFW_TCP_SYN_RECV => names::ZFW_NAT_TCP_OPEN_TIMEOUT_S,
+            _ => names::ZFW_NAT_TCP_CLOSE_TIMEOUT_S,
+        }
+    };
+    s as u64 * NSEC
 }
 
 /// Every mapping, sorted by interface, protocol and inside source.
 pub fn list_nat(maps: &Maps) -> Result<Vec<NatEntry>> {
     let now = decode::mono_now_ns();
     let mut out = Vec::new();
-    for m in MAPS {
-        for (k, v) in maps.entries::<types::zfw_nat_key, types::zfw_nat_val>(m)? {
-            let rev: Option<types::zfw_nat_rev> = maps.get(REV_MAP, &reverse_key(&k, &v))?;
+    for m in NAT_FORWARD {
+        for (k, v) in maps.entries(m)? {
+            let rev = maps.get(&REV_MAP, &reverse_key(&k, &v))?;
             let last = rev.map_or(v.last_ns, |r| r.last_ns.max(v.last_ns));
-            let state = if k.proto == 6 {
+            let state = if k.proto == IPPROTO_TCP {
                 enum_name(names::ZFW_TCP_STATE, "ZFW_TCP_", i64::from(v.state))
             } else {
                 "udp".to_string()
@@ -141,27 +135,28 @@ pub fn list_nat(maps: &Maps) -> Result<Vec<NatEntry>> {
 pub fn gc_nat(maps: &Maps) -> Result<usize> {
     let now = decode::mono_now_ns();
     let mut removed = 0;
-    for m in MAPS {
-        for (k, v) in maps.entries::<types::zfw_nat_key, types::zfw_nat_val>(m)? {
+    for m in NAT_FORWARD {
+        for (k, v) in maps.entries(m)? {
             let rk = reverse_key(&k, &v);
-            let rev: Option<types::zfw_nat_rev> = maps.get(REV_MAP, &rk)?;
+            let rev = maps.get(&REV_MAP, &rk)?;
             let last = rev.map_or(v.last_ns, |r| r.last_ns.max(v.last_ns));
             if now.saturating_sub(last) > timeout_ns(k.proto, v.state) {
-                maps.del(REV_MAP, &rk)?;
+                maps.del(&REV_MAP, &rk)?;
                 if maps.del(m, &k)? {
                     removed += 1;
                 }
             }
         }
     }
-    for (rk, r) in maps.entries::<types::zfw_flow_key, types::zfw_nat_rev>(REV_MAP)? {
-        let m = if rk.proto == 6 || rk.proto == 17 {
-            MAPS[0]
+    for (rk, r) in maps.entries(&REV_MAP)? {
+        // TCP and UDP mappings, then ICMP echo ones
+        let m = if rk.proto == IPPROTO_TCP || rk.proto == IPPROTO_UDP {
+            NAT_FORWARD[0]
         } else {
-            MAPS[1]
+            NAT_FORWARD[1]
         };
-        let fwd: Option<types::zfw_nat_val> = maps.get(m, &forward_key(&rk, &r))?;
-        if fwd.is_none() && maps.del(REV_MAP, &rk)? {
+        let fwd = maps.get(m, &forward_key(&rk, &r))?;
+        if fwd.is_none() && maps.del(&REV_MAP, &rk)? {
             removed += 1;
         }
     }
@@ -177,26 +172,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timeouts_follow_the_abi_constants() {
-        assert_eq!(timeout_ns(17, 7), 30 * NSEC);
-        assert_eq!(timeout_ns(1, 7), 30 * NSEC);
-        assert_eq!(timeout_ns(6, 3), 3600 * NSEC);
-        assert_eq!(timeout_ns(6, 1), 60 * NSEC);
-        assert_eq!(timeout_ns(6, 5), 120 * NSEC);
+    fn timeouts_come_from_zfw_abi_h() {
+        let state = |s: i64| s as u8;
+        assert_eq!(
+            timeout_ns(IPPROTO_UDP, state(names::ZFW_TCP_UDP)),
+            30 * NSEC
+        );
+        assert_eq!(
+            timeout_ns(crate::net::IPPROTO_ICMP, state(names::ZFW_TCP_UDP)),
+            30 * NSEC
+        );
+        assert_eq!(
+            timeout_ns(IPPROTO_TCP, state(names::ZFW_TCP_ESTABLISHED)),
+            3600 * NSEC
+        );
+        assert_eq!(
+            timeout_ns(IPPROTO_TCP, state(names::ZFW_TCP_SYN_SENT)),
+            60 * NSEC
+        );
+        assert_eq!(
+            timeout_ns(IPPROTO_TCP, state(names::ZFW_TCP_CLOSING)),
+            120 * NSEC
+        );
     }
 
     #[test]
     fn masquerade_needs_egress_and_ingress_hooks() {
         let mut st = types::zfw_iface {
-            hooks: hook("ZFW_HOOK_INGRESS") | hook("ZFW_HOOK_TRACK"),
+            hooks: (names::ZFW_HOOK_INGRESS | names::ZFW_HOOK_TRACK) as u32,
             ..Default::default()
         };
         let e = check_hooks("eth0", &st).unwrap_err();
         assert!(e.to_string().contains("needs the egress hook"), "{e}");
         assert_eq!(e.exit_code(), 2);
-        st.hooks |= hook("ZFW_HOOK_EGRESS");
+        st.hooks |= names::ZFW_HOOK_EGRESS as u32;
         assert!(check_hooks("eth0", &st).is_ok());
-        st.hooks = hook("ZFW_HOOK_EGRESS");
+        st.hooks = names::ZFW_HOOK_EGRESS as u32;
         assert!(check_hooks("eth0", &st).is_err());
     }
 
@@ -207,8 +218,8 @@ mod tests {
             rport: 80,
             nport: 5000,
             ifindex: 3,
-            family: decode::AF_INET,
-            proto: 6,
+            family: crate::net::AF_INET,
+            proto: IPPROTO_TCP,
             ..Default::default()
         };
         let v = types::zfw_nat_val {

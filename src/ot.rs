@@ -3,6 +3,7 @@
 //! are its allow list (see src/bpf/ot.h).
 
 use crate::error::{Error, Result};
+use crate::maps::defs::DNP3_FCODE_MAP;
 use crate::maps::Maps;
 
 /// A DNP3 function code 0-255.
@@ -14,15 +15,15 @@ pub fn parse_fcode(s: &str) -> Result<u8> {
 /// Allow `code`; Ok(false) when it already was.
 pub fn dnp3_add(maps: &Maps, code: u8) -> Result<bool> {
     let k = u32::from(code);
-    if maps.get::<u32, u32>("dnp3_fcode_map", &k)?.is_some() {
+    if maps.get(&DNP3_FCODE_MAP, &k)?.is_some() {
         return Ok(false);
     }
-    maps.put("dnp3_fcode_map", &k, &1u32)?;
+    maps.put(&DNP3_FCODE_MAP, &k, &1)?;
     Ok(true)
 }
 
 pub fn dnp3_del(maps: &Maps, code: u8) -> Result<()> {
-    if !maps.del("dnp3_fcode_map", &u32::from(code))? {
+    if !maps.del(&DNP3_FCODE_MAP, &u32::from(code))? {
         return Err(Error::usage(format!(
             "DNP3 function code {code} is not in the allow list"
         )));
@@ -32,7 +33,7 @@ pub fn dnp3_del(maps: &Maps, code: u8) -> Result<()> {
 
 pub fn dnp3_codes(maps: &Maps) -> Result<Vec<u8>> {
     let mut v: Vec<u8> = maps
-        .entries::<u32, u32>("dnp3_fcode_map")?
+        .entries(&DNP3_FCODE_MAP)?
         .into_iter()
         .map(|(k, _)| k as u8)
         .collect();
@@ -44,7 +45,7 @@ pub fn dnp3_codes(maps: &Maps) -> Result<Vec<u8>> {
 pub fn dnp3_flush(maps: &Maps) -> Result<usize> {
     let codes = dnp3_codes(maps)?;
     for c in &codes {
-        maps.del("dnp3_fcode_map", &u32::from(*c))?;
+        maps.del(&DNP3_FCODE_MAP, &u32::from(*c))?;
     }
     Ok(codes.len())
 }

@@ -99,28 +99,34 @@ pub fn enum_name(table: &[(&str, i64)], prefix: &str, value: i64) -> String {
         .unwrap_or_else(|| format!("unknown({value})"))
 }
 
-/// The value of any enum member of zfw_abi.h by its C name (0 if there is
-/// none; prefer the `names::NAME` constants, which the compiler checks).
-pub fn abi_const(name: &str) -> i64 {
-    names::ALL
-        .iter()
-        .flat_map(|t| t.iter())
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| *v)
-        .unwrap_or(0)
-}
-
 /// Bytes of a plain ABI value, for map calls.
 pub fn bytes_of<T: plain::Plain>(v: &T) -> &[u8] {
     // SAFETY: T is Plain: a fully initialised value without padding holes.
     unsafe { plain::as_bytes(v) }
 }
 
-/// Copy a plain ABI value out of map bytes (shorter input leaves zeros).
-pub fn from_bytes<T: plain::Plain + Default>(b: &[u8]) -> T {
+/// Copy a plain ABI value out of map bytes.  The bytes must be exactly one
+/// value: a short or long buffer means the map and the type disagree, which
+/// is an error, never a value padded with zeros.
+pub fn from_bytes<T: plain::Plain + Default>(b: &[u8]) -> crate::Result<T> {
+    let want = std::mem::size_of::<T>();
+    if b.len() != want {
+        return Err(crate::Error::runtime(format!(
+            "{} bytes where a {} of {want} bytes was expected",
+            b.len(),
+            short_type_name::<T>()
+        )));
+    }
     let mut v = T::default();
-    let _ = plain::copy_from_bytes(&mut v, b);
-    v
+    plain::copy_from_bytes(&mut v, b)
+        .map_err(|_| crate::Error::runtime(format!("reading a {}", short_type_name::<T>())))?;
+    Ok(v)
+}
+
+/// `zfw_flow_key` for `zfw::skel::zfw::types::zfw_flow_key`.
+pub fn short_type_name<T>() -> &'static str {
+    let n = std::any::type_name::<T>();
+    n.rsplit("::").next().unwrap_or(n)
 }
 
 #[cfg(test)]
@@ -141,6 +147,26 @@ mod tests {
     }
 
     #[test]
+    fn from_bytes_takes_exactly_one_value() {
+        let k = types::zfw_flow_key {
+            sport: 80,
+            ..Default::default()
+        };
+        let b = bytes_of(&k).to_vec();
+        let back: types::zfw_flow_key = from_bytes(&b).unwrap();
+        assert_eq!(back.sport, 80);
+        let short = from_bytes::<types::zfw_flow_key>(&b[..b.len() - 1]).unwrap_err();
+        assert_eq!(
+            short.to_string(),
+            "43 bytes where a zfw_flow_key of 44 bytes was expected"
+        );
+        let mut long = b.clone();
+        long.push(0);
+        assert!(from_bytes::<types::zfw_flow_key>(&long).is_err());
+        assert!(from_bytes::<u32>(&[]).is_err());
+    }
+
+    #[test]
     fn enum_names_come_from_the_header() {
         assert_eq!(
             enum_name(names::ZFW_TCP_STATE, "ZFW_TCP_", 3),
@@ -149,6 +175,5 @@ mod tests {
         assert_eq!(enum_name(names::ZFW_REASON, "ZFW_R_", 1), "pass_arp");
         assert_eq!(names::ZFW_ABI_VERSION, 3);
         assert_eq!(names::ZFW_UDP_TIMEOUT_S, 30);
-        assert_eq!(abi_const("ZFW_MAX_IF_ADDRS"), 8);
     }
 }

@@ -10,8 +10,8 @@ use crate::bpffs::Root;
 use crate::error::Result;
 use crate::iface_state;
 use crate::loader::{Programs, PROG_EGRESS, PROG_NAMES, PROG_POLICY, PROG_TRACK, PROG_XDP};
-use crate::maps::Maps;
-use crate::skel::{enum_name, names, types};
+use crate::maps::{defs, Maps};
+use crate::skel::{enum_name, names};
 
 #[derive(Debug, Serialize)]
 pub struct Status {
@@ -82,15 +82,15 @@ pub fn status(root: &Root) -> Result<Status> {
         });
     }
     let mut map_list = Vec::new();
-    for name in crate::maps::MAP_NAMES {
-        if maps.handle(name).is_err() {
+    for info in defs::pinned() {
+        if maps.handle(info).is_err() {
             continue;
         }
         map_list.push(MapStatus {
-            name: name.to_string(),
-            map_type: format!("{:?}", maps.map_type(name)?),
-            max_entries: maps.max_entries(name)?,
-            entries: maps.count(name)?,
+            name: info.name.to_string(),
+            map_type: format!("{:?}", maps.map_type(info)?),
+            max_entries: maps.max_entries(info)?,
+            entries: maps.count(info)?,
         });
     }
     let mut counters = BTreeMap::new();
@@ -168,16 +168,6 @@ pub fn render(s: &Status) -> String {
     out
 }
 
-/// Packets counted under verdict reason `reason`, summed over CPUs.  The XDP
-/// tun fast path counts its redirects in its cache slots first
-/// (tun_cache_map, added to counters_map when a slot is refilled): those
-/// pending are included.
-pub fn reason_count(maps: &Maps, reason: u32) -> Result<u64> {
-    let mut n = maps.percpu_sum("counters_map", reason)?;
-    if i64::from(reason) == names::ZFW_R_XDP_REDIRECT && maps.handle("tun_cache_map").is_ok() {
-        for (_, per_cpu) in maps.percpu_entries::<types::zfw_tun_cache>("tun_cache_map")? {
-            n += per_cpu.iter().map(|s| s.pkts).sum::<u64>();
-        }
-    }
-    Ok(n)
-}
+/// Packets counted under a verdict reason, pending XDP redirects included
+/// (the one reader of pending counts is src/maps/pending.rs).
+pub use crate::maps::pending::reason_count;

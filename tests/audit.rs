@@ -20,9 +20,9 @@ fn dump_covers_every_map_as_json() {
     let _conn = conn.expect("SSH connects");
     let r = lab.zfw(&["dump"]).ok();
     let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("dump is one JSON document");
-    for name in zfw::maps::MAP_NAMES {
+    for name in zfw::maps::defs::pinned().map(|m| m.name) {
         let m = &v["maps"][name];
-        assert_eq!(m["name"], *name, "{name} missing");
+        assert_eq!(m["name"], name, "{name} missing");
         assert!(m["max_entries"].as_u64().unwrap() > 0, "{name}");
         assert!(m["entries"].is_array(), "{name}");
     }

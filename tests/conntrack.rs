@@ -186,8 +186,8 @@ fn udp_inbound_revived_by_its_originator_only() {
         sport: 6000,
         dport: 53,
         ifindex: IFINDEX,
-        family: 2,
-        proto: 17,
+        family: zfw::net::AF_INET,
+        proto: zfw::net::IPPROTO_UDP,
         ..Default::default()
     };
     k.saddr[0] = u32::from_ne_bytes([10, 0, 0, 1]);

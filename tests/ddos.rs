@@ -347,7 +347,7 @@ fn syn_flood(
             let src = flood_source(NEXT_SOURCE.fetch_add(1, Ordering::SeqCst));
             let sport = 1024 + (r >> 20) as u16 % 60000;
             let seg = tcp_segment(src.into(), dst.into(), sport, port, TCP_SYN, r, 0, &[]);
-            let pkt = ip_packet(src.into(), dst.into(), 6, &seg);
+            let pkt = ip_packet(src.into(), dst.into(), TCP, &seg);
             let sa = nix::libc::sockaddr_in {
                 sin_family: nix::libc::AF_INET as u16,
                 sin_port: 0,

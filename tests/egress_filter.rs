@@ -109,7 +109,7 @@ fn outbound_filter_still_lets_replies_of_admitted_inbound_flows_out() {
         [0x33, 0x33, 0xff, 0, 0, 1],
         SERVER_MAC,
         0x86dd,
-        &ip_packet(s6, d6, 58, &na),
+        &ip_packet(s6, d6, zfw::net::IPPROTO_ICMPV6, &na),
     );
     assert_eq!(f.egress(&na), TC_ACT_OK);
 }

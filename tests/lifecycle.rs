@@ -38,10 +38,17 @@ fn load_attaches_prio_1_and_2_and_egress_and_is_idempotent() {
     assert_eq!(ing2.matches("name zfw_track_flow").count(), 1, "{ing2}");
     assert_eq!(ing, ing2, "a second load must not change the filters");
 
-    // pins where bpftool users look for them
-    for m in ["tproxy_map", "matched_map", "tcp_map", "rb_map", "diag_map"] {
-        assert!(lab.root.dir.join("maps").join(m).exists(), "{m} not pinned");
-    }
+    // pins where bpftool users look for them: every pinned map of the
+    // registry (src/maps/defs.rs), and nothing else
+    let pins: std::collections::BTreeSet<String> = std::fs::read_dir(lab.root.dir.join("maps"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let want: std::collections::BTreeSet<String> = zfw::maps::defs::pinned()
+        .map(|m| m.name.to_string())
+        .collect();
+    assert_eq!(pins, want, "pinned maps");
+    assert!(pins.contains("tcp_map") && !pins.contains("policy_scratch_map"));
     assert!(lab.root.dir.join("progs/zfw_policy").exists());
 }
 
@@ -279,4 +286,46 @@ fn maps_of_another_abi_are_refused_with_a_clear_message() {
         r.stderr
     );
     assert_eq!(r.stderr.trim().lines().count(), 1);
+}
+
+#[test]
+fn a_pinned_map_of_another_layout_is_refused_and_unload_still_works() {
+    require_priv!();
+    let lab = Lab::new();
+    lab.load();
+    // another build's frag_map: keys of 8 bytes instead of a zfw_frag_key
+    let frag = &zfw::maps::defs::FRAG_MAP.info;
+    let pin = lab.root.dir.join("maps").join(frag.name);
+    std::fs::remove_file(&pin).unwrap();
+    let opts = libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+        ..Default::default()
+    };
+    let mut other = libbpf_rs::MapHandle::create(
+        libbpf_rs::MapType::LruHash,
+        Some(frag.name),
+        8,
+        frag.value_size as u32,
+        16,
+        &opts,
+    )
+    .unwrap();
+    other.pin(&pin).unwrap();
+    for args in [&["status"][..], &["dump"], &["load", "--iface", "srv0"]] {
+        let r = lab.zfw(args);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("frag_map has 8-byte keys")
+                && r.stderr.contains("expects types::zfw_frag_key")
+                && r.stderr.contains("unload --all"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    }
+    // what `load` asks for works: everything detached and removed
+    lab.zfw(&["unload", "--all"]).ok();
+    assert!(!lab.root.dir.exists());
+    let ing = tc_filters(&lab.server, "srv0", "ingress");
+    assert!(!ing.contains("bpf"), "{ing}");
 }

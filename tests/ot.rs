@@ -274,7 +274,7 @@ fn ot_events(f: &Fixture) -> Vec<types::zfw_event> {
     let mut b = libbpf_rs::RingBufferBuilder::new();
     b.add(rb, move |data: &[u8]| {
         sink.borrow_mut()
-            .push(zfw::skel::from_bytes::<types::zfw_event>(data));
+            .push(zfw::skel::from_bytes::<types::zfw_event>(data).expect("a zfw_event record"));
         0
     })
     .unwrap();

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::iface_state::flag_table;
 use crate::rules::model::{ActionJson, Direction, Ports, Prefix, Proto, Rule};
 use crate::rules::store;
-use crate::skel::abi_const;
+use crate::skel::names;
 
 /// Top-level keys, in the order `export` writes them.
 pub const TOP_KEYS: &[&str] = &["interfaces", "ingress", "egress", "ddos", "dnp3_fcodes"];
@@ -332,7 +332,7 @@ fn parse_rule(file: &str, path: &str, v: &Value, dir: Direction) -> Result<Rule>
         None => None,
         Some(s) => {
             let s = as_str(file, &fpath("service_id"), s)?;
-            let max = abi_const("ZFW_SERVICE_ID_LEN") as usize;
+            let max = names::ZFW_SERVICE_ID_LEN as usize;
             if s.is_empty() || s.len() > max || !s.is_ascii() {
                 return Err(at(
                     file,

@@ -1,6 +1,6 @@
 //! TC attach/detach/query on the clsact qdisc.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
 use libbpf_rs::{TcAttachPoint, TcHook, TcHookBuilder, TC_EGRESS, TC_INGRESS};
 
@@ -101,9 +101,4 @@ fn dir(ingress: bool) -> &'static str {
     } else {
         "egress"
     }
-}
-
-/// Keep the raw fd type in scope for callers building hooks by hand.
-pub fn raw(fd: BorrowedFd<'_>) -> i32 {
-    fd.as_raw_fd()
 }

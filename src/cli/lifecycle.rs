@@ -53,28 +53,25 @@ pub struct StatusArgs {
 fn parse_sizes(specs: &[String]) -> Result<BTreeMap<String, u32>> {
     let mut out = BTreeMap::new();
     for s in specs {
-        let (name, n) = s
-            .split_once('=')
-            .ok_or_else(|| Error::usage(format!("--map-size '{s}': expected MAP=ENTRIES")))?;
-        // fixed by the datapath: one config slot, a counter per reason,
-        // power-of-two caches the programs index by hash, the epoch buckets
-        let fixed = [
-            "config_map",
-            "counters_map",
-            "matched_map",
-            "flow_cache_map",
-            "ct_epoch_map",
-            "tun_cache_map",
-            "rb_map",
-        ];
-        if !crate::maps::MAP_NAMES.contains(&name) || fixed.contains(&name) {
+        let (name, n) = s.split_once('=').ok_or_else(|| {
+            Error::usage(format!(
+                "--map-size '{}': expected MAP=ENTRIES",
+                s.escape_debug()
+            ))
+        })?;
+        // the registry says which maps the datapath sizes itself (one
+        // config slot, a counter per reason, power-of-two caches, ...)
+        if !crate::maps::defs::by_name(name).is_some_and(|m| m.resizable()) {
             return Err(Error::usage(format!(
-                "--map-size '{s}': no resizable map named '{name}'"
+                "--map-size '{}': no resizable map named '{}'",
+                s.escape_debug(),
+                name.escape_debug()
             )));
         }
         let n: u32 = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
             Error::usage(format!(
-                "--map-size '{s}': entries must be a positive integer"
+                "--map-size '{}': entries must be a positive integer",
+                s.escape_debug()
             ))
         })?;
         out.insert(name.to_string(), n);
@@ -134,5 +131,54 @@ pub fn status(root: &Root, a: StatusArgs) -> Result<()> {
     } else {
         print!("{}", status::render(&s));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::maps::defs;
+
+    #[test]
+    fn map_size_takes_the_resizable_maps_of_the_registry_only() {
+        for info in defs::ALL {
+            let r = parse_sizes(&[format!("{}=4096", info.name)]);
+            assert_eq!(r.is_ok(), info.resizable(), "{}", info.name);
+            if let Err(e) = r {
+                assert_eq!(e.exit_code(), 2);
+                assert!(e.to_string().contains("no resizable map"), "{e}");
+            }
+        }
+        // the datapath sizes these itself (as before the registry)
+        let fixed: Vec<&str> = defs::pinned()
+            .filter(|i| !i.resizable())
+            .map(|i| i.name)
+            .collect();
+        let was_fixed = [
+            &defs::CONFIG_MAP.info,
+            &defs::MATCHED_MAP.info,
+            &defs::FLOW_CACHE_MAP.info,
+            &defs::CT_EPOCH_MAP.info,
+            &defs::TUN_CACHE_MAP.info,
+            &defs::COUNTERS_MAP.info,
+            &defs::RB_MAP.info,
+        ];
+        assert_eq!(fixed, was_fixed.map(|i| i.name));
+        let (tcp, diag) = (defs::TCP_MAP.info.name, defs::DIAG_MAP.info.name);
+        let sizes = parse_sizes(&[format!("{tcp}=8"), format!("{diag}=9")]).unwrap();
+        assert_eq!((sizes[tcp], sizes[diag]), (8, 9));
+        let bad = [
+            tcp.to_string(),
+            format!("{tcp}=0"),
+            format!("{tcp}=x"),
+            format!("{tcp}x=8"),
+            "=8".to_string(),
+        ];
+        for bad in bad {
+            let e = parse_sizes(std::slice::from_ref(&bad)).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+        }
+        let e = parse_sizes(&["tcp\u{1b}[2J=8".into()]).unwrap_err();
+        assert!(!e.to_string().contains('\u{1b}'), "escaped: {e}");
     }
 }

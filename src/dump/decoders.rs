@@ -1,4 +1,6 @@
-//! Per-map decoders for `zfw dump`.
+//! The decoders of `zfw dump`: one per kind of content (`Decode` in the
+//! registry rows of src/maps/defs.rs); maps with the same layout and
+//! meaning share one.
 
 use std::collections::BTreeSet;
 
@@ -8,7 +10,9 @@ use crate::conntrack;
 use crate::decode::{self, addr, age_s, ifname, mono_now_ns};
 use crate::error::Result;
 use crate::iface_state;
-use crate::maps::Maps;
+use crate::maps::defs::{self, FLOW_TABLES, NAT_FORWARD};
+use crate::maps::{pending, Decode, MapDef, MapInfo, Maps};
+use crate::net::{AF_INET, AF_INET6, IPPROTO_TCP};
 use crate::skel::{names, types};
 
 fn prefix(family: u8, w: &[u32; 4], len: u8) -> String {
@@ -31,12 +35,12 @@ fn iface(idx: u32) -> Value {
     json!({ "ifindex": idx, "iface": ifname(idx) })
 }
 
-/// Decoded entries of map `name`.
-pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
+/// Decoded entries of the map of registry row `info`.
+pub fn entries(maps: &Maps, info: &'static MapInfo) -> Result<Vec<Value>> {
     let now = mono_now_ns();
-    let v = match name {
-        "config_map" => maps
-            .entries::<u32, types::zfw_config>(name)?
+    let v = match info.decode {
+        Decode::Config => maps
+            .entries(&defs::CONFIG_MAP)?
             .into_iter()
             .map(|(_, c)| {
                 json!({
@@ -46,7 +50,7 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
                 })
             })
             .collect(),
-        "diag_map" => maps
+        Decode::Ifaces => maps
             .ifaces()?
             .into_iter()
             .map(|(i, st)| {
@@ -62,26 +66,26 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
                 json!({ "ifindex": i, "iface": decode::cstr(&st.name), "settings": settings, "hooks": hooks })
             })
             .collect(),
-        "ifindex_ip_map" => maps
-            .entries::<u32, types::zfw_if_addrs4>(name)?
+        Decode::Addrs4 => maps
+            .entries(&defs::IFINDEX_IP_MAP)?
             .into_iter()
             .map(|(i, a)| {
                 let list: Vec<String> =
-                    a.addr.iter().take(a.count as usize).map(|w| addr(2, &[*w, 0, 0, 0]).to_string()).collect();
+                    a.addr.iter().take(a.count as usize).map(|w| addr(AF_INET, &[*w, 0, 0, 0]).to_string()).collect();
                 json!({ "ifindex": i, "iface": ifname(i), "addresses": list })
             })
             .collect(),
-        "ifindex_ip6_map" => maps
-            .entries::<u32, types::zfw_if_addrs6>(name)?
+        Decode::Addrs6 => maps
+            .entries(&defs::IFINDEX_IP6_MAP)?
             .into_iter()
             .map(|(i, a)| {
                 let list: Vec<String> =
-                    a.addr.iter().take(a.count as usize).map(|w| addr(10, &w.a).to_string()).collect();
+                    a.addr.iter().take(a.count as usize).map(|w| addr(AF_INET6, &w.a).to_string()).collect();
                 json!({ "ifindex": i, "iface": ifname(i), "addresses": list })
             })
             .collect(),
-        "tproxy_map" => maps
-            .entries::<types::zfw_rule_key, types::zfw_rule_span>(name)?
+        Decode::RuleKeys => maps
+            .entries(&defs::TPROXY_MAP)?
             .into_iter()
             .map(|(k, s)| {
                 json!({
@@ -91,14 +95,14 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
                 })
             })
             .collect(),
-        "range_map" => range_entries(maps)?,
-        "service_map" => maps
-            .entries::<u32, types::zfw_service_id>(name)?
+        Decode::Ranges => range_entries(maps)?,
+        Decode::ServiceIds => maps
+            .entries(&defs::SERVICE_MAP)?
             .into_iter()
             .map(|(i, s)| json!({ "range": i, "service_id": decode::cstr(&s.id) }))
             .collect(),
-        "dst_lpm_map" => maps
-            .entries::<types::zfw_lpm_key, types::zfw_lpm_val>(name)?
+        Decode::DstPrefixes => maps
+            .entries(&defs::DST_LPM_MAP)?
             .into_iter()
             .map(|(k, v)| {
                 let len = k.prefixlen.saturating_sub(32) as u8;
@@ -110,7 +114,7 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
                 })
             })
             .collect(),
-        "matched_map" => {
+        Decode::Decisions => {
             let gen = maps.config()?.policy_gen;
             maps.cached_decisions()?
                 .into_iter()
@@ -127,16 +131,17 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
                 })
                 .collect()
         }
-        "tcp_map" | "udp_map" | "tcp_ingress_map" | "udp_ingress_map" | "icmp_echo_map" => {
-            let d = conntrack::FLOW_MAPS.iter().find(|(m, _)| *m == name).map(|(_, d)| *d).unwrap_or("");
-            maps.entries::<types::zfw_flow_key, types::zfw_flow>(name)?
+        Decode::Flows => match FLOW_TABLES.iter().find(|(d, _)| std::ptr::eq(&d.info, info)) {
+            Some((def, d)) => maps
+                .entries(*def)?
                 .into_iter()
-                .map(|(k, f)| serde_json::to_value(conntrack::view(now, name, d, &k, &f)).unwrap_or(Value::Null))
-                .collect()
-        }
-        "flow_cache_map" => flow_cache_entries(maps)?,
-        "ct_epoch_map" => maps
-            .array_entries::<u32>(name)?
+                .map(|(k, f)| serde_json::to_value(conntrack::view(now, info.name, d, &k, &f)).unwrap_or(Value::Null))
+                .collect(),
+            None => raw_entries(maps, info)?,
+        },
+        Decode::FlowCache => flow_cache_entries(maps)?,
+        Decode::CtEpochs => maps
+            .array_entries(&defs::CT_EPOCH_MAP)?
             .into_iter()
             .filter(|(_, v)| *v != 0)
             .map(|(i, v)| {
@@ -144,8 +149,8 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
                 json!({ "bucket": bucket, "epoch": v })
             })
             .collect(),
-        "frag_map" => maps
-            .entries::<types::zfw_frag_key, u32>(name)?
+        Decode::Fragments => maps
+            .entries(&defs::FRAG_MAP)?
             .into_iter()
             .map(|(k, _)| {
                 json!({
@@ -155,8 +160,8 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
                 })
             })
             .collect(),
-        "tun_map" => maps
-            .entries::<types::zfw_flow_key, types::zfw_tun_state>(name)?
+        Decode::Tunnels => maps
+            .entries(&defs::TUN_MAP)?
             .into_iter()
             .map(|(k, s)| {
                 json!({
@@ -169,22 +174,22 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
                 })
             })
             .collect(),
-        "tun_cache_map" => tun_cache_entries(maps)?,
-        "ifindex_tun_map" => maps
-            .entries::<u32, types::zfw_tun_iface>(name)?
+        Decode::TunCache => tun_cache_entries(maps)?,
+        Decode::TunIface => maps
+            .entries(&defs::IFINDEX_TUN_MAP)?
             .into_iter()
             .map(|(_, t)| json!({ "ifindex": t.ifindex, "iface": decode::cstr(&t.name) }))
             .collect(),
-        "ddos_dport_map" => {
-            maps.entries::<u32, u32>(name)?.into_iter().map(|(p, _)| json!({ "port": p })).collect()
+        Decode::Ports => {
+            maps.entries(&defs::DDOS_DPORT_MAP)?.into_iter().map(|(p, _)| json!({ "port": p })).collect()
         }
-        "ddos_saddr_map" => maps
-            .entries::<types::zfw_addr_key, u32>(name)?
+        Decode::Sources => maps
+            .entries(&defs::DDOS_SADDR_MAP)?
             .into_iter()
             .map(|(k, _)| json!({ "family": decode::family(k.family), "address": addr(k.family, &k.addr).to_string() }))
             .collect(),
-        "syn_count_map" => maps
-            .entries::<u32, u64>(name)?
+        Decode::SynCounts => maps
+            .entries(&defs::SYN_COUNT_MAP)?
             .into_iter()
             .map(|(i, c)| {
                 let mut v = iface(i);
@@ -192,8 +197,8 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
                 v
             })
             .collect(),
-        "syn_bucket_map" => maps
-            .entries::<types::zfw_addr_key, types::zfw_bucket>(name)?
+        Decode::SynBuckets => maps
+            .entries(&defs::SYN_BUCKET_MAP)?
             .into_iter()
             .map(|(k, b)| {
                 // family 0: the shared bucket of sources seen for the first time
@@ -204,39 +209,23 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
                 })
             })
             .collect(),
-        "dnp3_fcode_map" => {
-            maps.entries::<u32, u32>(name)?.into_iter().map(|(c, _)| json!({ "fcode": c })).collect()
+        Decode::FunctionCodes => {
+            maps.entries(&defs::DNP3_FCODE_MAP)?.into_iter().map(|(c, _)| json!({ "fcode": c })).collect()
         }
-        "counters_map" => {
+        Decode::Counters => {
             let mut v = Vec::new();
             for (n, r) in names::ZFW_REASON.iter().filter(|(n, _)| *n != "ZFW_R_MAX") {
-                let c = crate::status::reason_count(maps, *r as u32)?;
+                let c = pending::reason_count(maps, *r as u32)?;
                 v.push(json!({ "reason": n.trim_start_matches("ZFW_R_").to_ascii_lowercase(), "packets": c }));
             }
             v
         }
-        "masquerade_map" | "icmp_masquerade_map" => maps
-            .entries::<types::zfw_nat_key, types::zfw_nat_val>(name)?
-            .into_iter()
-            .map(|(k, v)| {
-                let outside = if k.family == decode::AF_INET {
-                    addr(k.family, &[v.naddr4, 0, 0, 0]).to_string()
-                } else {
-                    String::new()
-                };
-                json!({
-                    "family": decode::family(k.family), "proto": decode::proto(k.proto),
-                    "remote": decode::endpoint(addr(k.family, &k.raddr), k.rport),
-                    "outside_port": k.nport, "outside_address": outside,
-                    "inside": decode::endpoint(addr(k.family, &v.addr), v.port),
-                    "ifindex": k.ifindex, "iface": ifname(k.ifindex),
-                    "state": if k.proto == 6 { decode::tcp_state(v.state) } else { "active".into() },
-                    "fin_bits": v.fin, "idle_s": age_s(now, v.last_ns),
-                })
-            })
-            .collect(),
-        "masquerade_reverse_map" => maps
-            .entries::<types::zfw_flow_key, types::zfw_nat_rev>(name)?
+        Decode::NatForward => match NAT_FORWARD.iter().find(|d| std::ptr::eq(&d.info, info)) {
+            Some(def) => nat_forward_entries(maps, def, now)?,
+            None => raw_entries(maps, info)?,
+        },
+        Decode::NatReverse => maps
+            .entries(&defs::MASQUERADE_REVERSE_MAP)?
             .into_iter()
             .map(|(k, v)| {
                 json!({
@@ -245,13 +234,13 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
                     "remote": decode::endpoint(addr(k.family, &k.daddr), k.dport),
                     "translated": decode::endpoint(addr(k.family, &v.naddr), v.nport),
                     "ifindex": k.ifindex, "iface": ifname(k.ifindex),
-                    "state": if k.proto == 6 { decode::tcp_state(v.state) } else { "active".into() },
+                    "state": if k.proto == IPPROTO_TCP { decode::tcp_state(v.state) } else { "active".into() },
                     "idle_s": age_s(now, v.last_ns),
                 })
             })
             .collect(),
-        "modbus_state_map" => maps
-            .entries::<types::zfw_modbus_key, types::zfw_modbus_val>(name)?
+        Decode::Modbus => maps
+            .entries(&defs::MODBUS_STATE_MAP)?
             .into_iter()
             .map(|(k, v)| {
                 let f = k.flow;
@@ -264,10 +253,38 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
                 })
             })
             .collect(),
-        "rb_map" => Vec::new(),
-        _ => raw_entries(maps, name)?,
+        Decode::Events => Vec::new(),
+        Decode::Raw => raw_entries(maps, info)?,
     };
     Ok(v)
+}
+
+/// masquerade_map / icmp_masquerade_map: mappings keyed by the outside view.
+fn nat_forward_entries(
+    maps: &Maps,
+    def: &'static MapDef<types::zfw_nat_key, types::zfw_nat_val>,
+    now: u64,
+) -> Result<Vec<Value>> {
+    Ok(maps
+        .entries(def)?
+        .into_iter()
+        .map(|(k, v)| {
+            let outside = if k.family == AF_INET {
+                addr(k.family, &[v.naddr4, 0, 0, 0]).to_string()
+            } else {
+                String::new()
+            };
+            json!({
+                "family": decode::family(k.family), "proto": decode::proto(k.proto),
+                "remote": decode::endpoint(addr(k.family, &k.raddr), k.rport),
+                "outside_port": k.nport, "outside_address": outside,
+                "inside": decode::endpoint(addr(k.family, &v.addr), v.port),
+                "ifindex": k.ifindex, "iface": ifname(k.ifindex),
+                "state": if k.proto == IPPROTO_TCP { decode::tcp_state(v.state) } else { "active".into() },
+                "fin_bits": v.fin, "idle_s": age_s(now, v.last_ns),
+            })
+        })
+        .collect())
 }
 
 /// flow_cache_map: the filled slots of every CPU.  "current" says the rule
@@ -276,7 +293,7 @@ pub fn entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
 fn flow_cache_entries(maps: &Maps) -> Result<Vec<Value>> {
     let gen = maps.config()?.policy_gen;
     let epochs: Vec<u32> = maps
-        .array_entries::<u32>("ct_epoch_map")?
+        .array_entries(&defs::CT_EPOCH_MAP)?
         .into_iter()
         .map(|(_, v)| v)
         .collect();
@@ -289,7 +306,7 @@ fn flow_cache_entries(maps: &Maps) -> Result<Vec<Value>> {
             .wrapping_add(global)
     };
     let mut out = Vec::new();
-    for (slot, per_cpu) in maps.percpu_entries::<types::zfw_flow_cache>("flow_cache_map")? {
+    for (slot, per_cpu) in maps.percpu_entries(&defs::FLOW_CACHE_MAP)? {
         for (cpu, s) in per_cpu.iter().enumerate().filter(|(_, s)| s.dir != 0) {
             let k = &s.key;
             out.push(json!({
@@ -318,7 +335,7 @@ fn flow_cache_entries(maps: &Maps) -> Result<Vec<Value>> {
 /// current depends on its age in ticks, which user space cannot see.
 fn tun_cache_entries(maps: &Maps) -> Result<Vec<Value>> {
     let mut out = Vec::new();
-    for (slot, per_cpu) in maps.percpu_entries::<types::zfw_tun_cache>("tun_cache_map")? {
+    for (slot, per_cpu) in maps.percpu_entries(&defs::TUN_CACHE_MAP)? {
         for (cpu, s) in per_cpu.iter().enumerate().filter(|(_, s)| s.valid != 0) {
             let k = &s.key;
             out.push(json!({
@@ -339,12 +356,12 @@ fn tun_cache_entries(maps: &Maps) -> Result<Vec<Value>> {
 /// range_map is an array: show the slots rule keys point at.
 fn range_entries(maps: &Maps) -> Result<Vec<Value>> {
     let mut used = BTreeSet::new();
-    for (_, s) in maps.entries::<types::zfw_rule_key, types::zfw_rule_span>("tproxy_map")? {
+    for (_, s) in maps.entries(&defs::TPROXY_MAP)? {
         used.extend(s.first..s.first.saturating_add(s.count));
     }
     let mut out = Vec::new();
     for i in used {
-        let Some(r) = maps.get::<u32, types::zfw_range>("range_map", &i)? else {
+        let Some(r) = maps.get(&defs::RANGE_MAP, &i)? else {
             continue;
         };
         let ifs: Vec<Value> = r
@@ -362,10 +379,10 @@ fn range_entries(maps: &Maps) -> Result<Vec<Value>> {
 }
 
 /// Maps without a decoder of their own: keys and values in hex.
-fn raw_entries(maps: &Maps, name: &str) -> Result<Vec<Value>> {
-    let h = maps.handle(name)?;
+fn raw_entries(maps: &Maps, info: &'static MapInfo) -> Result<Vec<Value>> {
+    let h = maps.handle(info)?;
     let mut out = Vec::new();
-    for k in maps.raw_keys(name)? {
+    for k in maps.raw_keys(info)? {
         let v = libbpf_rs::MapCore::lookup(h, &k, libbpf_rs::MapFlags::ANY)
             .ok()
             .flatten()

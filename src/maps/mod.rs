@@ -1,8 +1,10 @@
 //! Typed access to the pinned maps under a bpffs root.  Keys and values are
-//! the skeleton's generated ABI types (plain data), never hand-copied mirrors.
+//! the skeleton's generated ABI types (plain data), never hand-copied
+//! mirrors; which map holds which types is the registry's (src/maps/defs.rs,
+//! docs/ARCHITECTURE.md §6), and every pinned map is checked against it when
+//! the maps are opened.
 
 use std::collections::BTreeMap;
-use std::fs;
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
@@ -11,136 +13,187 @@ use crate::error::{Context, Error, Result};
 use crate::skel::{bytes_of, from_bytes, types};
 
 pub mod batch;
+pub mod defs;
+pub mod pending;
+pub mod registry;
 
-/// Names of the pinned maps, in the order `dump` and `status` show them.
-pub const MAP_NAMES: &[&str] = &[
-    "config_map",
-    "diag_map",
-    "ifindex_ip_map",
-    "ifindex_ip6_map",
-    "tproxy_map",
-    "range_map",
-    "service_map",
-    "dst_lpm_map",
-    "matched_map",
-    "tcp_map",
-    "udp_map",
-    "tcp_ingress_map",
-    "udp_ingress_map",
-    "icmp_echo_map",
-    "flow_cache_map",
-    "ct_epoch_map",
-    "frag_map",
-    "masquerade_map",
-    "masquerade_reverse_map",
-    "icmp_masquerade_map",
-    "tun_map",
-    "tun_cache_map",
-    "ifindex_tun_map",
-    "ddos_dport_map",
-    "ddos_saddr_map",
-    "syn_count_map",
-    "syn_bucket_map",
-    "dnp3_fcode_map",
-    "modbus_state_map",
-    "counters_map",
-    "rb_map",
-];
+pub use registry::{Count, Decode, KeyedBy, MapDef, MapId, MapInfo, MapOf, Size};
+
+/// Whether zfw is loaded under a root is a question about its pins, so it
+/// is answered here, beside the registry (src/bpffs.rs stays below maps).
+impl Root {
+    /// Is zfw loaded here (the global config map is pinned)?
+    pub fn is_loaded(&self) -> bool {
+        self.map_path(defs::CONFIG_MAP.info.name).exists()
+    }
+
+    /// Fail with "zfw is not loaded" unless maps are pinned here.
+    pub fn require_loaded(&self) -> Result<()> {
+        if self.is_loaded() {
+            Ok(())
+        } else {
+            Err(Error::NotLoaded(self.dir.clone()))
+        }
+    }
+}
 
 /// The pinned maps of one root, opened once.
 pub struct Maps {
     pub root: Root,
-    handles: BTreeMap<String, MapHandle>,
+    handles: BTreeMap<&'static str, MapHandle>,
+    /// Pinned maps whose layout differs from this build's registry row:
+    /// name -> how.
+    mismatched: BTreeMap<&'static str, String>,
 }
 
 impl Maps {
-    /// Open every map pinned under `root` ("zfw is not loaded" if none).
+    /// Open every map of the registry pinned under `root` ("zfw is not
+    /// loaded" if none); fails when a pinned map's type or key/value sizes
+    /// differ from this build's (another zfw build's maps).
     pub fn open(root: &Root) -> Result<Self> {
+        let maps = Self::open_matching(root)?;
+        maps.require_match()?;
+        Ok(maps)
+    }
+
+    /// Like `open`, but leave out maps whose layout differs (using one
+    /// then fails with the difference): for `unload --all` and the ABI
+    /// check of `load`, which must work on another build's maps.
+    pub fn open_matching(root: &Root) -> Result<Self> {
         root.require_loaded()?;
         let mut handles = BTreeMap::new();
-        let dir = root.maps_dir();
-        for e in fs::read_dir(&dir)
-            .ctx(|| format!("reading {}", dir.display()))?
-            .flatten()
-        {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let h = MapHandle::from_pinned_path(e.path())
-                .ctx(|| format!("opening pinned map {}", e.path().display()))?;
-            handles.insert(name, h);
+        let mut mismatched = BTreeMap::new();
+        for info in defs::pinned() {
+            let path = root.map_path(info.name);
+            if !path.exists() {
+                continue;
+            }
+            let h = MapHandle::from_pinned_path(&path)
+                .ctx(|| format!("opening pinned map {}", path.display()))?;
+            match info.check_layout(h.map_type(), h.key_size(), h.value_size()) {
+                Ok(()) => {
+                    handles.insert(info.name, h);
+                }
+                Err(e) => {
+                    mismatched.insert(info.name, e);
+                }
+            }
         }
         Ok(Maps {
             root: root.clone(),
             handles,
+            mismatched,
         })
     }
 
-    pub fn handle(&self, name: &str) -> Result<&MapHandle> {
-        self.handles.get(name).ok_or_else(|| {
-            Error::runtime(format!(
-                "map {name} is not pinned under {}",
+    /// Err naming every pinned map whose layout differs from this build's.
+    pub fn require_match(&self) -> Result<()> {
+        if self.mismatched.is_empty() {
+            return Ok(());
+        }
+        let why: Vec<&str> = self.mismatched.values().map(String::as_str).collect();
+        let dir = self.root.dir.display();
+        Err(Error::runtime(format!(
+            "the maps pinned under {dir} do not match this zfw build ({}); run `zfw --bpffs {dir} unload --all` first",
+            why.join("; ")
+        )))
+    }
+
+    pub fn handle(&self, m: impl MapId) -> Result<&MapHandle> {
+        let info = m.info()?;
+        if let Some(h) = self.handles.get(info.name) {
+            return Ok(h);
+        }
+        Err(Error::runtime(match self.mismatched.get(info.name) {
+            Some(why) => format!("cannot use {why}"),
+            None => format!(
+                "map {} is not pinned under {}",
+                info.name,
                 self.root.dir.display()
-            ))
-        })
+            ),
+        }))
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.handles.keys().map(String::as_str)
+    /// The handle of a map the caller reads or writes as K -> V.
+    fn typed<K, V>(&self, m: impl MapOf<K, V>) -> Result<(&'static MapInfo, &MapHandle)> {
+        let info = m.info()?;
+        info.check_types::<K, V>()?;
+        Ok((info, self.handle(info)?))
     }
 
+    /// The value under `key`.  Named by its registry row, the map's key and
+    /// value types are the row's, checked by the compiler:
+    ///
+    /// ```no_run
+    /// # fn f(maps: &zfw::maps::Maps) -> zfw::Result<()> {
+    /// use zfw::maps::defs::TCP_MAP;
+    /// use zfw::skel::types::{zfw_flow, zfw_flow_key};
+    /// let flow: Option<zfw_flow> = maps.get(&TCP_MAP, &zfw_flow_key::default())?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// ```compile_fail
+    /// # fn f(maps: &zfw::maps::Maps) -> zfw::Result<()> {
+    /// use zfw::maps::defs::TCP_MAP;
+    /// use zfw::skel::types::{zfw_flow, zfw_nat_key};
+    /// // tcp_map's keys are zfw_flow_key: this does not compile
+    /// let flow: Option<zfw_flow> = maps.get(&TCP_MAP, &zfw_nat_key::default())?;
+    /// # Ok(()) }
+    /// ```
     pub fn get<K: plain::Plain, V: plain::Plain + Default>(
         &self,
-        name: &str,
+        m: impl MapOf<K, V>,
         key: &K,
     ) -> Result<Option<V>> {
-        let v = self
-            .handle(name)?
-            .lookup(bytes_of(key), MapFlags::ANY)
-            .ctx(|| format!("reading {name}"))?;
-        Ok(v.map(|b| from_bytes(&b)))
+        let (info, h) = self.typed(m)?;
+        h.lookup(bytes_of(key), MapFlags::ANY)
+            .ctx(|| format!("reading {}", info.name))?
+            .map(|b| named(from_bytes(&b), info.name))
+            .transpose()
     }
 
     pub fn put<K: plain::Plain, V: plain::Plain>(
         &self,
-        name: &str,
+        m: impl MapOf<K, V>,
         key: &K,
         val: &V,
     ) -> Result<()> {
-        self.handle(name)?
-            .update(bytes_of(key), bytes_of(val), MapFlags::ANY)
-            .ctx(|| format!("writing {name}"))
+        let (info, h) = self.typed(m)?;
+        h.update(bytes_of(key), bytes_of(val), MapFlags::ANY)
+            .ctx(|| format!("writing {}", info.name))
     }
 
     /// Delete a key; Ok(false) when it was not there.  Array slots cannot
     /// be deleted: they are zeroed, which the datapath reads as unused.
-    pub fn del<K: plain::Plain>(&self, name: &str, key: &K) -> Result<bool> {
-        let h = self.handle(name)?;
+    pub fn del<K: plain::Plain>(&self, m: impl KeyedBy<K>, key: &K) -> Result<bool> {
+        let info = m.info()?;
+        info.check_key::<K>()?;
+        let h = self.handle(info)?;
         if matches!(h.map_type(), MapType::Array) {
             let zero = vec![0u8; h.value_size() as usize];
             return h
                 .update(bytes_of(key), &zero, MapFlags::ANY)
                 .map(|_| true)
-                .ctx(|| format!("clearing {name}"));
+                .ctx(|| format!("clearing {}", info.name));
         }
         match h.delete(bytes_of(key)) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e).ctx(|| format!("deleting from {name}")),
+            Err(e) => Err(e).ctx(|| format!("deleting from {}", info.name)),
         }
     }
 
     /// Every (key, value) of a hash/array map.
     pub fn entries<K: plain::Plain + Default, V: plain::Plain + Default>(
         &self,
-        name: &str,
+        m: impl MapOf<K, V>,
     ) -> Result<Vec<(K, V)>> {
-        let h = self.handle(name)?;
+        let (info, h) = self.typed(m)?;
+        let name = info.name;
         // hash tables: batch reads (one syscall per 4096 entries)
         if matches!(h.map_type(), MapType::Hash | MapType::LruHash) {
             if let Ok(e) = batch::read(h, name, 4096, None) {
-                return Ok(e
-                    .iter()
-                    .map(|(k, v)| (from_bytes(k), from_bytes(v)))
-                    .collect());
+                return e.iter().map(|(k, v)| pair(name, k, v)).collect();
             }
         }
         let mut out = Vec::new();
@@ -149,7 +202,7 @@ impl Maps {
                 .lookup(&k, MapFlags::ANY)
                 .ctx(|| format!("reading {name}"))?
             {
-                out.push((from_bytes(&k), from_bytes(&v)));
+                out.push(pair(name, &k, &v)?);
             }
         }
         Ok(out)
@@ -158,90 +211,92 @@ impl Maps {
     /// Every slot of an ARRAY map in batch calls (one syscall per 4096
     /// slots instead of two per slot: diag_map has 65536); falls back to
     /// per-key reads when batching fails or stops short.
-    pub fn array_entries<V: plain::Plain + Default>(&self, name: &str) -> Result<Vec<(u32, V)>> {
-        let h = self.handle(name)?;
+    pub fn array_entries<V: plain::Plain + Default>(
+        &self,
+        m: impl MapOf<u32, V>,
+    ) -> Result<Vec<(u32, V)>> {
+        let (info, h) = self.typed(m)?;
         let max = h.max_entries() as usize;
         if let Ok(it) = h.lookup_batch(4096, MapFlags::ANY, MapFlags::ANY) {
-            let v: Vec<(u32, V)> = it
-                .map(|(k, val)| (from_bytes(&k), from_bytes(&val)))
-                .collect();
+            let v = it
+                .map(|(k, val)| pair(info.name, &k, &val))
+                .collect::<Result<Vec<(u32, V)>>>()?;
             if v.len() == max {
                 return Ok(v);
             }
         }
-        self.entries(name)
+        self.entries::<u32, V>(info.name)
     }
 
     /// Raw keys of a map.
-    pub fn raw_keys(&self, name: &str) -> Result<Vec<Vec<u8>>> {
-        Ok(self.handle(name)?.keys().collect())
+    pub fn raw_keys(&self, m: impl MapId) -> Result<Vec<Vec<u8>>> {
+        Ok(self.handle(m)?.keys().collect())
     }
 
-    /// Entries in use (arrays: all slots; ring buffers: 0).
-    pub fn count(&self, name: &str) -> Result<usize> {
-        let h = self.handle(name)?;
-        if name == "diag_map" {
-            return Ok(self.ifaces()?.len());
-        }
-        if name == "matched_map" {
-            return Ok(self.cached_decisions()?.len());
-        }
-        Ok(match h.map_type() {
-            MapType::RingBuf => 0,
-            MapType::Array | MapType::PercpuArray => h.max_entries() as usize,
+    /// Entries in use, the way the registry row says to count them.
+    pub fn count(&self, m: impl MapId) -> Result<usize> {
+        let info = m.info()?;
+        let h = self.handle(info)?;
+        Ok(match info.count {
+            Count::Nothing => 0,
+            Count::Slots => h.max_entries() as usize,
+            Count::Ifaces => self.ifaces()?.len(),
+            Count::Decisions => self.cached_decisions()?.len(),
             // a few batch calls instead of one syscall per key (tproxy_map
             // holds up to 800k); key by key if batching fails
-            MapType::Hash => batch::read(h, name, 8192, None)
+            Count::Keys if h.map_type() == MapType::Hash => batch::read(h, info.name, 8192, None)
                 .map(|e| e.len())
                 .unwrap_or_else(|_| h.keys().count()),
-            _ => h.keys().count(),
+            Count::Keys => h.keys().count(),
         })
     }
 
-    pub fn max_entries(&self, name: &str) -> Result<u32> {
-        Ok(self.handle(name)?.max_entries())
+    pub fn max_entries(&self, m: impl MapId) -> Result<u32> {
+        Ok(self.handle(m)?.max_entries())
     }
 
-    pub fn map_type(&self, name: &str) -> Result<MapType> {
-        Ok(self.handle(name)?.map_type())
+    pub fn map_type(&self, m: impl MapId) -> Result<MapType> {
+        Ok(self.handle(m)?.map_type())
     }
 
     /// Sum of a per-CPU u64 counter slot.
-    pub fn percpu_sum(&self, name: &str, idx: u32) -> Result<u64> {
-        let h = self.handle(name)?;
+    pub fn percpu_sum(&self, m: impl MapOf<u32, u64>, idx: u32) -> Result<u64> {
+        let (info, h) = self.typed(m)?;
         let vals = h
             .lookup_percpu(&idx.to_ne_bytes(), MapFlags::ANY)
-            .ctx(|| format!("reading {name}"))?;
-        Ok(vals
-            .unwrap_or_default()
-            .iter()
-            .map(|v| u64::from_ne_bytes(v[..8].try_into().unwrap_or([0; 8])))
-            .sum())
+            .ctx(|| format!("reading {}", info.name))?;
+        let mut n = 0u64;
+        for v in vals.unwrap_or_default() {
+            n += named(from_bytes::<u64>(&v), info.name)?;
+        }
+        Ok(n)
     }
 
     pub fn config(&self) -> Result<types::zfw_config> {
-        Ok(self
-            .get::<u32, types::zfw_config>("config_map", &0)?
-            .unwrap_or_default())
+        Ok(self.get(&defs::CONFIG_MAP, &0)?.unwrap_or_default())
     }
 
     pub fn set_config(&self, c: &types::zfw_config) -> Result<()> {
-        self.put("config_map", &0u32, c)
+        self.put(&defs::CONFIG_MAP, &0, c)
     }
 
     /// Every (slot, CPU's value) of a per-CPU array of plain values.
     pub fn percpu_entries<V: plain::Plain + Default>(
         &self,
-        name: &str,
+        m: impl MapOf<u32, V>,
     ) -> Result<Vec<(u32, Vec<V>)>> {
-        let h = self.handle(name)?;
+        let (info, h) = self.typed(m)?;
         let mut out = Vec::new();
         for i in 0..h.max_entries() {
             if let Some(vals) = h
                 .lookup_percpu(&i.to_ne_bytes(), MapFlags::ANY)
-                .ctx(|| format!("reading {name}"))?
+                .ctx(|| format!("reading {}", info.name))?
             {
-                out.push((i, vals.iter().map(|b| from_bytes(b)).collect()));
+                let per_cpu = vals
+                    .iter()
+                    .map(|b| named(from_bytes(b), info.name))
+                    .collect::<Result<Vec<V>>>()?;
+                out.push((i, per_cpu));
             }
         }
         Ok(out)
@@ -251,7 +306,7 @@ impl Maps {
     /// the same decision may sit in several CPUs' slots).
     pub fn cached_decisions(&self) -> Result<Vec<types::zfw_match_slot>> {
         let mut seen: Vec<types::zfw_match_slot> = Vec::new();
-        for (_, per_cpu) in self.percpu_entries::<types::zfw_match_slot>("matched_map")? {
+        for (_, per_cpu) in self.percpu_entries(&defs::MATCHED_MAP)? {
             for s in per_cpu {
                 if s.key.family != 0 && !seen.iter().any(|o| bytes_of(&o.key) == bytes_of(&s.key)) {
                     seen.push(s);
@@ -263,9 +318,23 @@ impl Maps {
 
     /// Interface settings (diag_map) keyed by ifindex.
     pub fn ifaces(&self) -> Result<Vec<(u32, types::zfw_iface)>> {
-        let mut v: Vec<(u32, types::zfw_iface)> = self.array_entries("diag_map")?;
+        let mut v = self.array_entries(&defs::DIAG_MAP)?;
         v.retain(|(_, st)| st.hooks | st.flags != 0);
         v.sort_by_key(|(i, _)| *i);
         Ok(v)
     }
+}
+
+/// One (key, value) out of map bytes; the error names the map.
+fn pair<K: plain::Plain + Default, V: plain::Plain + Default>(
+    name: &str,
+    k: &[u8],
+    v: &[u8],
+) -> Result<(K, V)> {
+    Ok((named(from_bytes(k), name)?, named(from_bytes(v), name)?))
+}
+
+/// A decoding error, naming the map it came from.
+fn named<T>(r: Result<T>, name: &str) -> Result<T> {
+    r.map_err(|e| Error::runtime(format!("reading {name}: {e}")))
 }

@@ -15,7 +15,7 @@ use nix::sys::socket::{
 };
 
 use crate::error::{Context, Error, Result};
-use crate::rules::model::Prefix;
+use crate::net::Prefix;
 
 /// rtm_protocol of the routes zfw installs ("z"); the kernel does not
 /// interpret values above RTPROT_STATIC.

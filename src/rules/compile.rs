@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::error::{Error, Result};
 use crate::rules::model::{Action, Direction, Family, Prefix, Proto, Rule};
-use crate::skel::{abi_const, names, types};
+use crate::skel::{names, types};
 
 /// What one rule set puts into the maps.
 #[derive(Default)]
@@ -122,8 +122,8 @@ pub fn compile(
     range_max: u32,
     ifindex: &dyn Fn(&str) -> Result<u32>,
 ) -> Result<Compiled> {
-    let max_per_key = abi_const("ZFW_MAX_RANGES_PER_KEY") as usize;
-    let max_pairs = abi_const("ZFW_MAX_PAIRS") as usize;
+    let max_per_key = names::ZFW_MAX_RANGES_PER_KEY as usize;
+    let max_pairs = names::ZFW_MAX_PAIRS as usize;
     let (base, half) = set_region(set, range_max);
 
     // keys in order of first appearance, each with its rules in order

@@ -16,7 +16,7 @@ use crate::rules::compile::{self, lpm_key, rule_key, set_region};
 use crate::rules::live::{self, decode_key, Span};
 use crate::rules::model::{Action, Direction, Family, Prefix, Proto, Rule, RuleId};
 use crate::rules::store::{bump_gen, iface_index, no_such_rule, AddOutcome};
-use crate::skel::{abi_const, bytes_of, types};
+use crate::skel::{bytes_of, names, types};
 
 type Group = (Direction, Family, Proto);
 
@@ -137,7 +137,7 @@ fn lpm_changes(
     before: &[(Prefix, u8)],
     after: &[(Prefix, u8)],
 ) -> Result<Vec<LpmWrite>> {
-    let max_pairs = abi_const("ZFW_MAX_PAIRS") as usize;
+    let max_pairs = names::ZFW_MAX_PAIRS as usize;
     let stored_after: BTreeSet<Prefix> = after.iter().map(|(p, _)| *p).collect();
     let stored_before: BTreeSet<Prefix> = before.iter().map(|(p, _)| *p).collect();
     let mut nodes: Vec<Prefix> = vec![*d];
@@ -347,7 +347,7 @@ pub fn add_observed(maps: &Maps, rule: &Rule, obs: Observer) -> Result<Option<Ad
             AddOutcome::Added
         }
     };
-    let max_per_key = abi_const("ZFW_MAX_RANGES_PER_KEY") as usize;
+    let max_per_key = names::ZFW_MAX_RANGES_PER_KEY as usize;
     if slots.len() > max_per_key {
         return Err(Error::usage(format!(
             "more than {max_per_key} port ranges for dst {} src {} {} ({})",

@@ -29,9 +29,9 @@ pub fn active_set(maps: &Maps) -> Result<u8> {
 /// Every tproxy_map entry (both sets).
 pub fn all_keys(maps: &Maps) -> Result<Vec<Span>> {
     let e = batch::read(maps.handle("tproxy_map")?, "tproxy_map", BATCH, None)?;
-    Ok(e.iter()
-        .map(|(k, v)| (from_bytes(k), from_bytes(v)))
-        .collect())
+    e.iter()
+        .map(|(k, v)| Ok((from_bytes(k)?, from_bytes(v)?)))
+        .collect()
 }
 
 /// The keys of rule set `set`, in range order.
@@ -60,17 +60,20 @@ pub fn ranges(maps: &Maps, lo: u32, hi: u32) -> Result<Vec<types::zfw_range>> {
             e.len()
         )));
     }
-    Ok(e.iter().map(|(_, v)| from_bytes(v)).collect())
+    e.iter().map(|(_, v)| from_bytes(v)).collect()
 }
 
 /// service_map entries whose slot lies in `[lo, hi)`.
 pub fn services(maps: &Maps, lo: u32, hi: u32) -> Result<HashMap<u32, String>> {
     let e = batch::read(maps.handle("service_map")?, "service_map", BATCH, None)?;
-    Ok(e.iter()
-        .map(|(k, v)| (from_bytes::<u32>(k), from_bytes::<types::zfw_service_id>(v)))
-        .filter(|(i, _)| *i >= lo && *i < hi)
-        .map(|(i, s)| (i, service_text(&s)))
-        .collect())
+    let mut out = HashMap::new();
+    for (k, v) in e.iter() {
+        let i: u32 = from_bytes(k)?;
+        if i >= lo && i < hi {
+            out.insert(i, service_text(&from_bytes::<types::zfw_service_id>(v)?));
+        }
+    }
+    Ok(out)
 }
 
 pub fn service_text(s: &types::zfw_service_id) -> String {

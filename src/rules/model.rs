@@ -2,7 +2,6 @@
 //! it, its parsing and validation, and the DESIGN.md RULE JSON object.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::de::{self, Deserializer};
@@ -10,180 +9,8 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::skel::abi_const;
-
-/// Address family of a rule (both prefixes share it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub fn bits(self) -> u8 {
-        match self {
-            Family::V4 => 32,
-            Family::V6 => 128,
-        }
-    }
-
-    /// The kernel's AF_* number (what the datapath's keys carry).
-    pub fn af(self) -> u8 {
-        match self {
-            Family::V4 => nix::libc::AF_INET as u8,
-            Family::V6 => nix::libc::AF_INET6 as u8,
-        }
-    }
-
-    pub fn from_af(af: u8) -> Option<Family> {
-        if af == nix::libc::AF_INET as u8 {
-            Some(Family::V4)
-        } else if af == nix::libc::AF_INET6 as u8 {
-            Some(Family::V6)
-        } else {
-            None
-        }
-    }
-}
-
-/// An address prefix, stored masked (host bits zero).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Prefix {
-    pub addr: IpAddr,
-    pub len: u8,
-}
-
-impl Prefix {
-    pub fn any(f: Family) -> Prefix {
-        match f {
-            Family::V4 => Prefix {
-                addr: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                len: 0,
-            },
-            Family::V6 => Prefix {
-                addr: IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-                len: 0,
-            },
-        }
-    }
-
-    pub fn family(&self) -> Family {
-        if self.addr.is_ipv4() {
-            Family::V4
-        } else {
-            Family::V6
-        }
-    }
-
-    /// Build from an address and length, masking host bits.
-    pub fn new(addr: IpAddr, len: u8) -> Prefix {
-        Prefix {
-            addr: mask_addr(addr, len),
-            len,
-        }
-    }
-
-    /// Does this prefix contain `other` (same family, shorter or equal)?
-    pub fn contains(&self, other: &Prefix) -> bool {
-        self.family() == other.family()
-            && self.len <= other.len
-            && mask_addr(other.addr, self.len) == self.addr
-    }
-
-    /// The address as the datapath's four network-order words.
-    pub fn words(&self) -> [u32; 4] {
-        addr_words(self.addr)
-    }
-}
-
-/// An address as four u32 words holding network-order bytes (IPv4 in [0]).
-pub fn addr_words(a: IpAddr) -> [u32; 4] {
-    let mut w = [0u32; 4];
-    match a {
-        IpAddr::V4(v4) => w[0] = u32::from_ne_bytes(v4.octets()),
-        IpAddr::V6(v6) => {
-            for (slot, c) in w.iter_mut().zip(v6.octets().chunks_exact(4)) {
-                *slot = u32::from_ne_bytes([c[0], c[1], c[2], c[3]]);
-            }
-        }
-    }
-    w
-}
-
-/// The inverse of [`addr_words`].
-pub fn words_addr(f: Family, w: &[u32; 4]) -> IpAddr {
-    match f {
-        Family::V4 => IpAddr::V4(Ipv4Addr::from(w[0].to_ne_bytes())),
-        Family::V6 => {
-            let mut o = [0u8; 16];
-            for (i, x) in w.iter().enumerate() {
-                o[i * 4..i * 4 + 4].copy_from_slice(&x.to_ne_bytes());
-            }
-            IpAddr::V6(Ipv6Addr::from(o))
-        }
-    }
-}
-
-/// `addr` with all but the first `len` bits cleared.
-pub fn mask_addr(addr: IpAddr, len: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let m = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - u32::from(len.min(32)))
-            };
-            IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
-        }
-        IpAddr::V6(a) => {
-            let m = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - u32::from(len.min(128)))
-            };
-            IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
-        }
-    }
-}
-
-impl FromStr for Prefix {
-    type Err = String;
-
-    /// `10.0.0.0/24`, `fd00::/8`, or a bare address (host prefix).  Host
-    /// bits set beyond the length are an error, as in `ip route`.
-    fn from_str(s: &str) -> std::result::Result<Prefix, String> {
-        let (a, l) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let addr: IpAddr = a
-            .parse()
-            .map_err(|_| format!("'{s}' is not an IPv4/IPv6 address or CIDR prefix"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len = match l {
-            None => max,
-            Some(l) => l
-                .parse::<u8>()
-                .ok()
-                .filter(|n| *n <= max)
-                .ok_or_else(|| format!("'{s}': prefix length must be 0-{max}"))?,
-        };
-        let p = Prefix::new(addr, len);
-        if p.addr != addr {
-            return Err(format!(
-                "'{s}' has host bits set (did you mean {}/{len}?)",
-                p.addr
-            ));
-        }
-        Ok(p)
-    }
-}
-
-impl fmt::Display for Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
+pub use crate::net::{addr_words, mask_addr, words_addr, Family, Prefix};
+use crate::skel::names;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Proto {
@@ -352,7 +179,7 @@ impl Rule {
                 self.src, self.dst
             )));
         }
-        let max_if = abi_const("ZFW_MAX_RULE_IFACES") as usize;
+        let max_if = names::ZFW_MAX_RULE_IFACES as usize;
         if self.interfaces.len() > max_if {
             return Err(Error::usage(format!(
                 "a rule may list at most {max_if} interfaces ({} given)",
@@ -360,7 +187,7 @@ impl Rule {
             )));
         }
         if let Some(id) = &self.service_id {
-            let max = abi_const("ZFW_SERVICE_ID_LEN") as usize;
+            let max = names::ZFW_SERVICE_ID_LEN as usize;
             if id.is_empty() || id.len() > max || !id.is_ascii() {
                 return Err(Error::usage(format!(
                     "service id '{id}': 1-{max} ASCII characters"
@@ -496,19 +323,6 @@ impl Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prefixes_parse_mask_and_refuse_host_bits() {
-        let p: Prefix = "10.1.0.0/16".parse().unwrap();
-        assert_eq!(p.to_string(), "10.1.0.0/16");
-        assert!("10.1.2.0/16".parse::<Prefix>().is_err());
-        assert!("10.1.0.0/33".parse::<Prefix>().is_err());
-        assert_eq!("fd00::1".parse::<Prefix>().unwrap().len, 128);
-        assert!("nonsense".parse::<Prefix>().is_err());
-        let wide: Prefix = "10.0.0.0/8".parse().unwrap();
-        assert!(wide.contains(&p));
-        assert!(!p.contains(&wide));
-    }
 
     #[test]
     fn ports_parse() {

@@ -141,12 +141,13 @@ fn clear_set(maps: &Maps, set: u8) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
-    let lpm: Vec<types::zfw_lpm_key> = maps
-        .raw_keys("dst_lpm_map")?
-        .iter()
-        .map(|k| from_bytes::<types::zfw_lpm_key>(k))
-        .filter(|k| k.set == set)
-        .collect();
+    let mut lpm: Vec<types::zfw_lpm_key> = Vec::new();
+    for k in maps.raw_keys("dst_lpm_map")? {
+        let k: types::zfw_lpm_key = from_bytes(&k)?;
+        if k.set == set {
+            lpm.push(k);
+        }
+    }
     for k in &lpm {
         maps.del("dst_lpm_map", k)?;
     }

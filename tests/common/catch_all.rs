@@ -7,10 +7,10 @@
 use zfw::maps::Maps;
 use zfw::skel::{names, types};
 
-pub const AF_INET: u8 = 2;
-pub const AF_INET6: u8 = 10;
-pub const TCP: u8 = 6;
-pub const UDP: u8 = 17;
+pub const AF_INET: u8 = zfw::net::AF_INET;
+pub const AF_INET6: u8 = zfw::net::AF_INET6;
+pub const TCP: u8 = zfw::net::IPPROTO_TCP;
+pub const UDP: u8 = zfw::net::IPPROTO_UDP;
 
 /// Value of `enum zfw_action` member `ZFW_ACT_<NAME>` ("allow", "tunnel", ...).
 pub fn action(name: &str) -> u8 {

@@ -169,7 +169,8 @@ impl Fixture {
         let sink = got.clone();
         let mut b = libbpf_rs::RingBufferBuilder::new();
         b.add(&h, move |d: &[u8]| {
-            sink.borrow_mut().push(zfw::skel::from_bytes(d));
+            sink.borrow_mut()
+                .push(zfw::skel::from_bytes(d).expect("a zfw_event record"));
             0
         })
         .expect("ring buffer");

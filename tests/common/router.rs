@@ -79,7 +79,7 @@ impl RouterLab {
     /// (what `zfw iface set ro0 --masquerade on` does).
     pub fn set_masquerade(&self, on: bool) {
         let maps = self.root.maps();
-        let bit = zfw::iface_state::flag_bit("masquerade").unwrap();
+        let bit = zfw::skel::names::ZFW_IF_MASQUERADE as u32;
         let ifaces = maps.ifaces().unwrap();
         let (idx, mut st) = ifaces
             .into_iter()

@@ -91,7 +91,7 @@ impl Tunneler {
                 sn.fetch_add(1, Ordering::SeqCst);
                 fi.lock().unwrap().get_or_insert_with(|| pkt.to_vec());
                 let seg = zfw::testkit::packet::udp_datagram(dst, src, dport, sport, &payload);
-                let reply = zfw::testkit::packet::ip_packet(dst, src, 17, &seg);
+                let reply = zfw::testkit::packet::ip_packet(dst, src, zfw::net::IPPROTO_UDP, &seg);
                 let _ = tun.write_all(&reply);
             }
         });

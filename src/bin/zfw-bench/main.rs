@@ -22,8 +22,9 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use serde::Serialize;
 
 use zfw::bpffs::Root;
-use zfw::maps::Maps;
-use zfw::skel::{bench::BenchSkelBuilder, empty::EmptySkelBuilder, types};
+use zfw::maps::{defs, Maps};
+use zfw::net::{AF_INET, IPPROTO_TCP};
+use zfw::skel::{bench::BenchSkelBuilder, empty::EmptySkelBuilder, names, types};
 use zfw::testkit::packet::*;
 use zfw::testkit::run::TestProg;
 
@@ -119,20 +120,13 @@ fn setup_iface(maps: &Maps) -> zfw::Result<()> {
         ..Default::default()
     };
     zfw::iface_state::copy_name(&mut st.name, "lo");
-    maps.put("diag_map", &IFINDEX, &st)?;
+    maps.put(&defs::DIAG_MAP, &IFINDEX, &st)?;
     let mut a4 = types::zfw_if_addrs4 {
         count: 1,
         ..Default::default()
     };
     a4.addr[0] = u32::from_ne_bytes([10, 0, 0, 2]);
-    maps.put("ifindex_ip_map", &IFINDEX, &a4)
-}
-
-fn reason(name: &str) -> u32 {
-    zfw::skel::names::ZFW_REASON
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or(0, |(_, v)| *v as u32)
+    maps.put(&defs::IFINDEX_IP_MAP, &IFINDEX, &a4)
 }
 
 fn run() -> zfw::Result<Report> {
@@ -274,12 +268,11 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
     // full existing-mapping path -- lookups, state, checksum helpers,
     // stores -- and leaves the same bytes behind.
     let mut st = types::zfw_iface {
-        flags: zfw::iface_state::default_flags()
-            | zfw::iface_state::flag_bit("masquerade").unwrap_or(0),
+        flags: zfw::iface_state::default_flags() | names::ZFW_IF_MASQUERADE as u32,
         ..Default::default()
     };
     zfw::iface_state::copy_name(&mut st.name, "lo");
-    maps.put("diag_map", &IFINDEX, &st)?;
+    maps.put(&defs::DIAG_MAP, &IFINDEX, &st)?;
     let v4 = |a: [u8; 4]| [u32::from_ne_bytes(a), 0, 0, 0];
     let (inside, remote, ours) = (
         v4([192, 168, 1, 10]),
@@ -292,8 +285,8 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
         sport: sp,
         dport: dp,
         ifindex: IFINDEX,
-        family: 2,
-        proto: 6,
+        family: AF_INET,
+        proto: IPPROTO_TCP,
         ..Default::default()
     };
     let mapping = |r: [u32; 4], rp: u16, np: u16| types::zfw_nat_key {
@@ -301,15 +294,12 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
         rport: rp,
         nport: np,
         ifindex: IFINDEX,
-        family: 2,
-        proto: 6,
+        family: AF_INET,
+        proto: IPPROTO_TCP,
         ..Default::default()
     };
     let now = zfw::decode::mono_now_ns();
-    let est = zfw::skel::names::ZFW_TCP_STATE
-        .iter()
-        .find(|(n, _)| *n == "ZFW_TCP_ESTABLISHED")
-        .map_or(0, |(_, v)| *v as u8);
+    let est = zfw::skel::names::ZFW_TCP_ESTABLISHED as u8;
     // egress: the forwarded flow 192.168.1.10:40000 -> 198.51.100.7:80
     let rev = types::zfw_nat_rev {
         naddr: inside,
@@ -319,7 +309,7 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
         ..Default::default()
     };
     maps.put(
-        "masquerade_reverse_map",
+        &defs::MASQUERADE_REVERSE_MAP,
         &flow(inside, 40000, remote, 80),
         &rev,
     )?;
@@ -330,7 +320,7 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
         last_ns: now,
         ..Default::default()
     };
-    maps.put("masquerade_map", &mapping(remote, 80, 40000), &val)?;
+    maps.put(&defs::MASQUERADE_MAP, &mapping(remote, 80, 40000), &val)?;
     // the handshake, so that conntrack holds an established flow
     egress.run(
         &tcp("192.168.1.10", 40000, "198.51.100.7", 80, TCP_SYN),
@@ -368,7 +358,7 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
         last_ns: now,
         ..Default::default()
     };
-    maps.put("masquerade_map", &mapping(remote, 80, 40001), &val)?;
+    maps.put(&defs::MASQUERADE_MAP, &mapping(remote, 80, 40001), &val)?;
     egress.run(
         &tcp("10.0.0.2", 40001, "198.51.100.7", 80, TCP_SYN),
         IFINDEX,
@@ -391,9 +381,9 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
         5,
         b"data",
     );
-    let before = maps.percpu_sum("counters_map", reason("ZFW_R_NAT"))?;
+    let before = maps.percpu_sum(&defs::COUNTERS_MAP, names::ZFW_R_NAT as u32)?;
     policy.run(&back, IFINDEX)?;
-    if maps.percpu_sum("counters_map", reason("ZFW_R_NAT"))? != before + 1 {
+    if maps.percpu_sum(&defs::COUNTERS_MAP, names::ZFW_R_NAT as u32)? != before + 1 {
         return Err(zfw::Error::runtime("bench: DNAT set-up did not take"));
     }
     add(
@@ -541,8 +531,8 @@ fn check_first_packet_bypasses_cache(
     policy.run(&f, IFINDEX)?;
     let (deny, _) = zfw::rules::compile::action_code(Action::Deny);
     // poison every cached decision (all CPUs' slots) with "deny"
-    let h = maps.handle("matched_map")?;
-    for (slot, per_cpu) in maps.percpu_entries::<types::zfw_match_slot>("matched_map")? {
+    let h = maps.handle(&defs::MATCHED_MAP)?;
+    for (slot, per_cpu) in maps.percpu_entries(&defs::MATCHED_MAP)? {
         if per_cpu.iter().all(|s| s.key.family == 0) {
             continue;
         }
@@ -554,7 +544,9 @@ fn check_first_packet_bypasses_cache(
             })
             .collect();
         libbpf_rs::MapCore::update_percpu(h, &slot.to_ne_bytes(), &vals, libbpf_rs::MapFlags::ANY)
-            .map_err(|e| zfw::Error::runtime(format!("poisoning matched_map: {e}")))?;
+            .map_err(|e| {
+                zfw::Error::runtime(format!("poisoning {}: {e}", defs::MATCHED_MAP.info.name))
+            })?;
     }
     let cached = policy.run(&f, IFINDEX)?.retval;
     let fresh = first.run(&f, IFINDEX)?.retval;
@@ -610,7 +602,7 @@ fn policy_cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
         );
         policy.run(&hit, IFINDEX)?;
         add(
-            "policy cache hit (matched_map)",
+            &format!("policy cache hit ({})", defs::MATCHED_MAP.info.name),
             n,
             bench.measure(&policy, &hit, [0; 5])?,
         );

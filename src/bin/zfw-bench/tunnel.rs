@@ -1,7 +1,8 @@
 //! Bench cases of the tunnel fast path (ingress redirect, XDP on the tun)
 //! and of OT inspection (DNP3).
 
-use zfw::maps::Maps;
+use zfw::maps::{defs, Maps};
+use zfw::net::{AF_INET, IPPROTO_UDP};
 use zfw::skel::types;
 use zfw::testkit::packet::*;
 use zfw::testkit::run::TestProg;
@@ -22,8 +23,8 @@ pub(crate) fn tunnel_ot_cases(
         ifindex: IFINDEX,
         ..Default::default()
     };
-    maps.put("ifindex_tun_map", &0u32, &tun)?;
-    install_catch_all_rule(maps, 2, 17, act("tunnel")?)?;
+    maps.put(&defs::IFINDEX_TUN_MAP, &0, &tun)?;
+    install_catch_all_rule(maps, AF_INET, IPPROTO_UDP, act("tunnel")?)?;
     let req = udp("10.0.0.1", 40000, "100.64.0.10", 5000, b"tunnel");
     policy.run(&req, IFINDEX)?; // records tun_map, warms the decision cache
     add(
@@ -85,16 +86,18 @@ pub(crate) fn tunnel_ot_cases(
     // a stale entry (and no cached copy of it): the entry of the flow above
     // under another client port, idle for longer than the 30 s window
     let (mut key, fresh) = maps
-        .entries::<types::zfw_flow_key, types::zfw_tun_state>("tun_map")?
+        .entries(&defs::TUN_MAP)?
         .into_iter()
         .next()
-        .ok_or_else(|| zfw::Error::runtime("bench: no tun_map entry"))?;
+        .ok_or_else(|| {
+            zfw::Error::runtime(format!("bench: no {} entry", defs::TUN_MAP.info.name))
+        })?;
     key.sport = 40001;
     let stale = types::zfw_tun_state {
         last_ns: 0,
         ..fresh
     };
-    maps.put("tun_map", &key, &stale)?;
+    maps.put(&defs::TUN_MAP, &key, &stale)?;
     let stale_reply = udp("100.64.0.10", 5000, "10.0.0.1", 40001, b"answer");
     if xdp.run(&stale_reply[14..], 0)?.retval != zfw::testkit::run::XDP_PASS {
         return Err(zfw::Error::runtime("bench: a stale tun entry was used"));
@@ -112,12 +115,12 @@ pub(crate) fn tunnel_ot_cases(
     );
 
     // DNP3: an established outbound flow to an outstation, ot_filtering on
-    let mut st: types::zfw_iface = maps
-        .get("diag_map", &IFINDEX)?
+    let mut st = maps
+        .get(&defs::DIAG_MAP, &IFINDEX)?
         .ok_or_else(|| zfw::Error::runtime("bench interface missing"))?;
-    st.flags |= zfw::iface_state::flag_bit("ot_filtering").unwrap_or(0);
-    maps.put("diag_map", &IFINDEX, &st)?;
-    maps.put("dnp3_fcode_map", &129u32, &1u32)?;
+    st.flags |= zfw::skel::names::ZFW_IF_OT_FILTERING as u32;
+    maps.put(&defs::DIAG_MAP, &IFINDEX, &st)?;
+    maps.put(&defs::DNP3_FCODE_MAP, &129, &1)?;
     egress.run(&tcp("10.0.0.2", 40000, "10.0.0.5", 20000, TCP_SYN), IFINDEX)?;
     let dnp3 = [
         0x05, 0x64, 10, 0x44, 1, 0, 10, 0, 0xaa, 0xbb, 0xc0, 0xc0, 129, 0, 0, 0xcc, 0xdd,

@@ -1,0 +1,199 @@
+//! The map registry: one row per map of the BPF object (src/bpf/maps.h and
+//! the scratch maps of policy.h and nat.h), with its key and value types
+//! from the skeleton.  Pinning (`zfw load`), `--map-size`, `status`, `dump`,
+//! the size checks on open and the tests all derive from this table; it is
+//! the only place a map's name is written in Rust.  Adding a map = its C
+//! definition + one row here (docs/ARCHITECTURE.md §8).
+//!
+//! Row: `STATIC: "name", MapType<Key, Value>, Size, Count, Decode;` — see
+//! src/maps/registry.rs for what each column means.  Rows are in the order
+//! `status` and `dump` show the maps.
+
+use libbpf_rs::MapType;
+
+use super::registry::{Count, Decode, KeyedBy, MapDef, MapId, MapInfo, MapOf, Size};
+use crate::error::{Error, Result};
+use crate::skel::types;
+
+macro_rules! registry {
+    ($(
+        $(#[$doc:meta])*
+        $id:ident: $name:literal, $kind:ident<$k:ty, $v:ty>, $size:ident, $count:ident, $decode:ident;
+    )*) => {
+        $(
+            $(#[$doc])*
+            pub static $id: MapDef<$k, $v> = MapDef::new(MapInfo {
+                name: $name,
+                kind: MapType::$kind,
+                size: Size::$size,
+                count: Count::$count,
+                decode: Decode::$decode,
+                key_size: std::mem::size_of::<$k>(),
+                value_size: std::mem::size_of::<$v>(),
+                key_type: stringify!($k),
+                value_type: stringify!($v),
+            });
+        )*
+        /// Every map of the BPF object, in registry order.
+        pub static ALL: &[&MapInfo] = &[$(&$id.info),*];
+    };
+}
+
+registry! {
+    /// Global settings, policy generation, ABI version and build id (one slot).
+    CONFIG_MAP: "config_map", Array<u32, types::zfw_config>, Fixed, Slots, Config;
+    /// Per-interface settings and hooks, indexed by ifindex.
+    DIAG_MAP: "diag_map", Array<u32, types::zfw_iface>, Resizable, Ifaces, Ifaces;
+    IFINDEX_IP_MAP: "ifindex_ip_map", Hash<u32, types::zfw_if_addrs4>, Resizable, Keys, Addrs4;
+    IFINDEX_IP6_MAP: "ifindex_ip6_map", Hash<u32, types::zfw_if_addrs6>, Resizable, Keys, Addrs6;
+    /// Rule keys of both rule sets, each pointing at its port ranges.
+    TPROXY_MAP: "tproxy_map", Hash<types::zfw_rule_key, types::zfw_rule_span>, Resizable, Keys, RuleKeys;
+    RANGE_MAP: "range_map", Array<u32, types::zfw_range>, Resizable, Slots, Ranges;
+    SERVICE_MAP: "service_map", Hash<u32, types::zfw_service_id>, Resizable, Keys, ServiceIds;
+    /// The destination trie that prunes the rule lookup.
+    DST_LPM_MAP: "dst_lpm_map", LpmTrie<types::zfw_lpm_key, types::zfw_lpm_val>, Resizable, Keys, DstPrefixes;
+    /// Per-CPU decision cache of the rule lookup.
+    MATCHED_MAP: "matched_map", PercpuArray<u32, types::zfw_match_slot>, Fixed, Decisions, Decisions;
+    TCP_MAP: "tcp_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
+    UDP_MAP: "udp_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
+    TCP_INGRESS_MAP: "tcp_ingress_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
+    UDP_INGRESS_MAP: "udp_ingress_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
+    ICMP_ECHO_MAP: "icmp_echo_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
+    /// Per-CPU verdicts of established flows (src/bpf/flowcache.h).
+    FLOW_CACHE_MAP: "flow_cache_map", PercpuArray<u32, types::zfw_flow_cache>, Fixed, Slots, FlowCache;
+    /// Epochs that end cached verdicts: per bucket, then one global slot.
+    CT_EPOCH_MAP: "ct_epoch_map", Array<u32, u32>, Fixed, Slots, CtEpochs;
+    FRAG_MAP: "frag_map", LruHash<types::zfw_frag_key, u32>, Resizable, Keys, Fragments;
+    MASQUERADE_MAP: "masquerade_map", Hash<types::zfw_nat_key, types::zfw_nat_val>, Resizable, Keys, NatForward;
+    MASQUERADE_REVERSE_MAP: "masquerade_reverse_map", Hash<types::zfw_flow_key, types::zfw_nat_rev>, Resizable, Keys, NatReverse;
+    ICMP_MASQUERADE_MAP: "icmp_masquerade_map", Hash<types::zfw_nat_key, types::zfw_nat_val>, Resizable, Keys, NatForward;
+    TUN_MAP: "tun_map", LruHash<types::zfw_flow_key, types::zfw_tun_state>, Resizable, Keys, Tunnels;
+    /// Per-CPU reply routes of tunnelled flows (src/bpf/tuncache.h).
+    TUN_CACHE_MAP: "tun_cache_map", PercpuArray<u32, types::zfw_tun_cache>, Fixed, Slots, TunCache;
+    IFINDEX_TUN_MAP: "ifindex_tun_map", Hash<u32, types::zfw_tun_iface>, Resizable, Keys, TunIface;
+    DDOS_DPORT_MAP: "ddos_dport_map", Hash<u32, u32>, Resizable, Keys, Ports;
+    DDOS_SADDR_MAP: "ddos_saddr_map", Hash<types::zfw_addr_key, u32>, Resizable, Keys, Sources;
+    SYN_COUNT_MAP: "syn_count_map", Hash<u32, u64>, Resizable, Keys, SynCounts;
+    SYN_BUCKET_MAP: "syn_bucket_map", LruHash<types::zfw_addr_key, types::zfw_bucket>, Resizable, Keys, SynBuckets;
+    DNP3_FCODE_MAP: "dnp3_fcode_map", Hash<u32, u32>, Resizable, Keys, FunctionCodes;
+    MODBUS_STATE_MAP: "modbus_state_map", LruHash<types::zfw_modbus_key, types::zfw_modbus_val>, Resizable, Keys, Modbus;
+    /// Packets per verdict reason, per CPU.
+    COUNTERS_MAP: "counters_map", PercpuArray<u32, u64>, Fixed, Slots, Counters;
+    /// Datapath events for `zfw monitor` (records are `zfw_event`).
+    RB_MAP: "rb_map", RingBuf<(), types::zfw_event>, Fixed, Nothing, Events;
+    /// The pair walk of the rule lookup (too big for the stack).
+    POLICY_SCRATCH_MAP: "policy_scratch_map", PercpuArray<u32, types::zfw_pair_walk>, Scratch, Slots, Raw;
+    /// Masquerade's working state between two helpers of one packet.
+    NAT_SCRATCH_MAP: "nat_scratch_map", PercpuArray<u32, types::zfw_nat_scratch>, Scratch, Slots, Raw;
+}
+
+/// The conntrack tables, in the order `conntrack list` shows them, with the
+/// direction a flow in each was opened from.
+pub static FLOW_TABLES: [(&MapDef<types::zfw_flow_key, types::zfw_flow>, &str); 5] = [
+    (&TCP_MAP, "outbound"),
+    (&UDP_MAP, "outbound"),
+    (&ICMP_ECHO_MAP, "outbound"),
+    (&TCP_INGRESS_MAP, "inbound"),
+    (&UDP_INGRESS_MAP, "inbound"),
+];
+
+/// The two tables of masquerade mappings keyed by the outside view: TCP
+/// and UDP, then ICMP echo.
+pub static NAT_FORWARD: [&MapDef<types::zfw_nat_key, types::zfw_nat_val>; 2] =
+    [&MASQUERADE_MAP, &ICMP_MASQUERADE_MAP];
+
+/// The row of a map by name (for `dump --map NAME`, and name-based calls).
+pub fn by_name(name: &str) -> Option<&'static MapInfo> {
+    ALL.iter().copied().find(|i| i.name == name)
+}
+
+/// The pinned maps, in registry order (the order `status` and `dump` show).
+pub fn pinned() -> impl Iterator<Item = &'static MapInfo> {
+    ALL.iter().copied().filter(|i| i.pinned())
+}
+
+/// Name-based calls (code not converted to typed rows yet): the name must
+/// have a row, and the caller's types its sizes (checked at run time).
+impl MapId for &str {
+    fn info(&self) -> Result<&'static MapInfo> {
+        by_name(self).ok_or_else(|| Error::runtime(format!("this zfw has no map named {self}")))
+    }
+}
+impl<K, V> MapOf<K, V> for &str {}
+impl<K> KeyedBy<K> for &str {}
+
+impl MapId for &String {
+    fn info(&self) -> Result<&'static MapInfo> {
+        self.as_str().info()
+    }
+}
+impl<K, V> MapOf<K, V> for &String {}
+impl<K> KeyedBy<K> for &String {}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::mem::MaybeUninit;
+
+    use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+
+    use super::*;
+    use crate::maps::registry::is_libbpf_internal;
+
+    /// The BPF object's own description of its maps (opened, never
+    /// loaded: no privileges needed): name -> (type, key, value sizes).
+    fn object_maps() -> Vec<(String, MapType, u32, u32)> {
+        let mut storage = MaybeUninit::uninit();
+        let open = crate::skel::zfw::ZfwSkelBuilder::default()
+            .open(&mut storage)
+            .expect("open the zfw BPF object");
+        open.open_object()
+            .maps()
+            .map(|m| {
+                let name = m.name().to_string_lossy().into_owned();
+                (name, m.map_type(), m.key_size(), m.value_size())
+            })
+            .filter(|(name, ..)| !is_libbpf_internal(name))
+            .collect()
+    }
+
+    #[test]
+    fn every_map_of_the_bpf_object_has_a_row_and_every_row_a_map() {
+        let object = object_maps();
+        for (name, kind, k, v) in &object {
+            let info = by_name(name)
+                .unwrap_or_else(|| panic!("map {name} of the BPF object has no row here"));
+            info.check_layout(*kind, *k, *v).unwrap();
+        }
+        let in_object: BTreeSet<&str> = object.iter().map(|(n, ..)| n.as_str()).collect();
+        for info in ALL {
+            assert!(
+                in_object.contains(info.name),
+                "row {} has no map in the BPF object",
+                info.name
+            );
+        }
+        let names: BTreeSet<&str> = ALL.iter().map(|i| i.name).collect();
+        assert_eq!(names.len(), ALL.len(), "a name has two rows");
+    }
+
+    #[test]
+    fn shared_decoders_know_every_table_they_serve() {
+        let flows: Vec<&str> = FLOW_TABLES.iter().map(|(d, _)| d.info.name).collect();
+        let nat: Vec<&str> = NAT_FORWARD.iter().map(|d| d.info.name).collect();
+        for info in ALL {
+            assert_eq!(
+                info.decode == Decode::Flows,
+                flows.contains(&info.name),
+                "{}: Decode::Flows rows and FLOW_TABLES",
+                info.name
+            );
+            assert_eq!(
+                info.decode == Decode::NatForward,
+                nat.contains(&info.name),
+                "{}: Decode::NatForward rows and NAT_FORWARD",
+                info.name
+            );
+        }
+    }
+}
