@@ -22,6 +22,20 @@ pub fn name_of(index: u32) -> Option<String> {
         .map(|i| i.name().to_string_lossy().into_owned())
 }
 
+/// Names of every interface of this namespace, sorted.
+pub fn all_names() -> Vec<String> {
+    let mut v: Vec<String> = nix::net::if_::if_nameindex()
+        .map(|l| {
+            l.iter()
+                .map(|i| i.name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// IPv4 and IPv6 addresses of interface `name`.
 pub fn addresses(name: &str) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
     let mut v4 = Vec::new();

@@ -5,10 +5,9 @@ use std::net::IpAddr;
 
 use crate::bpffs::{check_privileges, Root};
 use crate::error::{Error, Result};
-use crate::maps::Maps;
+use crate::maps::{defs, Maps};
 use crate::rules::model::{Action, Direction, Ports, Proto, Rule};
 use crate::rules::store::{self, AddOutcome};
-use crate::skel::types;
 use crate::{ddos, iface_state, ot};
 
 use super::exec_iface;
@@ -303,13 +302,13 @@ fn list(root: &Root, a: &ListArgs) -> Result<()> {
     let maps = open(root)?;
     let rules = store::read_live(&maps)?;
     let tun = maps
-        .get::<u32, types::zfw_tun_iface>("ifindex_tun_map", &0)?
+        .get(&defs::IFINDEX_TUN_MAP, &0)?
         .filter(|t| t.ifindex != 0)
         .map(|t| iface_state::name_str(&t.name));
     // a rule set may use half of each map (README, Rules)
     let caps = Caps {
-        rules: maps.max_entries("range_map")? as usize / 2,
-        keys: maps.max_entries("tproxy_map")? as usize / 2,
+        rules: maps.max_entries(&defs::RANGE_MAP)? as usize / 2,
+        keys: maps.max_entries(&defs::TPROXY_MAP)? as usize / 2,
     };
     print!("{}", output::rules(&rules, a, tun.as_deref(), caps));
     Ok(())

@@ -8,7 +8,7 @@ use crate::error::{Context, Error, Result};
 use crate::iface_state;
 use crate::ifaddr;
 use crate::loader::{self, LoadOptions};
-use crate::maps::Maps;
+use crate::maps::{defs, Maps};
 use crate::rules::model::Direction;
 use crate::rules::store;
 use crate::skel::{names, types};
@@ -101,9 +101,7 @@ fn hooks_of(root: &Root, name: &str) -> Result<u32> {
     }
     let idx = ifaddr::index_of(name)?;
     let maps = Maps::open(root)?;
-    Ok(maps
-        .get::<u32, types::zfw_iface>("diag_map", &idx)?
-        .map_or(0, |st| st.hooks))
+    Ok(maps.get(&defs::DIAG_MAP, &idx)?.map_or(0, |st| st.hooks))
 }
 
 /// `-X IF -O FILE -z DIR [-d]`.  This zfw's programs are built in (FILE is
@@ -256,7 +254,7 @@ pub(crate) fn set_bits(root: &Root, set: &[(Toggle, Target)], on: bool, quiet: b
     for (idx, _, t) in &plan {
         // several toggles may name one interface: start from the latest
         let mut st = maps
-            .get::<u32, types::zfw_iface>("diag_map", idx)?
+            .get(&defs::DIAG_MAP, idx)?
             .filter(|s| s.hooks | s.flags != 0)
             .unwrap_or(
                 plan.iter()
@@ -308,7 +306,7 @@ pub fn tun_mode(maps: &Maps, ifaces: &[String]) -> Result<bool> {
 /// this zfw does not ship; instead the first interface named ziti* is
 /// registered here, as `zfw -Z` would.
 pub fn ensure_tun(root: &Root, maps: &Maps) -> Result<()> {
-    if let Some(ti) = maps.get::<u32, types::zfw_tun_iface>("ifindex_tun_map", &0)? {
+    if let Some(ti) = maps.get(&defs::IFINDEX_TUN_MAP, &0)? {
         if ti.ifindex != 0 && ifaddr::name_of(ti.ifindex).is_some() {
             return Ok(());
         }
