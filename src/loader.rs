@@ -18,6 +18,15 @@ use crate::ifaddr;
 use crate::maps::{defs, Maps};
 use crate::skel::{names, types, zfw::ZfwSkelBuilder, BPF_BUILD_ID};
 
+/// libbpf prints kernel extack notes (e.g. "Exclusivity flag on") for
+/// conditions zfw handles itself; show its chatter only with ZFW_DEBUG set.
+pub fn quiet_libbpf() {
+    if std::env::var_os("ZFW_DEBUG").is_some() {
+        return;
+    }
+    libbpf_rs::set_print(None);
+}
+
 /// Program names (as pinned under DIR/progs).
 pub const PROG_POLICY: &str = "zfw_policy";
 pub const PROG_TRACK: &str = "zfw_track_flow";

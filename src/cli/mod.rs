@@ -81,7 +81,7 @@ pub enum Command {
 
 /// Run a parsed command line; returns the process exit status.
 pub fn run(cli: Cli) -> i32 {
-    quiet_libbpf();
+    crate::loader::quiet_libbpf();
     let root = Root::new(cli.bpffs.clone());
     let res: Result<()> = match cli.command {
         Command::Load(a) => lifecycle::load(&root, a),
@@ -116,13 +116,4 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
         .map_err(|e| crate::error::Error::runtime(format!("encoding JSON: {e}")))?;
     println!("{s}");
     Ok(())
-}
-
-/// libbpf prints kernel extack notes (e.g. "Exclusivity flag on") for
-/// conditions zfw handles itself; show its chatter only with ZFW_DEBUG set.
-pub fn quiet_libbpf() {
-    if std::env::var_os("ZFW_DEBUG").is_some() {
-        return;
-    }
-    libbpf_rs::set_print(None);
 }

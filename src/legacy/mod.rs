@@ -52,7 +52,7 @@ pub fn parse(prog: &str, args: &[String], ifs: &dyn Interfaces) -> Result<Reques
 
 /// Run a C zfw command line on bpffs root `root`; returns the exit status.
 pub fn run(root: &Root, prog: &str, args: &[String]) -> i32 {
-    crate::cli::quiet_libbpf();
+    crate::loader::quiet_libbpf();
     let req = match parse(prog, args, &Kernel) {
         Ok(r) => r,
         Err(f) => {

@@ -666,7 +666,7 @@ fn apply_cases(root: &Root) -> zfw::Result<Vec<Case>> {
 }
 
 fn main() {
-    zfw::cli::quiet_libbpf();
+    zfw::loader::quiet_libbpf();
     let report = match run() {
         Ok(r) => r,
         Err(e) => {
