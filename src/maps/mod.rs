@@ -305,10 +305,13 @@ impl Maps {
     /// The distinct cached decisions of matched_map (slots are per CPU;
     /// the same decision may sit in several CPUs' slots).
     pub fn cached_decisions(&self) -> Result<Vec<types::zfw_match_slot>> {
+        // a set of the keys seen: linear in slots × CPUs (a list search
+        // here made `status` after a flood quadratic)
+        let mut keys: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
         let mut seen: Vec<types::zfw_match_slot> = Vec::new();
         for (_, per_cpu) in self.percpu_entries(&defs::MATCHED_MAP)? {
             for s in per_cpu {
-                if s.key.family != 0 && !seen.iter().any(|o| bytes_of(&o.key) == bytes_of(&s.key)) {
+                if s.key.family != 0 && keys.insert(bytes_of(&s.key).to_vec()) {
                     seen.push(s);
                 }
             }

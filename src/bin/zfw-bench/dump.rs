@@ -2,7 +2,7 @@
 
 use libbpf_rs::MapCore;
 use zfw::bpffs::Root;
-use zfw::maps::defs::TCP_MAP;
+use zfw::maps::defs::{MATCHED_MAP, TCP_MAP};
 use zfw::maps::Maps;
 use zfw::net::{AF_INET, IPPROTO_TCP};
 use zfw::skel::{bytes_of, names, types};
@@ -65,6 +65,66 @@ pub fn dump_cases(root: &Root, n: u32) -> zfw::Result<Vec<Case>> {
         ),
         rules: 0,
         ns: ns / filled.max(1) as f64,
+        floor_ns: None,
+    }])
+}
+
+/// `zfw status` with matched_map full on every CPU (as after a random-source
+/// flood): every slot holds a decision, half of them the same on all CPUs.
+pub fn status_cases(root: &Root) -> zfw::Result<Vec<Case>> {
+    let maps = Maps::open(root)?;
+    let h = maps.handle(&MATCHED_MAP)?;
+    let cpus = libbpf_rs::num_possible_cpus()
+        .map_err(|e| zfw::Error::runtime(format!("bench: counting CPUs: {e}")))?;
+    let slots = h.max_entries();
+    for i in 0..slots {
+        let vals: Vec<Vec<u8>> = (0..cpus as u32)
+            .map(|c| {
+                let mut k = types::zfw_match_key {
+                    family: AF_INET,
+                    proto: IPPROTO_TCP,
+                    dport: 443,
+                    ifindex: 1,
+                    ..Default::default()
+                };
+                // odd slots: one decision per CPU; even: shared by all CPUs
+                let c = if i % 2 == 1 { c } else { 0 };
+                k.src[0] = (c << 20 | i).to_be();
+                let s = types::zfw_match_slot {
+                    key: k,
+                    ..Default::default()
+                };
+                bytes_of(&s).to_vec()
+            })
+            .collect();
+        h.update_percpu(&i.to_ne_bytes(), &vals, libbpf_rs::MapFlags::ANY)
+            .map_err(|e| {
+                zfw::Error::runtime(format!("bench: filling {}: {e}", MATCHED_MAP.info.name))
+            })?;
+    }
+    let want = (slots as usize).div_ceil(2) + (slots as usize / 2) * cpus;
+    let t = std::time::Instant::now();
+    let st = zfw::status::status(root)?;
+    let ns = t.elapsed().as_nanos() as f64;
+    let got = maps.cached_decisions()?.len();
+    let empty = vec![vec![0u8; std::mem::size_of::<types::zfw_match_slot>()]; cpus];
+    for i in 0..slots {
+        h.update_percpu(&i.to_ne_bytes(), &empty, libbpf_rs::MapFlags::ANY)
+            .map_err(|e| zfw::Error::runtime(format!("bench: emptying matched_map: {e}")))?;
+    }
+    if got != want || st.maps.is_empty() {
+        return Err(zfw::Error::runtime(format!(
+            "bench: status saw {got} of {want} cached decisions"
+        )));
+    }
+    Ok(vec![Case {
+        name: format!(
+            "status, {} full on {cpus} CPUs ({got} decisions): ns per slot (total {:.0} ms)",
+            MATCHED_MAP.info.name,
+            ns / 1e6
+        ),
+        rules: 0,
+        ns: ns / (slots as usize * cpus) as f64,
         floor_ns: None,
     }])
 }

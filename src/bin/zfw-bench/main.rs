@@ -159,8 +159,9 @@ fn run() -> zfw::Result<Report> {
     let root = Root::new(format!("/sys/fs/bpf/zfw-bench-{}", std::process::id()));
     zfw::loader::load_detached(&root)?;
     // ZFW_BENCH_QUICK=1: only the per-packet cases that need no big rule set;
-    // ZFW_BENCH_ONLY=store|dump|tunnel: only the rule-store cases (apply,
-    // add/del/list), the conntrack dump case or the tunnel/OT cases
+    // ZFW_BENCH_ONLY=store|dump|status|tunnel: only the rule-store cases
+    // (apply, add/del/list), the conntrack dump case, status with full
+    // decision caches, or the tunnel/OT cases
     let quick = std::env::var_os("ZFW_BENCH_QUICK").is_some()
         || std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "tunnel");
     let only_store = std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "store");
@@ -169,6 +170,9 @@ fn run() -> zfw::Result<Report> {
         let mut c = Vec::new();
         if only_dump {
             return dump::dump_cases(&root, 65_535);
+        }
+        if std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "status") {
+            return dump::status_cases(&root);
         }
         if !only_store {
             c.extend(cases(&bench, &root)?);
@@ -182,6 +186,7 @@ fn run() -> zfw::Result<Report> {
         }
         if !quick && !only_store {
             c.extend(dump::dump_cases(&root, 65_535)?);
+            c.extend(dump::status_cases(&root)?);
         }
         Ok(c)
     })();
