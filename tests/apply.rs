@@ -347,7 +347,11 @@ fn two_applies_at_once_end_with_one_complete_policy() {
         assert_eq!(live["dnp3_fcodes"], want["dnp3_fcodes"], "round {round}");
         // only the active rule set holds keys: nothing left behind
         let maps = lab.root.maps();
-        assert_eq!(maps.count("tproxy_map").unwrap(), 300, "round {round}");
+        assert_eq!(
+            maps.count(&zfw::maps::defs::TPROXY_MAP).unwrap(),
+            300,
+            "round {round}"
+        );
     }
 }
 

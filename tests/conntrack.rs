@@ -6,16 +6,19 @@ mod common;
 use common::fixture::*;
 use common::packet::*;
 use common::*;
+use zfw::maps::{defs, MapDef};
 use zfw::skel::types::{zfw_flow, zfw_flow_key};
+
+type FlowTable = &'static MapDef<zfw_flow_key, zfw_flow>;
 
 const C: &str = "10.0.0.1"; // remote peer
 const S: &str = "10.0.0.2"; // this host (an interface address)
 
-fn flows(f: &Fixture, map: &str) -> Vec<(zfw_flow_key, zfw_flow)> {
+fn flows(f: &Fixture, map: FlowTable) -> Vec<(zfw_flow_key, zfw_flow)> {
     f.root.maps().entries(map).unwrap()
 }
 
-fn state(f: &Fixture, map: &str) -> Option<String> {
+fn state(f: &Fixture, map: FlowTable) -> Option<String> {
     flows(f, map)
         .first()
         .map(|(_, v)| zfw::decode::tcp_state(v.state))
@@ -23,7 +26,7 @@ fn state(f: &Fixture, map: &str) -> Option<String> {
 
 /// Make every entry of `map` look `secs` older (and the flow caches, which
 /// trust a verdict for a few ticks, forget theirs: time passed for them too).
-fn age(f: &Fixture, map: &str, secs: u64) {
+fn age(f: &Fixture, map: FlowTable, secs: u64) {
     let maps = f.root.maps();
     for (k, mut v) in flows(f, map) {
         v.last_ns -= secs * 1_000_000_000;
@@ -43,11 +46,20 @@ fn sout(flags: u8, seq: u32, ack: u32) -> Vec<u8> {
 fn inbound_established() -> Fixture {
     let f = Fixture::new();
     assert_eq!(f.ingress(&cin(TCP_SYN, 100, 0)), TC_ACT_UNSPEC);
-    assert_eq!(state(&f, "tcp_ingress_map").as_deref(), Some("syn_sent"));
+    assert_eq!(
+        state(&f, &defs::TCP_INGRESS_MAP).as_deref(),
+        Some("syn_sent")
+    );
     assert_eq!(f.egress(&sout(TCP_SYN | TCP_ACK, 500, 101)), TC_ACT_OK);
-    assert_eq!(state(&f, "tcp_ingress_map").as_deref(), Some("syn_recv"));
+    assert_eq!(
+        state(&f, &defs::TCP_INGRESS_MAP).as_deref(),
+        Some("syn_recv")
+    );
     assert_eq!(f.ingress(&cin(TCP_ACK, 101, 501)), TC_ACT_OK);
-    assert_eq!(state(&f, "tcp_ingress_map").as_deref(), Some("established"));
+    assert_eq!(
+        state(&f, &defs::TCP_INGRESS_MAP).as_deref(),
+        Some("established")
+    );
     f
 }
 
@@ -58,14 +70,20 @@ fn inbound_tcp_lifecycle_client_closes_first() {
     let data = tcp_full(C, 40000, S, 22, TCP_ACK | TCP_PSH, 101, 501, b"hello");
     assert_eq!(f.ingress(&data), TC_ACT_OK);
     assert_eq!(f.ingress(&cin(TCP_FIN | TCP_ACK, 106, 501)), TC_ACT_OK);
-    assert_eq!(state(&f, "tcp_ingress_map").as_deref(), Some("fin_wait"));
+    assert_eq!(
+        state(&f, &defs::TCP_INGRESS_MAP).as_deref(),
+        Some("fin_wait")
+    );
     assert_eq!(f.egress(&sout(TCP_ACK, 501, 107)), TC_ACT_OK);
     assert_eq!(f.egress(&sout(TCP_FIN | TCP_ACK, 501, 107)), TC_ACT_OK);
-    assert_eq!(state(&f, "tcp_ingress_map").as_deref(), Some("closing"));
+    assert_eq!(
+        state(&f, &defs::TCP_INGRESS_MAP).as_deref(),
+        Some("closing")
+    );
     // final ACK of the server's FIN ends the flow
     assert_eq!(f.ingress(&cin(TCP_ACK, 107, 502)), TC_ACT_OK);
     assert!(
-        flows(&f, "tcp_ingress_map").is_empty(),
+        flows(&f, &defs::TCP_INGRESS_MAP).is_empty(),
         "entry removed after the final ACK"
     );
     // anything more from the client is a packet without state
@@ -78,10 +96,13 @@ fn inbound_tcp_simultaneous_close() {
     let f = inbound_established();
     assert_eq!(f.ingress(&cin(TCP_FIN | TCP_ACK, 101, 501)), TC_ACT_OK);
     assert_eq!(f.egress(&sout(TCP_FIN | TCP_ACK, 501, 101)), TC_ACT_OK);
-    assert_eq!(state(&f, "tcp_ingress_map").as_deref(), Some("closing"));
+    assert_eq!(
+        state(&f, &defs::TCP_INGRESS_MAP).as_deref(),
+        Some("closing")
+    );
     // each side ACKs the other's FIN; the first final ACK ends tracking
     assert_eq!(f.egress(&sout(TCP_ACK, 502, 102)), TC_ACT_OK);
-    assert!(flows(&f, "tcp_ingress_map").is_empty());
+    assert!(flows(&f, &defs::TCP_INGRESS_MAP).is_empty());
 }
 
 #[test]
@@ -93,10 +114,10 @@ fn rst_from_either_side_ends_the_flow() {
         TC_ACT_OK,
         "the RST itself is delivered"
     );
-    assert!(flows(&f, "tcp_ingress_map").is_empty());
+    assert!(flows(&f, &defs::TCP_INGRESS_MAP).is_empty());
     let f = inbound_established();
     assert_eq!(f.egress(&sout(TCP_RST | TCP_ACK, 501, 101)), TC_ACT_OK);
-    assert!(flows(&f, "tcp_ingress_map").is_empty());
+    assert!(flows(&f, &defs::TCP_INGRESS_MAP).is_empty());
     assert_eq!(f.ingress(&cin(TCP_ACK, 101, 501)), TC_ACT_SHOT);
 }
 
@@ -113,18 +134,18 @@ fn outbound_tcp_lifecycle_replies_allowed_then_closed() {
         "no state yet"
     );
     assert_eq!(f.egress(&out(TCP_SYN, 10, 0)), TC_ACT_OK);
-    assert_eq!(state(&f, "tcp_map").as_deref(), Some("syn_sent"));
+    assert_eq!(state(&f, &defs::TCP_MAP).as_deref(), Some("syn_sent"));
     assert_eq!(f.ingress(&back(TCP_SYN | TCP_ACK, 900, 11)), TC_ACT_OK);
-    assert_eq!(state(&f, "tcp_map").as_deref(), Some("syn_recv"));
+    assert_eq!(state(&f, &defs::TCP_MAP).as_deref(), Some("syn_recv"));
     assert_eq!(f.egress(&out(TCP_ACK, 11, 901)), TC_ACT_OK);
-    assert_eq!(state(&f, "tcp_map").as_deref(), Some("established"));
+    assert_eq!(state(&f, &defs::TCP_MAP).as_deref(), Some("established"));
     assert_eq!(f.ingress(&back(TCP_ACK | TCP_PSH, 901, 11)), TC_ACT_OK);
     // server closes first this time
     assert_eq!(f.ingress(&back(TCP_FIN | TCP_ACK, 901, 11)), TC_ACT_OK);
     assert_eq!(f.egress(&out(TCP_FIN | TCP_ACK, 11, 902)), TC_ACT_OK);
-    assert_eq!(state(&f, "tcp_map").as_deref(), Some("closing"));
+    assert_eq!(state(&f, &defs::TCP_MAP).as_deref(), Some("closing"));
     assert_eq!(f.ingress(&back(TCP_ACK, 902, 12)), TC_ACT_OK);
-    assert!(flows(&f, "tcp_map").is_empty());
+    assert!(flows(&f, &defs::TCP_MAP).is_empty());
     assert_eq!(f.ingress(&back(TCP_ACK, 902, 12)), TC_ACT_SHOT);
 }
 
@@ -146,7 +167,7 @@ fn spoofed_ack_fin_rst_without_state_are_dropped() {
             "flags {fl:#x}"
         );
     }
-    assert!(flows(&f, "tcp_map").is_empty() && flows(&f, "tcp_ingress_map").is_empty());
+    assert!(flows(&f, &defs::TCP_MAP).is_empty() && flows(&f, &defs::TCP_INGRESS_MAP).is_empty());
 }
 
 #[test]
@@ -158,7 +179,7 @@ fn udp_outbound_expires_and_only_its_creator_revives_it() {
     assert_eq!(f.ingress(&a), TC_ACT_SHOT, "unsolicited");
     assert_eq!(f.egress(&q), TC_ACT_OK);
     assert_eq!(f.ingress(&a), TC_ACT_OK, "reply to our query");
-    age(&f, "udp_map", 31);
+    age(&f, &defs::UDP_MAP, 31);
     assert_eq!(
         f.ingress(&a),
         TC_ACT_SHOT,
@@ -166,7 +187,7 @@ fn udp_outbound_expires_and_only_its_creator_revives_it() {
     );
     assert_eq!(f.egress(&q), TC_ACT_OK);
     assert_eq!(f.ingress(&a), TC_ACT_OK, "our next datagram revived it");
-    let (_, v) = flows(&f, "udp_map").pop().unwrap();
+    let (_, v) = flows(&f, &defs::UDP_MAP).pop().unwrap();
     assert_eq!(
         (v.pkts_orig, v.pkts_reply),
         (1, 1),
@@ -197,12 +218,12 @@ fn udp_inbound_revived_by_its_originator_only() {
         last_ns: zfw::decode::mono_now_ns(),
         ..Default::default()
     };
-    maps.put("udp_ingress_map", &k, &v).unwrap();
+    maps.put(&zfw::maps::defs::UDP_INGRESS_MAP, &k, &v).unwrap();
     assert_eq!(f.ingress(&q), TC_ACT_OK);
     assert_eq!(f.egress(&r), TC_ACT_OK);
-    age(&f, "udp_ingress_map", 31);
+    age(&f, &defs::UDP_INGRESS_MAP, 31);
     assert_eq!(f.ingress(&q), TC_ACT_OK, "the originator revives its flow");
-    assert_eq!(flows(&f, "udp_ingress_map").len(), 1);
+    assert_eq!(flows(&f, &defs::UDP_INGRESS_MAP).len(), 1);
 }
 
 #[test]
@@ -222,7 +243,7 @@ fn icmp_echo_replies_match_by_id_and_expire() {
             TC_ACT_SHOT,
             "other id"
         );
-        age(&f, "icmp_echo_map", 31);
+        age(&f, &defs::ICMP_ECHO_MAP, 31);
         assert_eq!(
             f.ingress(&icmp_echo(c, s, true, 77, 2)),
             TC_ACT_SHOT,
@@ -286,7 +307,7 @@ fn conntrack_list_and_gc_via_cli() {
     // nothing is stale yet
     let r = zfw(None, &f.root, &["gc", "--json"]).ok();
     assert!(r.stdout.contains("\"flows_removed\": 0"), "{}", r.stdout);
-    age(&f, "udp_map", 31);
+    age(&f, &defs::UDP_MAP, 31);
     let r = zfw(None, &f.root, &["gc", "--json"]).ok();
     assert!(r.stdout.contains("\"flows_removed\": 1"), "{}", r.stdout);
     let t = zfw(None, &f.root, &["conntrack", "list"]).ok();
@@ -296,5 +317,5 @@ fn conntrack_list_and_gc_via_cli() {
         t.stdout
     );
     zfw(None, &f.root, &["conntrack", "flush"]).ok();
-    assert!(flows(&f, "tcp_ingress_map").is_empty());
+    assert!(flows(&f, &defs::TCP_INGRESS_MAP).is_empty());
 }

@@ -14,16 +14,22 @@ use common::packet::*;
 use common::*;
 
 fn protect(f: &Fixture, port: u32) {
-    f.root.maps().put("ddos_dport_map", &port, &1u32).unwrap();
+    f.root
+        .maps()
+        .put(&zfw::maps::defs::DDOS_DPORT_MAP, &port, &1u32)
+        .unwrap();
 }
 
 fn whitelist(f: &Fixture, ip: &str) {
     let k = zfw::ddos::addr_key(ip.parse().unwrap());
-    f.root.maps().put("ddos_saddr_map", &k, &1u32).unwrap();
+    f.root
+        .maps()
+        .put(&zfw::maps::defs::DDOS_SADDR_MAP, &k, &1u32)
+        .unwrap();
 }
 
 fn syn_count(maps: &zfw::maps::Maps, ifindex: u32) -> u64 {
-    maps.get::<u32, u64>("syn_count_map", &ifindex)
+    maps.get::<u32, u64>(&zfw::maps::defs::SYN_COUNT_MAP, &ifindex)
         .unwrap()
         .unwrap_or(0)
 }
@@ -122,7 +128,10 @@ fn established_flows_are_not_subject_to_the_syn_check() {
     );
     // the whitelist entry goes away; the flow admitted before keeps working
     let k = zfw::ddos::addr_key("10.0.0.1".parse().unwrap());
-    f.root.maps().del("ddos_saddr_map", &k).unwrap();
+    f.root
+        .maps()
+        .del(&zfw::maps::defs::DDOS_SADDR_MAP, &k)
+        .unwrap();
     f.egress(&tcp("10.0.0.2", 8080, "10.0.0.1", 40000, TCP_SYN | TCP_ACK));
     assert_eq!(
         f.ingress(&tcp("10.0.0.1", 40000, "10.0.0.2", 8080, TCP_ACK)),
@@ -435,7 +444,8 @@ fn syn_flood_from_random_sources_never_reaches_the_listener() {
     assert_eq!(flood, 2000);
     assert_eq!(counter(&maps, "drop_ddos"), flood);
     assert_eq!(
-        maps.get::<u32, u64>("syn_count_map", &srv).unwrap(),
+        maps.get::<u32, u64>(&zfw::maps::defs::SYN_COUNT_MAP, &srv)
+            .unwrap(),
         Some(flood)
     );
 

@@ -224,7 +224,9 @@ fn an_egress_deny_added_later_ends_an_established_outbound_flow() {
     assert!(f
         .root
         .maps()
-        .entries::<zfw::skel::types::zfw_flow_key, zfw::skel::types::zfw_flow>("tcp_map")
+        .entries::<zfw::skel::types::zfw_flow_key, zfw::skel::types::zfw_flow>(
+            &zfw::maps::defs::TCP_MAP
+        )
         .unwrap()
         .is_empty());
 }

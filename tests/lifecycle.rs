@@ -200,10 +200,22 @@ fn map_size_option_sizes_maps_at_creation() {
     let lab = Lab::new();
     lab.zfw(&["load", "--iface", "srv0", "--map-size", "tcp_map=4096"])
         .ok();
-    assert_eq!(lab.root.maps().max_entries("tcp_map").unwrap(), 4096);
+    assert_eq!(
+        lab.root
+            .maps()
+            .max_entries(&zfw::maps::defs::TCP_MAP)
+            .unwrap(),
+        4096
+    );
     // an existing map keeps its size on reload
     lab.zfw(&["load", "--iface", "srv0"]).ok();
-    assert_eq!(lab.root.maps().max_entries("tcp_map").unwrap(), 4096);
+    assert_eq!(
+        lab.root
+            .maps()
+            .max_entries(&zfw::maps::defs::TCP_MAP)
+            .unwrap(),
+        4096
+    );
 }
 
 #[test]

@@ -119,8 +119,20 @@ fn snat_rewrites_tcp_source_and_checksums_and_reuses_the_mapping() {
     assert!(nport >= 1024, "port {nport} in 1024-65535");
     assert!(v.checksums_ok(), "IP and TCP checksums valid after SNAT");
     assert_eq!(r.data.len(), syn.len());
-    assert_eq!(f.root.maps().count("masquerade_map").unwrap(), 1);
-    assert_eq!(f.root.maps().count("masquerade_reverse_map").unwrap(), 1);
+    assert_eq!(
+        f.root
+            .maps()
+            .count(&zfw::maps::defs::MASQUERADE_MAP)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        f.root
+            .maps()
+            .count(&zfw::maps::defs::MASQUERADE_REVERSE_MAP)
+            .unwrap(),
+        1
+    );
     // later packets of the flow keep the same translation
     for flags in [TCP_ACK, TCP_ACK | TCP_PSH] {
         let r = f.egress_out(&tcp_full(IN, 40000, REMOTE, 80, flags, 8, 1, b"payload"));
@@ -129,7 +141,13 @@ fn snat_rewrites_tcp_source_and_checksums_and_reuses_the_mapping() {
         assert_eq!((v.src(), v.sport()), (ip(OUT), nport));
         assert!(v.checksums_ok());
     }
-    assert_eq!(f.root.maps().count("masquerade_map").unwrap(), 1);
+    assert_eq!(
+        f.root
+            .maps()
+            .count(&zfw::maps::defs::MASQUERADE_MAP)
+            .unwrap(),
+        1
+    );
     // without masquerade the same forwarded packet leaves untouched
     let g = Fixture::new();
     let r = g.egress_out(&syn);
@@ -243,8 +261,12 @@ fn collisions_are_retried_against_masquerade_map() {
         ..Default::default()
     };
     for p in (1024u16..=65535).filter(|p| p % 4 == 0) {
-        maps.put("masquerade_map", &v4key(REMOTE, 80, p, 6), &bogus)
-            .unwrap();
+        maps.put(
+            &zfw::maps::defs::MASQUERADE_MAP,
+            &v4key(REMOTE, 80, p, 6),
+            &bogus,
+        )
+        .unwrap();
         taken.insert(p);
     }
     // 40 flows: without retries about ten of them would hit a taken port
@@ -252,10 +274,17 @@ fn collisions_are_retried_against_masquerade_map() {
         let nport = open_tcp(&f, 41000 + i);
         assert!(!taken.contains(&nport), "flow {i} got taken port {nport}");
     }
-    assert_eq!(maps.count("masquerade_reverse_map").unwrap(), 40);
+    assert_eq!(
+        maps.count(&zfw::maps::defs::MASQUERADE_REVERSE_MAP)
+            .unwrap(),
+        40
+    );
     // the pre-filled entries are untouched
     let v: types::zfw_nat_val = maps
-        .get("masquerade_map", &v4key(REMOTE, 80, 4096, 6))
+        .get(
+            &zfw::maps::defs::MASQUERADE_MAP,
+            &v4key(REMOTE, 80, 4096, 6),
+        )
         .unwrap()
         .unwrap();
     assert_eq!(v.port, 1);
@@ -268,13 +297,21 @@ fn port_exhaustion_drops_and_never_sends_the_inside_address() {
     let maps = f.root.maps();
     let bogus = types::zfw_nat_val::default();
     for p in 1024u16..=65535 {
-        maps.put("masquerade_map", &v4key(REMOTE, 80, p, 6), &bogus)
-            .unwrap();
+        maps.put(
+            &zfw::maps::defs::MASQUERADE_MAP,
+            &v4key(REMOTE, 80, p, 6),
+            &bogus,
+        )
+        .unwrap();
     }
     let r = f.egress_out(&tcp(IN, 40000, REMOTE, 80, TCP_SYN));
     assert_eq!(r.retval, TC_ACT_SHOT, "no free port: dropped");
     assert_eq!(f.counter("drop_nat_exhausted"), 1);
-    assert_eq!(maps.count("masquerade_reverse_map").unwrap(), 0);
+    assert_eq!(
+        maps.count(&zfw::maps::defs::MASQUERADE_REVERSE_MAP)
+            .unwrap(),
+        0
+    );
     // an event says why
     let name = |t: &[(&str, i64)], n: &str| t.iter().find(|(k, _)| *k == n).unwrap().1;
     let ev = f.events();
@@ -307,7 +344,13 @@ fn the_hosts_own_traffic_is_not_translated() {
     let own = tcp(OUT, 40000, REMOTE, 80, TCP_SYN);
     let r = f.egress_out(&own);
     assert_eq!((r.retval, &r.data), (TC_ACT_OK, &own));
-    assert_eq!(f.root.maps().count("masquerade_map").unwrap(), 0);
+    assert_eq!(
+        f.root
+            .maps()
+            .count(&zfw::maps::defs::MASQUERADE_MAP)
+            .unwrap(),
+        0
+    );
     // nor are packets sent before the host has an address, or link-local
     for frame in [
         udp("0.0.0.0", 68, "255.255.255.255", 67, b"dhcp discover"),
@@ -319,7 +362,13 @@ fn the_hosts_own_traffic_is_not_translated() {
         let r = f.egress_out(&frame);
         assert_eq!((r.retval, &r.data), (TC_ACT_OK, &frame));
     }
-    assert_eq!(f.root.maps().count("masquerade_map").unwrap(), 0);
+    assert_eq!(
+        f.root
+            .maps()
+            .count(&zfw::maps::defs::MASQUERADE_MAP)
+            .unwrap(),
+        0
+    );
     // its reply comes back through the normal known-flow path
     let reply = tcp(REMOTE, 80, OUT, 40000, TCP_SYN | TCP_ACK);
     let r = f.ingress_out(&reply);
@@ -349,20 +398,28 @@ fn tcp_mapping_goes_after_fin_from_both_sides_and_the_final_ack() {
         1,
         b"",
     ));
-    assert_eq!(maps.count("masquerade_map").unwrap(), 1, "one FIN: kept");
+    assert_eq!(
+        maps.count(&zfw::maps::defs::MASQUERADE_MAP).unwrap(),
+        1,
+        "one FIN: kept"
+    );
     let r = f.ingress_out(&tcp_full(REMOTE, 80, OUT, n, TCP_FIN | TCP_ACK, 1, 2, b""));
     assert_eq!(r.retval, TC_ACT_OK);
     assert_eq!(view(&r.data).dst(), ip(IN));
     assert_eq!(
-        maps.count("masquerade_map").unwrap(),
+        maps.count(&zfw::maps::defs::MASQUERADE_MAP).unwrap(),
         1,
         "final ACK pending"
     );
     let r = f.egress_out(&tcp_full(IN, 40000, REMOTE, 80, TCP_ACK, 2, 2, b""));
     assert_eq!(r.retval, TC_ACT_OK);
     assert_eq!(view(&r.data).src(), ip(OUT), "the final ACK is translated");
-    assert_eq!(maps.count("masquerade_map").unwrap(), 0);
-    assert_eq!(maps.count("masquerade_reverse_map").unwrap(), 0);
+    assert_eq!(maps.count(&zfw::maps::defs::MASQUERADE_MAP).unwrap(), 0);
+    assert_eq!(
+        maps.count(&zfw::maps::defs::MASQUERADE_REVERSE_MAP)
+            .unwrap(),
+        0
+    );
 }
 
 #[test]
@@ -400,11 +457,15 @@ fn a_new_connection_on_a_closing_tuple_keeps_its_mapping() {
     let r = f.egress_out(&tcp_full(IN, 40000, REMOTE, 80, TCP_ACK, 5001, 9001, b""));
     assert_eq!(view(&r.data).src(), ip(OUT));
     assert_eq!(
-        maps.count("masquerade_map").unwrap(),
+        maps.count(&zfw::maps::defs::MASQUERADE_MAP).unwrap(),
         1,
         "new connection keeps it"
     );
-    assert_eq!(maps.count("masquerade_reverse_map").unwrap(), 1);
+    assert_eq!(
+        maps.count(&zfw::maps::defs::MASQUERADE_REVERSE_MAP)
+            .unwrap(),
+        1
+    );
 }
 
 #[test]
@@ -415,13 +476,21 @@ fn tcp_mapping_goes_on_rst_from_either_side() {
     let n = open_tcp(&f, 40000);
     let r = f.ingress_out(&tcp(REMOTE, 80, OUT, n, TCP_RST | TCP_ACK));
     assert_eq!(view(&r.data).dst(), ip(IN), "the RST itself is translated");
-    assert_eq!(maps.count("masquerade_map").unwrap(), 0);
-    assert_eq!(maps.count("masquerade_reverse_map").unwrap(), 0);
+    assert_eq!(maps.count(&zfw::maps::defs::MASQUERADE_MAP).unwrap(), 0);
+    assert_eq!(
+        maps.count(&zfw::maps::defs::MASQUERADE_REVERSE_MAP)
+            .unwrap(),
+        0
+    );
     open_tcp(&f, 40001);
     let r = f.egress_out(&tcp(IN, 40001, REMOTE, 80, TCP_RST));
     assert_eq!(view(&r.data).src(), ip(OUT));
-    assert_eq!(maps.count("masquerade_map").unwrap(), 0);
-    assert_eq!(maps.count("masquerade_reverse_map").unwrap(), 0);
+    assert_eq!(maps.count(&zfw::maps::defs::MASQUERADE_MAP).unwrap(), 0);
+    assert_eq!(
+        maps.count(&zfw::maps::defs::MASQUERADE_REVERSE_MAP)
+            .unwrap(),
+        0
+    );
 }
 
 #[test]
@@ -434,7 +503,13 @@ fn icmp_echo_is_masqueraded_by_identifier() {
     assert_eq!(v.src(), ip(OUT));
     assert!(v.checksums_ok());
     let id = v.echo_id();
-    assert_eq!(f.root.maps().count("icmp_masquerade_map").unwrap(), 1);
+    assert_eq!(
+        f.root
+            .maps()
+            .count(&zfw::maps::defs::ICMP_MASQUERADE_MAP)
+            .unwrap(),
+        1
+    );
     let r = f.ingress_out(&icmp_echo(REMOTE, OUT, true, id, 1));
     assert_eq!(r.retval, TC_ACT_OK, "the echo reply is let in");
     let v = view(&r.data);
@@ -554,17 +629,20 @@ fn idle_udp_mappings_stop_admitting_replies_and_gc_removes_them() {
     assert_eq!(zfw::nat::list_nat(&maps).unwrap().len(), 2);
     // age the UDP mapping past 30 s in both tables
     for (k, mut v) in maps
-        .entries::<types::zfw_nat_key, types::zfw_nat_val>("masquerade_map")
+        .entries::<types::zfw_nat_key, types::zfw_nat_val>(&zfw::maps::defs::MASQUERADE_MAP)
         .unwrap()
     {
         if k.proto == 17 {
             v.last_ns = 1;
-            maps.put("masquerade_map", &k, &v).unwrap();
+            maps.put(&zfw::maps::defs::MASQUERADE_MAP, &k, &v).unwrap();
             let rk = zfw::nat::reverse_key(&k, &v);
-            let mut rv: types::zfw_nat_rev =
-                maps.get("masquerade_reverse_map", &rk).unwrap().unwrap();
+            let mut rv: types::zfw_nat_rev = maps
+                .get(&zfw::maps::defs::MASQUERADE_REVERSE_MAP, &rk)
+                .unwrap()
+                .unwrap();
             rv.last_ns = 1;
-            maps.put("masquerade_reverse_map", &rk, &rv).unwrap();
+            maps.put(&zfw::maps::defs::MASQUERADE_REVERSE_MAP, &rk, &rv)
+                .unwrap();
         }
     }
     let reply = udp(REMOTE, 53, OUT, n, b"a");
@@ -575,7 +653,11 @@ fn idle_udp_mappings_stop_admitting_replies_and_gc_removes_them() {
     let left = zfw::nat::list_nat(&maps).unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].proto, "tcp");
-    assert_eq!(maps.count("masquerade_reverse_map").unwrap(), 1);
+    assert_eq!(
+        maps.count(&zfw::maps::defs::MASQUERADE_REVERSE_MAP)
+            .unwrap(),
+        1
+    );
 }
 
 /// An established masqueraded TCP flow IN:sport -> REMOTE:80 whose packets
@@ -643,7 +725,10 @@ fn turning_masquerade_off_stops_cached_translations_at_once() {
     // what `zfw iface set` does (directly: a CLI run outlasts the slots'
     // freshness and would prove nothing): store, and the caches forget
     let maps = f.root.maps();
-    let mut st: types::zfw_iface = maps.get("diag_map", &IFINDEX).unwrap().unwrap();
+    let mut st: types::zfw_iface = maps
+        .get(&zfw::maps::defs::DIAG_MAP, &IFINDEX)
+        .unwrap()
+        .unwrap();
     st.flags &= !Fixture::flag("masquerade");
     zfw::iface_state::store(&maps, IFINDEX, &st).unwrap();
     let out = f.egress_out(&tcp_full(IN, 40101, REMOTE, 80, TCP_ACK, 9, 101, b"q"));

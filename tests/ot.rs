@@ -64,7 +64,10 @@ fn dnp3_resp(payload: &[u8]) -> Vec<u8> {
 }
 
 fn allow_fcode(f: &Fixture, c: u32) {
-    f.root.maps().put("dnp3_fcode_map", &c, &1u32).unwrap();
+    f.root
+        .maps()
+        .put(&zfw::maps::defs::DNP3_FCODE_MAP, &c, &1u32)
+        .unwrap();
 }
 
 #[test]
@@ -174,8 +177,11 @@ fn modbus_response_must_match_a_recorded_request() {
     let f = ot_fixture(&[]);
     modbus_flow(&f, 40100);
     modbus_req(&f, 40100, 7, 1, 3);
-    let entries: Vec<(types::zfw_modbus_key, types::zfw_modbus_val)> =
-        f.root.maps().entries("modbus_state_map").unwrap();
+    let entries: Vec<(types::zfw_modbus_key, types::zfw_modbus_val)> = f
+        .root
+        .maps()
+        .entries(&zfw::maps::defs::MODBUS_STATE_MAP)
+        .unwrap();
     assert_eq!(entries.len(), 1);
     let (k, v) = &entries[0];
     assert_eq!((k.tid, k.unit, v.fcode), (7, 1, 3));
@@ -258,17 +264,29 @@ fn modbus_requests_are_recorded_only_with_ot_filtering() {
     let f = Fixture::new();
     modbus_flow(&f, 40500);
     modbus_req(&f, 40500, 1, 1, 3);
-    assert_eq!(f.root.maps().count("modbus_state_map").unwrap(), 0);
+    assert_eq!(
+        f.root
+            .maps()
+            .count(&zfw::maps::defs::MODBUS_STATE_MAP)
+            .unwrap(),
+        0
+    );
     f.set_flags(zfw::iface_state::default_flags() | Fixture::flag("ot_filtering"));
     modbus_req(&f, 40500, 2, 1, 3);
-    assert_eq!(f.root.maps().count("modbus_state_map").unwrap(), 1);
+    assert_eq!(
+        f.root
+            .maps()
+            .count(&zfw::maps::defs::MODBUS_STATE_MAP)
+            .unwrap(),
+        1
+    );
 }
 
 // ---- events ----------------------------------------------------------------
 
 fn ot_events(f: &Fixture) -> Vec<types::zfw_event> {
     let maps = f.root.maps();
-    let rb = maps.handle("rb_map").unwrap();
+    let rb = maps.handle(&zfw::maps::defs::RB_MAP).unwrap();
     let events = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let sink = events.clone();
     let mut b = libbpf_rs::RingBufferBuilder::new();

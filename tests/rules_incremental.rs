@@ -125,7 +125,7 @@ fn verdict(f: &Fixture, p: &(&str, &str, u16)) -> bool {
 fn lpm_entries(maps: &Maps) -> Vec<(Vec<u8>, Vec<u8>)> {
     let set = store::active_set(maps).unwrap();
     let mut v: Vec<(Vec<u8>, Vec<u8>)> = maps
-        .entries::<types::zfw_lpm_key, types::zfw_lpm_val>("dst_lpm_map")
+        .entries::<types::zfw_lpm_key, types::zfw_lpm_val>(&zfw::maps::defs::DST_LPM_MAP)
         .unwrap()
         .into_iter()
         .filter(|(k, _)| k.set == set)
@@ -138,7 +138,7 @@ fn lpm_entries(maps: &Maps) -> Vec<(Vec<u8>, Vec<u8>)> {
 /// What a full rewrite of `rules` would write into the trie.
 fn compiled_lpm(maps: &Maps, rules: &[Rule]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let set = store::active_set(maps).unwrap();
-    let max = maps.max_entries("range_map").unwrap();
+    let max = maps.max_entries(&zfw::maps::defs::RANGE_MAP).unwrap();
     let c = compile::compile(rules, set, max, &store::iface_index).unwrap();
     let mut v: Vec<(Vec<u8>, Vec<u8>)> = c
         .lpm
@@ -296,7 +296,7 @@ fn in_place_adds_and_deletes_equal_a_full_rewrite() {
     store::replace_all(&maps, &expected).unwrap();
     check(&f, &maps, &expected, "a full rewrite");
     // service ids of moved or freed slots do not linger
-    let svc = maps.count("service_map").unwrap();
+    let svc = maps.count(&zfw::maps::defs::SERVICE_MAP).unwrap();
     assert_eq!(
         svc,
         expected.iter().filter(|r| r.service_id.is_some()).count()
@@ -388,7 +388,7 @@ fn a_fragmented_range_map_is_compacted_by_a_full_rewrite() {
     // range_map of 1000 slots: 500 per rule set
     let f = Fixture::with_sizes(&[("range_map", 1000)]);
     let maps = f.root.maps();
-    let half = maps.max_entries("range_map").unwrap() / 2;
+    let half = maps.max_entries(&zfw::maps::defs::RANGE_MAP).unwrap() / 2;
     assert_eq!(half, 500);
     // 497 ranges: keys 10.0.0.0..4/32 with 100 ranges each (the last 97)
     let mk = |i: u32| {

@@ -19,7 +19,10 @@ fn register_tun(f: &Fixture, ifindex: u32) {
         ifindex,
         ..Default::default()
     };
-    f.root.maps().put("ifindex_tun_map", &0u32, &ti).unwrap();
+    f.root
+        .maps()
+        .put(&zfw::maps::defs::IFINDEX_TUN_MAP, &0u32, &ti)
+        .unwrap();
 }
 
 /// tun_map key of a client flow (the tuple as it arrived, ifindex 0).
@@ -46,7 +49,7 @@ fn tunnel_rule_redirects_into_the_tun_and_records_the_flow() {
     // no tun registered: nowhere to send it
     assert_eq!(f.ingress(&frame), TC_ACT_SHOT);
     assert_eq!(f.counter("drop_no_tunnel"), 1);
-    assert_eq!(f.root.maps().count("tun_map").unwrap(), 0);
+    assert_eq!(f.root.maps().count(&zfw::maps::defs::TUN_MAP).unwrap(), 0);
 
     register_tun(&f, IFINDEX);
     let before = mono_ns();
@@ -55,7 +58,10 @@ fn tunnel_rule_redirects_into_the_tun_and_records_the_flow() {
     let st: types::zfw_tun_state = f
         .root
         .maps()
-        .get("tun_map", &tun_key("10.0.0.1", 40000, SERVICE, 5000, UDP))
+        .get(
+            &zfw::maps::defs::TUN_MAP,
+            &tun_key("10.0.0.1", 40000, SERVICE, 5000, UDP),
+        )
         .unwrap()
         .expect("tun_map entry for the client flow");
     assert_eq!(st.ifindex, IFINDEX);
@@ -73,11 +79,14 @@ fn tunnel_rule_redirects_into_the_tun_and_records_the_flow() {
     let st2: types::zfw_tun_state = f
         .root
         .maps()
-        .get("tun_map", &tun_key("10.0.0.1", 40000, SERVICE, 5000, UDP))
+        .get(
+            &zfw::maps::defs::TUN_MAP,
+            &tun_key("10.0.0.1", 40000, SERVICE, 5000, UDP),
+        )
         .unwrap()
         .unwrap();
     assert!(st2.last_ns > first);
-    assert_eq!(f.root.maps().count("tun_map").unwrap(), 1);
+    assert_eq!(f.root.maps().count(&zfw::maps::defs::TUN_MAP).unwrap(), 1);
 
     // a TCP flow without a tunnel rule is not redirected
     assert_eq!(
@@ -98,7 +107,10 @@ fn put_tun_state(f: &Fixture, key: &types::zfw_flow_key, last_ns: u64) {
         our_mac: SERVER_MAC,
     };
     // a new entry: no CPU has a cached copy of a flow not seen before
-    f.root.maps().put("tun_map", key, &st).unwrap();
+    f.root
+        .maps()
+        .put(&zfw::maps::defs::TUN_MAP, key, &st)
+        .unwrap();
 }
 
 #[test]
@@ -126,7 +138,12 @@ fn xdp_fast_path_pushes_ethernet_and_redirects_fresh_flows_only() {
     assert_eq!(&r.data[14..], &reply_ip[..]);
     assert_eq!(f.counter("xdp_redirect"), 1);
     // the reply refreshed the entry (replies keep the flow fresh too)
-    let st: types::zfw_tun_state = f.root.maps().get("tun_map", &key).unwrap().unwrap();
+    let st: types::zfw_tun_state = f
+        .root
+        .maps()
+        .get(&zfw::maps::defs::TUN_MAP, &key)
+        .unwrap()
+        .unwrap();
     assert!(
         mono_ns() - st.last_ns < 1_000_000_000,
         "last_ns not refreshed"
@@ -416,7 +433,7 @@ fn client_udp_to_a_tunnel_service_is_answered_through_the_tun() {
     // tun_map holds the flow: client interface and both MACs
     let srv_idx = lab.server.enter(|| zfw::ifaddr::index_of("srv0").unwrap());
     let entries: Vec<(types::zfw_flow_key, types::zfw_tun_state)> =
-        maps.entries("tun_map").unwrap();
+        maps.entries(&zfw::maps::defs::TUN_MAP).unwrap();
     assert_eq!(entries.len(), 1);
     let (k, st) = &entries[0];
     assert_eq!(k.daddr[0], v4(SERVICE));
@@ -462,7 +479,10 @@ fn load_tun_registers_the_tun_and_unload_takes_it_away() {
         move || zfw::ifaddr::index_of(&n).unwrap()
     });
     let maps = root.maps();
-    let ti: types::zfw_tun_iface = maps.get("ifindex_tun_map", &0u32).unwrap().unwrap();
+    let ti: types::zfw_tun_iface = maps
+        .get(&zfw::maps::defs::IFINDEX_TUN_MAP, &0u32)
+        .unwrap()
+        .unwrap();
     assert_eq!(ti.ifindex, idx);
     assert_eq!(zfw::iface_state::name_str(&ti.name), name);
     let link = sh("ip", &["-n", &ns.name, "-d", "link", "show", &name]);
@@ -479,7 +499,7 @@ fn load_tun_registers_the_tun_and_unload_takes_it_away() {
 
     zfw(Some(&ns), &root, &["unload", "--iface", &name]).ok();
     assert!(maps
-        .get::<u32, types::zfw_tun_iface>("ifindex_tun_map", &0u32)
+        .get::<u32, types::zfw_tun_iface>(&zfw::maps::defs::IFINDEX_TUN_MAP, &0u32)
         .unwrap()
         .is_none());
     let link = sh("ip", &["-n", &ns.name, "-d", "link", "show", &name]);

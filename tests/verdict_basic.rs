@@ -151,7 +151,13 @@ fn ssh_flow_is_tracked_by_prio2_and_then_takes_the_fast_path() {
         f.ingress(&tcp("10.0.0.1", 40000, "10.0.0.2", 22, TCP_SYN)),
         TC_ACT_UNSPEC
     );
-    assert_eq!(f.root.maps().count("tcp_ingress_map").unwrap(), 1);
+    assert_eq!(
+        f.root
+            .maps()
+            .count(&zfw::maps::defs::TCP_INGRESS_MAP)
+            .unwrap(),
+        1
+    );
     // the reply leaves through egress, then the client's ACK is a known flow
     assert_eq!(
         f.egress(&tcp("10.0.0.2", 22, "10.0.0.1", 40000, TCP_SYN | TCP_ACK)),

@@ -240,7 +240,11 @@ fn decisions_are_cached_and_a_rule_change_invalidates_the_cache() {
     let f = Fixture::new();
     let maps = f.root.maps();
     assert!(!syn_ok(&f, "192.0.2.1", "10.7.0.1", 8080));
-    assert_eq!(maps.count("matched_map").unwrap(), 1, "the miss is cached");
+    assert_eq!(
+        maps.count(&zfw::maps::defs::MATCHED_MAP).unwrap(),
+        1,
+        "the miss is cached"
+    );
     let gen0 = maps.config().unwrap().policy_gen;
     // cached "no match" must not survive a rule change
     store::add(
@@ -267,11 +271,11 @@ fn decisions_are_cached_and_a_rule_change_invalidates_the_cache() {
     store::del(&maps, &id).unwrap();
     assert!(!udp_ok(&f, "fd99::1", "fd07::1", 9));
     // repeated packets of one decision are served from the cache
-    let hits = maps.count("matched_map").unwrap();
+    let hits = maps.count(&zfw::maps::defs::MATCHED_MAP).unwrap();
     for _ in 0..3 {
         assert!(!udp_ok(&f, "fd99::1", "fd07::1", 9));
     }
-    assert_eq!(maps.count("matched_map").unwrap(), hits);
+    assert_eq!(maps.count(&zfw::maps::defs::MATCHED_MAP).unwrap(), hits);
 }
 
 #[test]
@@ -369,7 +373,7 @@ fn a_full_rule_set_is_refused_and_the_live_rules_stay() {
     require_priv!();
     let f = Fixture::new();
     let maps = f.root.maps();
-    let half = maps.max_entries("range_map").unwrap() / 2;
+    let half = maps.max_entries(&zfw::maps::defs::RANGE_MAP).unwrap() / 2;
     // one more range than a rule set's half of range_map
     set_rules(
         &f,
@@ -425,7 +429,7 @@ fn holds_250k_ranges_over_100k_prefix_keys_per_family() {
     let t = std::time::Instant::now();
     store::replace_all(&maps, &rules).expect("a full-size rule set fits");
     eprintln!("replace_all of {} rules: {:?}", rules.len(), t.elapsed());
-    assert_eq!(maps.count("tproxy_map").unwrap(), 200_000);
+    assert_eq!(maps.count(&zfw::maps::defs::TPROXY_MAP).unwrap(), 200_000);
     assert!(syn_ok(&f, "192.0.2.1", "10.0.0.0", 1021), "key 0, range 3");
     assert!(
         syn_ok(&f, "192.0.2.1", "10.1.134.159", 1011),

@@ -20,6 +20,7 @@ pub mod state;
 
 use crate::error::{Error, Result};
 use crate::maps::Maps;
+use crate::maps::{defs, MapId};
 use crate::rules::store;
 use crate::skel::types;
 use crate::{ddos, ot};
@@ -53,8 +54,9 @@ pub fn plan(maps: &Maps, file: &str, policy: &Policy, prune: bool) -> Result<Pla
     })
 }
 
-fn room(maps: &Maps, name: &str, now: usize, want: usize) -> Result<()> {
-    let max = maps.max_entries(name)? as usize;
+fn room(maps: &Maps, m: impl MapId, now: usize, want: usize) -> Result<()> {
+    let name = m.info()?.name;
+    let max = maps.max_entries(m)? as usize;
     if want > now && want > max {
         return Err(Error::runtime(format!(
             "{name} is full: the policy needs {want} entries, {name} holds {max}; nothing changed"
@@ -71,17 +73,17 @@ pub fn execute(maps: &Maps, plan: &Plan, progress: &mut dyn FnMut(&str)) -> Resu
     let (l, d) = (&plan.live, &plan.desired);
     room(
         maps,
-        "ddos_dport_map",
+        &defs::DDOS_DPORT_MAP,
         l.ddos_ports.len(),
         d.ddos_ports.len(),
     )?;
     room(
         maps,
-        "ddos_saddr_map",
+        &defs::DDOS_SADDR_MAP,
         l.ddos_allow.len(),
         d.ddos_allow.len(),
     )?;
-    room(maps, "dnp3_fcode_map", l.dnp3.len(), d.dnp3.len())?;
+    room(maps, &defs::DNP3_FCODE_MAP, l.dnp3.len(), d.dnp3.len())?;
     let rules_changed = !state::same_rules(&l.rules, &d.rules);
     if rules_changed {
         progress(&format!("writing {} rules", d.rules.len()));
@@ -122,19 +124,19 @@ pub fn write_settings(maps: &Maps, from: &State, to: &State) -> Result<()> {
         crate::iface_state::store(maps, *idx, &st)?;
     }
     for p in from.ddos_ports.difference(&to.ddos_ports) {
-        maps.del("ddos_dport_map", &u32::from(*p))?;
+        maps.del(&defs::DDOS_DPORT_MAP, &u32::from(*p))?;
     }
     for p in to.ddos_ports.difference(&from.ddos_ports) {
         ddos::port_add(maps, *p)?;
     }
     for ip in from.ddos_allow.difference(&to.ddos_allow) {
-        maps.del("ddos_saddr_map", &ddos::addr_key(*ip))?;
+        maps.del(&defs::DDOS_SADDR_MAP, &ddos::addr_key(*ip))?;
     }
     for ip in to.ddos_allow.difference(&from.ddos_allow) {
         ddos::allow_add(maps, *ip)?;
     }
     for c in from.dnp3.difference(&to.dnp3) {
-        maps.del("dnp3_fcode_map", &u32::from(*c))?;
+        maps.del(&defs::DNP3_FCODE_MAP, &u32::from(*c))?;
     }
     for c in to.dnp3.difference(&from.dnp3) {
         ot::dnp3_add(maps, *c)?;

@@ -11,8 +11,7 @@
 
 use libbpf_rs::MapType;
 
-use super::registry::{Count, Decode, KeyedBy, MapDef, MapId, MapInfo, MapOf, Size};
-use crate::error::{Error, Result};
+use super::registry::{Count, Decode, MapDef, MapInfo, Size};
 use crate::skel::types;
 
 macro_rules! registry {
@@ -114,22 +113,6 @@ pub fn pinned() -> impl Iterator<Item = &'static MapInfo> {
 
 /// Name-based calls (code not converted to typed rows yet): the name must
 /// have a row, and the caller's types its sizes (checked at run time).
-impl MapId for &str {
-    fn info(&self) -> Result<&'static MapInfo> {
-        by_name(self).ok_or_else(|| Error::runtime(format!("this zfw has no map named {self}")))
-    }
-}
-impl<K, V> MapOf<K, V> for &str {}
-impl<K> KeyedBy<K> for &str {}
-
-impl MapId for &String {
-    fn info(&self) -> Result<&'static MapInfo> {
-        self.as_str().info()
-    }
-}
-impl<K, V> MapOf<K, V> for &String {}
-impl<K> KeyedBy<K> for &String {}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;

@@ -213,7 +213,7 @@ impl Maps {
     /// per-key reads when batching fails or stops short.
     pub fn array_entries<V: plain::Plain + Default>(
         &self,
-        m: impl MapOf<u32, V>,
+        m: impl MapOf<u32, V> + Copy,
     ) -> Result<Vec<(u32, V)>> {
         let (info, h) = self.typed(m)?;
         let max = h.max_entries() as usize;
@@ -225,7 +225,7 @@ impl Maps {
                 return Ok(v);
             }
         }
-        self.entries::<u32, V>(info.name)
+        self.entries::<u32, V>(m)
     }
 
     /// Raw keys of a map.

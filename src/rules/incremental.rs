@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::{Error, Result};
-use crate::maps::Maps;
+use crate::maps::{defs, Maps};
 use crate::netlink::route;
 use crate::rules::compile::{self, lpm_key, rule_key, set_region};
 use crate::rules::live::{self, decode_key, Span};
@@ -37,7 +37,7 @@ fn view(maps: &Maps) -> Result<View> {
     let total = all.len();
     let mut keys: Vec<Span> = all.into_iter().filter(|(k, _)| k.set == set).collect();
     keys.sort_by_key(|(_, sp)| sp.first);
-    let (base, half) = set_region(set, maps.max_entries("range_map")?);
+    let (base, half) = set_region(set, maps.max_entries(&defs::RANGE_MAP)?);
     Ok(View {
         set,
         keys,
@@ -179,9 +179,9 @@ pub type Observer<'a> = &'a mut dyn FnMut();
 fn apply_lpm(maps: &Maps, writes: &[LpmWrite], obs: Observer) -> Result<()> {
     for (k, v) in writes {
         match v {
-            Some(v) => maps.put("dst_lpm_map", k, v)?,
+            Some(v) => maps.put(&defs::DST_LPM_MAP, k, v)?,
             None => {
-                maps.del("dst_lpm_map", k)?;
+                maps.del(&defs::DST_LPM_MAP, k)?;
             }
         }
         obs();
@@ -195,7 +195,7 @@ fn apply_lpm(maps: &Maps, writes: &[LpmWrite], obs: Observer) -> Result<()> {
 /// is published)?
 fn published(maps: &Maps, rule: &Rule, set: u8) -> Result<bool> {
     let k = lpm_key(rule.direction, rule.family(), rule.proto, set, &rule.dst);
-    let Some(v) = maps.get::<_, types::zfw_lpm_val>("dst_lpm_map", &k)? else {
+    let Some(v) = maps.get::<_, types::zfw_lpm_val>(&defs::DST_LPM_MAP, &k)? else {
         return Ok(false);
     };
     let n = usize::from(v.npairs).min(v.dst_len.len());
@@ -215,7 +215,8 @@ fn read_slots(maps: &Maps, sp: &types::zfw_rule_span) -> Result<Vec<Slot>> {
     let ranges = live::ranges(maps, sp.first, end)?;
     let mut out = Vec::with_capacity(ranges.len());
     for (i, r) in ranges.into_iter().enumerate() {
-        let s = maps.get::<u32, types::zfw_service_id>("service_map", &(sp.first + i as u32))?;
+        let s =
+            maps.get::<u32, types::zfw_service_id>(&defs::SERVICE_MAP, &(sp.first + i as u32))?;
         out.push((r, s));
     }
     Ok(out)
@@ -223,7 +224,7 @@ fn read_slots(maps: &Maps, sp: &types::zfw_rule_span) -> Result<Vec<Slot>> {
 
 /// Write slots at `at..` (free slots: nothing the datapath can reach).
 fn write_slots(maps: &Maps, at: u32, slots: &[Slot]) -> Result<()> {
-    let h = maps.handle("range_map")?;
+    let h = maps.handle(&defs::RANGE_MAP)?;
     let mut ks = Vec::with_capacity(slots.len() * 4);
     let mut vs = Vec::new();
     for (i, (r, _)) in slots.iter().enumerate() {
@@ -244,10 +245,10 @@ fn write_slots(maps: &Maps, at: u32, slots: &[Slot]) -> Result<()> {
     for (i, (_, s)) in slots.iter().enumerate() {
         let idx = at + i as u32;
         match s {
-            Some(s) => maps.put("service_map", &idx, s)?,
+            Some(s) => maps.put(&defs::SERVICE_MAP, &idx, s)?,
             // a label left on a free slot must not name this range
             None => {
-                maps.del("service_map", &idx)?;
+                maps.del(&defs::SERVICE_MAP, &idx)?;
             }
         }
     }
@@ -257,7 +258,7 @@ fn write_slots(maps: &Maps, at: u32, slots: &[Slot]) -> Result<()> {
 /// Drop the service ids of slots no span uses any more.
 fn forget_slots(maps: &Maps, slots: impl Iterator<Item = u32>) -> Result<()> {
     for i in slots {
-        maps.del("service_map", &i)?;
+        maps.del(&defs::SERVICE_MAP, &i)?;
     }
     Ok(())
 }
@@ -362,7 +363,7 @@ pub fn add_observed(maps: &Maps, rule: &Rule, obs: Observer) -> Result<Option<Ad
         // the full rewrite reports the capacity error
         return Ok(None);
     }
-    if old_span.is_none() && v.total + 1 > maps.max_entries("tproxy_map")? as usize {
+    if old_span.is_none() && v.total + 1 > maps.max_entries(&defs::TPROXY_MAP)? as usize {
         return Err(Error::runtime(format!(
             "tproxy_map is full ({} entries); nothing changed",
             v.total
@@ -411,14 +412,14 @@ pub fn add_observed(maps: &Maps, rule: &Rule, obs: Observer) -> Result<Option<Ad
         route::add_local(&rule.dst)?;
     }
     // 3. the key points at its ranges: one atomic hash update
-    maps.put("tproxy_map", &key, &span)?;
+    maps.put(&defs::TPROXY_MAP, &key, &span)?;
     obs();
     // 4. publish a new pair: the dst's node, then its descendants
     if let Err(e) = apply_lpm(maps, &lpm, obs) {
         if old_span.is_none() {
             // put back the nodes that took the new list, then the key
             let _ = apply_lpm(maps, &undo(&lpm, g, v.set, &v)?, &mut || {});
-            let _ = maps.del("tproxy_map", &key);
+            let _ = maps.del(&defs::TPROXY_MAP, &key);
         }
         return Err(e);
     }
@@ -518,7 +519,7 @@ pub fn del_observed(maps: &Maps, id: &RuleId, obs: Observer) -> Result<bool> {
             &lpm_removals(g, v.set, &id.dst, &before, &after)?,
             obs,
         )?;
-        maps.del("tproxy_map", &key)?;
+        maps.del(&defs::TPROXY_MAP, &key)?;
         obs();
         bump_gen(maps)?;
         obs();
@@ -551,7 +552,7 @@ pub fn del_observed(maps: &Maps, id: &RuleId, obs: Observer) -> Result<bool> {
                 count: rest.len() as u32,
             }
         };
-        maps.put("tproxy_map", &key, &new_span)?;
+        maps.put(&defs::TPROXY_MAP, &key, &new_span)?;
         obs();
         bump_gen(maps)?;
         obs();

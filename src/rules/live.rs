@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::ifaddr;
-use crate::maps::{batch, Maps};
+use crate::maps::{batch, defs, Maps};
 use crate::rules::compile::{action_from_code, dir_from_code};
 use crate::rules::model::{words_addr, Direction, Family, Ports, Prefix, Proto, Rule};
 use crate::skel::{from_bytes, types};
@@ -28,7 +28,12 @@ pub fn active_set(maps: &Maps) -> Result<u8> {
 
 /// Every tproxy_map entry (both sets).
 pub fn all_keys(maps: &Maps) -> Result<Vec<Span>> {
-    let e = batch::read(maps.handle("tproxy_map")?, "tproxy_map", BATCH, None)?;
+    let e = batch::read(
+        maps.handle(&defs::TPROXY_MAP)?,
+        defs::TPROXY_MAP.info.name,
+        BATCH,
+        None,
+    )?;
     e.iter()
         .map(|(k, v)| Ok((from_bytes(k)?, from_bytes(v)?)))
         .collect()
@@ -48,8 +53,8 @@ pub fn set_keys(maps: &Maps, set: u8) -> Result<Vec<Span>> {
 /// returned, so a short read is an error).
 pub fn ranges(maps: &Maps, lo: u32, hi: u32) -> Result<Vec<types::zfw_range>> {
     let e = batch::read(
-        maps.handle("range_map")?,
-        "range_map",
+        maps.handle(&defs::RANGE_MAP)?,
+        defs::RANGE_MAP.info.name,
         BATCH,
         Some((lo, hi)),
     )?;
@@ -65,7 +70,12 @@ pub fn ranges(maps: &Maps, lo: u32, hi: u32) -> Result<Vec<types::zfw_range>> {
 
 /// service_map entries whose slot lies in `[lo, hi)`.
 pub fn services(maps: &Maps, lo: u32, hi: u32) -> Result<HashMap<u32, String>> {
-    let e = batch::read(maps.handle("service_map")?, "service_map", BATCH, None)?;
+    let e = batch::read(
+        maps.handle(&defs::SERVICE_MAP)?,
+        defs::SERVICE_MAP.info.name,
+        BATCH,
+        None,
+    )?;
     let mut out = HashMap::new();
     for (k, v) in e.iter() {
         let i: u32 = from_bytes(k)?;

@@ -67,6 +67,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use crate::error::{Context, Error, Result};
 use crate::ifaddr;
 use crate::maps::Maps;
+use crate::maps::{defs, MapId};
 use crate::netlink::route;
 use crate::rules::compile::{self, set_region, Compiled};
 use crate::rules::incremental;
@@ -93,7 +94,7 @@ pub fn read_live(maps: &Maps) -> Result<Vec<Rule>> {
 }
 
 fn delete_keys(maps: &Maps, keys: &[types::zfw_rule_key]) -> Result<()> {
-    let h = maps.handle("tproxy_map")?;
+    let h = maps.handle(&defs::TPROXY_MAP)?;
     for chunk in keys.chunks(BATCH) {
         let mut buf = Vec::with_capacity(std::mem::size_of_val(chunk));
         for k in chunk {
@@ -103,7 +104,7 @@ fn delete_keys(maps: &Maps, keys: &[types::zfw_rule_key]) -> Result<()> {
             .is_err()
         {
             for k in chunk {
-                maps.del("tproxy_map", k)?;
+                maps.del(&defs::TPROXY_MAP, k)?;
             }
         }
     }
@@ -115,10 +116,10 @@ fn delete_keys(maps: &Maps, keys: &[types::zfw_rule_key]) -> Result<()> {
 /// are gone has nothing else left either.
 fn remove_live(maps: &Maps, old: &Live, lpm: &Compiled) -> Result<()> {
     for (k, _) in &lpm.lpm {
-        maps.del("dst_lpm_map", k)?;
+        maps.del(&defs::DST_LPM_MAP, k)?;
     }
     for i in &old.service_slots {
-        maps.del("service_map", i)?;
+        maps.del(&defs::SERVICE_MAP, i)?;
     }
     let keys: Vec<types::zfw_rule_key> = old.keys.iter().map(|(k, _)| *k).collect();
     delete_keys(maps, &keys)
@@ -129,9 +130,9 @@ fn remove_live(maps: &Maps, old: &Live, lpm: &Compiled) -> Result<()> {
 /// Writes put keys first and removals take them last, so a set without
 /// keys has no trie nodes to clear.
 fn clear_set(maps: &Maps, set: u8) -> Result<()> {
-    let (lo, half) = set_region(set, maps.max_entries("range_map")?);
+    let (lo, half) = set_region(set, maps.max_entries(&defs::RANGE_MAP)?);
     for i in live::services(maps, lo, lo + half)?.keys() {
-        maps.del("service_map", i)?;
+        maps.del(&defs::SERVICE_MAP, i)?;
     }
     let keys: Vec<types::zfw_rule_key> = live::all_keys(maps)?
         .into_iter()
@@ -142,20 +143,21 @@ fn clear_set(maps: &Maps, set: u8) -> Result<()> {
         return Ok(());
     }
     let mut lpm: Vec<types::zfw_lpm_key> = Vec::new();
-    for k in maps.raw_keys("dst_lpm_map")? {
+    for k in maps.raw_keys(&defs::DST_LPM_MAP)? {
         let k: types::zfw_lpm_key = from_bytes(&k)?;
         if k.set == set {
             lpm.push(k);
         }
     }
     for k in &lpm {
-        maps.del("dst_lpm_map", k)?;
+        maps.del(&defs::DST_LPM_MAP, k)?;
     }
     delete_keys(maps, &keys)
 }
 
-fn capacity(maps: &Maps, name: &str, used: usize, adding: usize) -> Result<()> {
-    let max = maps.max_entries(name)? as usize;
+fn capacity(maps: &Maps, m: impl MapId, used: usize, adding: usize) -> Result<()> {
+    let name = m.info()?.name;
+    let max = maps.max_entries(m)? as usize;
     if used + adding > max {
         return Err(Error::runtime(format!(
             "{name} is full: the new rule set needs {adding} entries beside the {used} live ones, {name} holds {max}; nothing changed (zfw load --map-size {name}=N on a fresh load)"
@@ -166,7 +168,7 @@ fn capacity(maps: &Maps, name: &str, used: usize, adding: usize) -> Result<()> {
 
 /// Write a compiled (inactive) set: keys first (see clear_set).
 fn write_compiled(maps: &Maps, c: &Compiled) -> Result<()> {
-    let th = maps.handle("tproxy_map")?;
+    let th = maps.handle(&defs::TPROXY_MAP)?;
     for chunk in c.keys.chunks(BATCH) {
         let mut ks = Vec::new();
         let mut vs = Vec::new();
@@ -177,7 +179,7 @@ fn write_compiled(maps: &Maps, c: &Compiled) -> Result<()> {
         th.update_batch(&ks, &vs, chunk.len() as u32, MapFlags::ANY, MapFlags::ANY)
             .ctx(|| "writing tproxy_map".into())?;
     }
-    let rh = maps.handle("range_map")?;
+    let rh = maps.handle(&defs::RANGE_MAP)?;
     let mut at = c.base;
     for chunk in c.ranges.chunks(BATCH) {
         let mut ks = Vec::with_capacity(chunk.len() * 4);
@@ -191,10 +193,10 @@ fn write_compiled(maps: &Maps, c: &Compiled) -> Result<()> {
             .ctx(|| "writing range_map".into())?;
     }
     for (i, s) in &c.services {
-        maps.put("service_map", i, s)?;
+        maps.put(&defs::SERVICE_MAP, i, s)?;
     }
     for (k, v) in &c.lpm {
-        maps.put("dst_lpm_map", k, v)?;
+        maps.put(&defs::DST_LPM_MAP, k, v)?;
     }
     Ok(())
 }
@@ -245,14 +247,19 @@ fn write_set(maps: &Maps, old_set: &Live, rules: &[Rule]) -> Result<()> {
     }
     let live = old_set.set;
     let next = 1 - live;
-    let range_max = maps.max_entries("range_map")?;
+    let range_max = maps.max_entries(&defs::RANGE_MAP)?;
     let c = compile::compile(rules, next, range_max, &iface_index)?;
     // what the live set occupies (it was compiled from these rules)
     let live_c = compile::compile(old, live, range_max, &iface_index)?;
     clear_set(maps, next)?;
-    capacity(maps, "tproxy_map", live_c.keys.len(), c.keys.len())?;
-    capacity(maps, "dst_lpm_map", live_c.lpm.len(), c.lpm.len())?;
-    capacity(maps, "service_map", live_c.services.len(), c.services.len())?;
+    capacity(maps, &defs::TPROXY_MAP, live_c.keys.len(), c.keys.len())?;
+    capacity(maps, &defs::DST_LPM_MAP, live_c.lpm.len(), c.lpm.len())?;
+    capacity(
+        maps,
+        &defs::SERVICE_MAP,
+        live_c.services.len(),
+        c.services.len(),
+    )?;
     write_compiled(maps, &c)?;
 
     let before = tproxy_prefixes(old);

@@ -4,7 +4,7 @@
 //! rule CLI.
 
 use crate::error::Result;
-use crate::maps::Maps;
+use crate::maps::{defs, Maps};
 use crate::skel::{names, types};
 
 /// Value of `enum zfw_action` member `ZFW_ACT_<NAME>` ("allow", "tunnel", ...).
@@ -41,14 +41,14 @@ pub fn install_catch_all_rule(maps: &Maps, family: u8, proto: u8, action: u8) ->
         first: index,
         count: 1,
     };
-    maps.put("tproxy_map", &key, &span)?;
+    maps.put(&defs::TPROXY_MAP, &key, &span)?;
     let range = types::zfw_range {
         lo: 0,
         hi: 65535,
         action,
         ..Default::default()
     };
-    maps.put("range_map", &index, &range)?;
+    maps.put(&defs::RANGE_MAP, &index, &range)?;
     let lk = types::zfw_lpm_key {
         prefixlen: 32,
         family,
@@ -61,7 +61,7 @@ pub fn install_catch_all_rule(maps: &Maps, family: u8, proto: u8, action: u8) ->
         npairs: 1,
         ..Default::default()
     };
-    maps.put("dst_lpm_map", &lk, &lv)?;
+    maps.put(&defs::DST_LPM_MAP, &lk, &lv)?;
     cfg.policy_gen = cfg.policy_gen.wrapping_add(1);
     maps.set_config(&cfg)
 }

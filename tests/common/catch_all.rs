@@ -47,13 +47,16 @@ pub fn mono_ns() -> u64 {
 /// Set or clear interface flags (diag_map) of `ifindex`.
 pub fn set_iface_flag(maps: &Maps, ifindex: u32, flag: &str, on: bool) {
     let bit = zfw::iface_state::flag_bit(flag).unwrap_or_else(|| panic!("no flag {flag}"));
-    let mut st: types::zfw_iface = maps.get("diag_map", &ifindex).unwrap().expect("iface");
+    let mut st: types::zfw_iface = maps
+        .get(&zfw::maps::defs::DIAG_MAP, &ifindex)
+        .unwrap()
+        .expect("iface");
     if on {
         st.flags |= bit;
     } else {
         st.flags &= !bit;
     }
-    maps.put("diag_map", &ifindex, &st).unwrap();
+    maps.put(&zfw::maps::defs::DIAG_MAP, &ifindex, &st).unwrap();
 }
 
 /// IPv4 address as the datapath stores it (network byte order word).

@@ -41,7 +41,10 @@ impl Fixture {
             ..Default::default()
         };
         zfw::iface_state::copy_name(&mut st.name, "lo");
-        self.root.maps().put("diag_map", &IFINDEX, &st).unwrap();
+        self.root
+            .maps()
+            .put(&zfw::maps::defs::DIAG_MAP, &IFINDEX, &st)
+            .unwrap();
     }
 
     pub fn flag(name: &str) -> u32 {
@@ -56,7 +59,8 @@ impl Fixture {
             a4.addr[i] = u32::from_ne_bytes(ip.octets());
         }
         a4.count = v4.len() as u32;
-        maps.put("ifindex_ip_map", &IFINDEX, &a4).unwrap();
+        maps.put(&zfw::maps::defs::IFINDEX_IP_MAP, &IFINDEX, &a4)
+            .unwrap();
         let mut a6 = types::zfw_if_addrs6::default();
         for (i, a) in v6.iter().enumerate() {
             let ip: std::net::Ipv6Addr = a.parse().unwrap();
@@ -65,7 +69,8 @@ impl Fixture {
             }
         }
         a6.count = v6.len() as u32;
-        maps.put("ifindex_ip6_map", &IFINDEX, &a6).unwrap();
+        maps.put(&zfw::maps::defs::IFINDEX_IP6_MAP, &IFINDEX, &a6)
+            .unwrap();
     }
 
     /// Run the ingress chain as the kernel would: prio 1, and prio 2 when

@@ -90,7 +90,7 @@ impl RouterLab {
         } else {
             st.flags &= !bit;
         }
-        maps.put("diag_map", &idx, &st).unwrap();
+        maps.put(&zfw::maps::defs::DIAG_MAP, &idx, &st).unwrap();
     }
 }
 

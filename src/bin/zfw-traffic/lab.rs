@@ -339,9 +339,10 @@ impl Lab {
     /// The datapath's per-reason packet counters (`zfw dump --map
     /// counters_map`), by reason name.
     pub fn zfw_counters(&self) -> Res<std::collections::BTreeMap<String, u64>> {
-        let out = self.zfw(&["dump", "--map", "counters_map"], false)?;
+        let name = zfw::maps::defs::COUNTERS_MAP.info.name;
+        let out = self.zfw(&["dump", "--map", name], false)?;
         let v: Value = serde_json::from_str(&out).map_err(|e| format!("zfw dump: {e}"))?;
-        let entries = v["maps"]["counters_map"]["entries"]
+        let entries = v["maps"][name]["entries"]
             .as_array()
             .ok_or("zfw dump: no counters_map entries")?;
         let mut m = std::collections::BTreeMap::new();
