@@ -4,27 +4,27 @@
 //!
 //! The datapath keeps every address in four `u32` words holding the
 //! network-order bytes (IPv4 in word 0, the other three zero), and writes
-//! the kernel's AF_* and IPPROTO_* numbers into its keys, so these are
-//! taken from libc (zfw_abi.h has no enum of its own for them).
+//! the kernel's AF_* and IPPROTO_* numbers into its keys: zfw_abi.h names
+//! them (`enum zfw_proto`, `enum zfw_family`) and the constants below are
+//! those names (a unit test checks them against libc).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use nix::libc;
+use crate::skel::names;
 
 /// Protocol numbers the datapath's keys carry (the kernel's IPPROTO_*).
-pub const IPPROTO_ICMP: u8 = libc::IPPROTO_ICMP as u8;
-pub const IPPROTO_TCP: u8 = libc::IPPROTO_TCP as u8;
-pub const IPPROTO_UDP: u8 = libc::IPPROTO_UDP as u8;
-pub const IPPROTO_ICMPV6: u8 = libc::IPPROTO_ICMPV6 as u8;
-/// VRRP (IANA protocol 112): neither libc nor zfw_abi.h names it; the C
-/// side's `ZFW_P_VRRP` (src/bpf/common.h) has the same value.
-pub const IPPROTO_VRRP: u8 = 112;
+pub const IPPROTO_ICMP: u8 = names::ZFW_P_ICMP as u8;
+pub const IPPROTO_TCP: u8 = names::ZFW_P_TCP as u8;
+pub const IPPROTO_UDP: u8 = names::ZFW_P_UDP as u8;
+pub const IPPROTO_ICMPV6: u8 = names::ZFW_P_ICMPV6 as u8;
+/// VRRP (IANA protocol 112; libc has no name for it).
+pub const IPPROTO_VRRP: u8 = names::ZFW_P_VRRP as u8;
 
 /// Address families the datapath's keys carry (the kernel's AF_*).
-pub const AF_INET: u8 = libc::AF_INET as u8;
-pub const AF_INET6: u8 = libc::AF_INET6 as u8;
+pub const AF_INET: u8 = names::ZFW_AF_INET as u8;
+pub const AF_INET6: u8 = names::ZFW_AF_INET6 as u8;
 
 /// An address family (both prefixes of a rule share one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -210,6 +210,17 @@ impl fmt::Display for Prefix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protocol_and_family_numbers_are_the_kernels() {
+        use nix::libc;
+        assert_eq!(IPPROTO_ICMP, libc::IPPROTO_ICMP as u8);
+        assert_eq!(IPPROTO_TCP, libc::IPPROTO_TCP as u8);
+        assert_eq!(IPPROTO_UDP, libc::IPPROTO_UDP as u8);
+        assert_eq!(IPPROTO_ICMPV6, libc::IPPROTO_ICMPV6 as u8);
+        assert_eq!(AF_INET, libc::AF_INET as u8);
+        assert_eq!(AF_INET6, libc::AF_INET6 as u8);
+    }
 
     #[test]
     fn prefixes_parse_mask_and_refuse_host_bits() {

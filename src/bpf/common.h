@@ -22,14 +22,7 @@
 #define ZFW_ETH_P_PAE 0x888E /* EAPOL */
 #define ZFW_ETH_HLEN 14
 
-#define ZFW_AF_INET 2
-#define ZFW_AF_INET6 10
-
-#define ZFW_P_ICMP 1
-#define ZFW_P_TCP 6
-#define ZFW_P_UDP 17
-#define ZFW_P_ICMPV6 58
-#define ZFW_P_VRRP 112
+/* ZFW_AF_* and ZFW_P_* are in zfw_abi.h (shared with user space). */
 
 #define ZFW_TCP_FIN 0x01
 #define ZFW_TCP_SYN 0x02

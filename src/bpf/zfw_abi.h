@@ -35,6 +35,21 @@ enum zfw_abi_consts {
 	ZFW_NAT_TCP_CLOSE_TIMEOUT_S = 120,  /* FIN seen, final ACK not (yet) */
 };
 
+/* IP protocol and address family numbers the datapath's keys carry (the
+ * kernel's IPPROTO_* and AF_*; VRRP is IANA protocol 112). */
+enum zfw_proto {
+	ZFW_P_ICMP = 1,
+	ZFW_P_TCP = 6,
+	ZFW_P_UDP = 17,
+	ZFW_P_ICMPV6 = 58,
+	ZFW_P_VRRP = 112,
+};
+
+enum zfw_family {
+	ZFW_AF_INET = 2,
+	ZFW_AF_INET6 = 10,
+};
+
 /* Flow idle limits in seconds (datapath and `zfw gc` share them). */
 enum zfw_timeouts {
 	ZFW_TCP_EST_TIMEOUT_S = 3600,  /* established TCP */

@@ -3,6 +3,8 @@
 
 use std::net::IpAddr;
 
+use crate::net::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+
 pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
@@ -68,10 +70,10 @@ pub fn l4_checksum_ok(ip: &[u8]) -> bool {
             (IpAddr::from(s), IpAddr::from(d), ip[6], &ip[40..40 + plen])
         }
     };
-    if proto == 17 && l4[6] == 0 && l4[7] == 0 && src.is_ipv4() {
+    if proto == IPPROTO_UDP && l4[6] == 0 && l4[7] == 0 && src.is_ipv4() {
         return true; // no UDP checksum
     }
-    let sum = if proto == 1 {
+    let sum = if proto == IPPROTO_ICMP {
         0
     } else {
         pseudo_sum(src, dst, proto, l4.len())
@@ -87,13 +89,17 @@ pub fn ipv4_checksum_ok(ip: &[u8]) -> bool {
 
 /// An L4 segment with its checksum filled in.
 fn l4(src: IpAddr, dst: IpAddr, proto: u8, mut seg: Vec<u8>, csum_off: usize) -> Vec<u8> {
-    let sum = if proto == 1 {
+    let sum = if proto == IPPROTO_ICMP {
         0
     } else {
         pseudo_sum(src, dst, proto, seg.len())
     };
     let c = csum(sum, &seg);
-    let c = if proto == 17 && c == 0 { 0xffff } else { c };
+    let c = if proto == IPPROTO_UDP && c == 0 {
+        0xffff
+    } else {
+        c
+    };
     seg[csum_off..csum_off + 2].copy_from_slice(&c.to_be_bytes());
     seg
 }
@@ -119,7 +125,7 @@ pub fn tcp_segment(
     s.extend_from_slice(&64240u16.to_be_bytes());
     s.extend_from_slice(&[0, 0, 0, 0]);
     s.extend_from_slice(payload);
-    l4(src, dst, 6, s, 16)
+    l4(src, dst, IPPROTO_TCP, s, 16)
 }
 
 pub fn udp_datagram(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
@@ -129,7 +135,7 @@ pub fn udp_datagram(src: IpAddr, dst: IpAddr, sport: u16, dport: u16, payload: &
     s.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
     s.extend_from_slice(&[0, 0]);
     s.extend_from_slice(payload);
-    l4(src, dst, 17, s, 6)
+    l4(src, dst, IPPROTO_UDP, s, 6)
 }
 
 /// ICMP (v4) or ICMPv6 message: type, code, 4 bytes of rest-of-header, body.
@@ -144,7 +150,11 @@ pub fn icmp_message(
     let mut s = vec![ty, code, 0, 0];
     s.extend_from_slice(&rest);
     s.extend_from_slice(body);
-    let proto = if src.is_ipv4() { 1 } else { 58 };
+    let proto = if src.is_ipv4() {
+        IPPROTO_ICMP
+    } else {
+        IPPROTO_ICMPV6
+    };
     l4(src, dst, proto, s, 2)
 }
 
@@ -220,7 +230,7 @@ pub fn tcp_full(
         SERVER_MAC,
         CLIENT_MAC,
         ethertype(s),
-        &ip_packet(s, d, 6, &seg),
+        &ip_packet(s, d, IPPROTO_TCP, &seg),
     )
 }
 
@@ -231,7 +241,7 @@ pub fn udp(src: &str, sport: u16, dst: &str, dport: u16, payload: &[u8]) -> Vec<
         SERVER_MAC,
         CLIENT_MAC,
         ethertype(s),
-        &ip_packet(s, d, 17, &seg),
+        &ip_packet(s, d, IPPROTO_UDP, &seg),
     )
 }
 
@@ -248,7 +258,11 @@ pub fn icmp_echo(src: &str, dst: &str, reply: bool, id: u16, seq: u16) -> Vec<u8
     rest[..2].copy_from_slice(&id.to_be_bytes());
     rest[2..].copy_from_slice(&seq.to_be_bytes());
     let m = icmp_message(s, d, ty, 0, rest, b"zfw-ping");
-    let proto = if s.is_ipv4() { 1 } else { 58 };
+    let proto = if s.is_ipv4() {
+        IPPROTO_ICMP
+    } else {
+        IPPROTO_ICMPV6
+    };
     ether(
         SERVER_MAC,
         CLIENT_MAC,
@@ -262,7 +276,11 @@ pub fn icmp_error(src: &str, dst: &str, ty: u8, code: u8, quoted: &[u8]) -> Vec<
     let (s, d) = (ip(src), ip(dst));
     let q = &quoted[..quoted.len().min(if s.is_ipv4() { 28 } else { 48 })];
     let m = icmp_message(s, d, ty, code, [0; 4], q);
-    let proto = if s.is_ipv4() { 1 } else { 58 };
+    let proto = if s.is_ipv4() {
+        IPPROTO_ICMP
+    } else {
+        IPPROTO_ICMPV6
+    };
     ether(
         SERVER_MAC,
         CLIENT_MAC,
