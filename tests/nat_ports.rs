@@ -70,16 +70,7 @@ fn syn(f: &Fixture, host: &str, sport: u16, rport: u16) -> u16 {
 /// A full connection `host:sport -> REMOTE:80` on port `n`, closed by the
 /// peer first (it keeps TIME_WAIT, as a web server does).
 fn handshake_and_close(f: &Fixture, host: &str, sport: u16, n: u16) {
-    f.ingress(&tcp_full(
-        REMOTE,
-        80,
-        OUT,
-        n,
-        TCP_SYN | TCP_ACK,
-        500,
-        101,
-        b"",
-    ));
+    synack(f, n, 500);
     f.egress(&tcp_full(host, sport, REMOTE, 80, TCP_ACK, 101, 501, b""));
     f.ingress(&tcp_full(
         REMOTE,
@@ -102,6 +93,20 @@ fn handshake_and_close(f: &Fixture, host: &str, sport: u16, n: u16) {
         b"",
     ));
     f.ingress(&tcp_full(REMOTE, 80, OUT, n, TCP_ACK, 502, 102, b""));
+}
+
+/// The peer's SYN-ACK (sequence `seq`) to the SYN of `syn` on port `n`.
+fn synack(f: &Fixture, n: u16, seq: u32) -> u32 {
+    f.ingress(&tcp_full(
+        REMOTE,
+        80,
+        OUT,
+        n,
+        TCP_SYN | TCP_ACK,
+        seq,
+        101,
+        b"",
+    ))
 }
 
 fn state_of(f: &Fixture, rport: u16, n: u16) -> Option<u8> {
@@ -216,17 +221,7 @@ fn a_mapping_is_established_only_by_the_inside_ack_of_the_syn_ack() {
     let f = masq();
     let n = syn(&f, A, 40000, 80);
     assert_eq!(state_of(&f, 80, n), Some(st(names::ZFW_TCP_SYN_SENT)));
-    let r = f.ingress_out(&tcp_full(
-        REMOTE,
-        80,
-        OUT,
-        n,
-        TCP_SYN | TCP_ACK,
-        7000,
-        101,
-        b"",
-    ));
-    assert_eq!(r.retval, TC_ACT_OK);
+    assert_eq!(synack(&f, n, 7000), TC_ACT_OK, "the SYN-ACK is let in");
     assert_eq!(
         state_of(&f, 80, n),
         Some(st(names::ZFW_TCP_SYN_RECV)),
@@ -281,41 +276,14 @@ fn half_open_mappings_time_out_after_60_s_and_gc_frees_them() {
     let f = masq();
     let maps = f.root.maps();
     let h = syn(&f, A, 40000, 80);
-    f.ingress(&tcp_full(
-        REMOTE,
-        80,
-        OUT,
-        h,
-        TCP_SYN | TCP_ACK,
-        7000,
-        101,
-        b"",
-    ));
+    synack(&f, h, 7000);
     let e = syn(&f, A, 40001, 80);
-    f.ingress(&tcp_full(
-        REMOTE,
-        80,
-        OUT,
-        e,
-        TCP_SYN | TCP_ACK,
-        9000,
-        101,
-        b"",
-    ));
+    synack(&f, e, 9000);
     f.egress(&tcp_full(A, 40001, REMOTE, 80, TCP_ACK, 101, 9001, b""));
     age(&f, &key(80, h), 61);
     age(&f, &key(80, e), 61);
     // the peer's retransmitted SYN-ACK does not keep the half-open one alive
-    f.ingress(&tcp_full(
-        REMOTE,
-        80,
-        OUT,
-        h,
-        TCP_SYN | TCP_ACK,
-        7000,
-        101,
-        b"",
-    ));
+    synack(&f, h, 7000);
     assert_eq!(
         zfw::nat::gc_nat(&maps).unwrap(),
         1,
@@ -374,16 +342,7 @@ fn conntrack_flush_frees_every_masquerade_port() {
     let maps = f.root.maps();
     for i in 0..5 {
         let n = syn(&f, A, 40000 + i, 80);
-        f.ingress(&tcp_full(
-            REMOTE,
-            80,
-            OUT,
-            n,
-            TCP_SYN | TCP_ACK,
-            7000,
-            101,
-            b"",
-        ));
+        synack(&f, n, 7000);
         f.egress(&tcp_full(A, 40000 + i, REMOTE, 80, TCP_ACK, 101, 7001, b""));
     }
     f.egress(&udp(A, 5000, REMOTE, 53, b"q"));
