@@ -213,8 +213,17 @@ fn masquerade_keeps_the_connection_rate_over_four_consecutive_trials() {
     let mut p: Vec<f64> = plain.iter().map(rate).collect();
     p.sort_by(f64::total_cmp);
     let median = (p[1] + p[2]) / 2.0;
-    let rates: Vec<f64> = masq.iter().map(rate).collect();
+    let mut rates: Vec<f64> = masq.iter().map(rate).collect();
     eprintln!("connections/s without masquerade {p:?}, with masquerade {rates:?}");
+    // the four trials together within 20 %; each one far from the collapse
+    // that meeting the server's TIME_WAIT caused (0.03-0.3 of the rate).
+    // Single trials vary by +-25 % on a loaded 2-CPU machine.
+    rates.sort_by(f64::total_cmp);
+    let masq_median = (rates[1] + rates[2]) / 2.0;
+    assert!(
+        masq_median >= 0.8 * median,
+        "{masq_median} connections/s with masquerade, {median} without"
+    );
     for (i, t) in masq.iter().enumerate() {
         assert!(
             t["peers_translated"].as_u64().unwrap() > 0,
@@ -225,7 +234,7 @@ fn masquerade_keeps_the_connection_rate_over_four_consecutive_trials() {
             "trial {i}: the server rejected SYNs over TIME_WAIT: {t}"
         );
         assert!(
-            rate(t) >= 0.8 * median,
+            rate(t) >= 0.6 * median,
             "trial {i}: {} connections/s with masquerade, {median} without ({p:?}): {t}",
             rate(t)
         );
