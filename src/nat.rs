@@ -6,14 +6,20 @@
 //! echo) keyed by the outside view (remote peer, remote port, allocated
 //! port, outside interface) plus its twin in masquerade_reverse_map keyed by
 //! the inside flow.  The datapath removes TCP mappings on RST or after the
-//! final ACK of a close; idle UDP/ICMP mappings (and TCP ones whose close
-//! was never seen) are left for `gc_nat`.
+//! final ACK of a close (recording the port in masquerade_closed_map, so
+//! that another inside host does not get it for the same peer within
+//! ZFW_NAT_TIME_WAIT_S), and takes over an expired mapping whose port a new
+//! flow picks; other idle mappings (UDP/ICMP, half-open TCP, TCP whose
+//! close was never seen) are left for `gc_nat`.  `flush_nat` (`zfw
+//! conntrack flush`) removes every mapping.
 
 use serde::Serialize;
 
 use crate::decode;
 use crate::error::Result;
-use crate::maps::defs::{MASQUERADE_REVERSE_MAP as REV_MAP, NAT_FORWARD};
+use crate::maps::defs::{
+    MASQUERADE_CLOSED_MAP as CLOSED_MAP, MASQUERADE_REVERSE_MAP as REV_MAP, NAT_FORWARD,
+};
 use crate::maps::Maps;
 use crate::net::{IPPROTO_TCP, IPPROTO_UDP};
 use crate::skel::{enum_name, names, types};
@@ -84,7 +90,10 @@ pub fn forward_key(rk: &types::zfw_flow_key, r: &types::zfw_nat_rev) -> types::z
     }
 }
 
-/// Idle limit of a mapping in state `state` (enum zfw_tcp_state).
+/// Idle limit of a mapping in state `state` (enum zfw_tcp_state); the
+/// datapath's `zfw_nat_timeout_ns` (src/bpf/nat.h) is the same rule.
+/// Half-open TCP (SYN_SENT, SYN_RECV: the inside host has not yet
+/// acknowledged the peer's SYN-ACK) gets ZFW_NAT_TCP_OPEN_TIMEOUT_S.
 pub fn timeout_ns(proto: u8, state: u8) -> u64 {
     let s = if proto != IPPROTO_TCP {
         names::ZFW_NAT_UDP_TIMEOUT_S
@@ -129,9 +138,34 @@ pub fn list_nat(maps: &Maps) -> Result<Vec<NatEntry>> {
     Ok(out)
 }
 
+/// Remove every mapping (both tables and the reverse entries), so that
+/// every masquerade port is free again; returns how many mappings there
+/// were.  The records of recently closed ports stay: they hold no port,
+/// they only keep the chooser from giving one to another inside host while
+/// the peer may still be in TIME_WAIT.
+pub fn flush_nat(maps: &Maps) -> Result<usize> {
+    let mut n = 0;
+    for m in NAT_FORWARD {
+        for k in maps.raw_keys(m)? {
+            let key: types::zfw_nat_key = crate::skel::from_bytes(&k)?;
+            if maps.del(m, &key)? {
+                n += 1;
+            }
+        }
+    }
+    for k in maps.raw_keys(&REV_MAP)? {
+        let key: types::zfw_flow_key = crate::skel::from_bytes(&k)?;
+        maps.del(&REV_MAP, &key)?;
+    }
+    // flow caches may hold the translations
+    crate::conntrack::invalidate_flow_caches(maps)?;
+    Ok(n)
+}
+
 /// Remove stale mappings: idle past their timeout (UDP/ICMP echo 30 s; TCP
-/// by state), and reverse entries whose twin is gone.  Returns how many
-/// mappings were removed.
+/// by state: half-open 60 s), reverse entries whose twin is gone, and
+/// records of closed ports older than ZFW_NAT_TIME_WAIT_S (not counted).
+/// Returns how many mappings were removed.
 pub fn gc_nat(maps: &Maps) -> Result<usize> {
     let now = decode::mono_now_ns();
     let mut removed = 0;
@@ -158,6 +192,12 @@ pub fn gc_nat(maps: &Maps) -> Result<usize> {
         let fwd = maps.get(m, &forward_key(&rk, &r))?;
         if fwd.is_none() && maps.del(&REV_MAP, &rk)? {
             removed += 1;
+        }
+    }
+    let tw = names::ZFW_NAT_TIME_WAIT_S as u64 * NSEC;
+    for (k, c) in maps.entries(&CLOSED_MAP)? {
+        if now.saturating_sub(c.closed_ns) > tw {
+            maps.del(&CLOSED_MAP, &k)?;
         }
     }
     if removed > 0 {
@@ -188,6 +228,10 @@ mod tests {
         );
         assert_eq!(
             timeout_ns(IPPROTO_TCP, state(names::ZFW_TCP_SYN_SENT)),
+            60 * NSEC
+        );
+        assert_eq!(
+            timeout_ns(IPPROTO_TCP, state(names::ZFW_TCP_SYN_RECV)),
             60 * NSEC
         );
         assert_eq!(

@@ -79,6 +79,7 @@ plain_types!(
     zfw_nat_key,
     zfw_nat_val,
     zfw_nat_rev,
+    zfw_nat_closed,
     zfw_tun_state,
     zfw_tun_iface,
     zfw_addr_key,

@@ -254,10 +254,12 @@ fn collisions_are_retried_against_masquerade_map() {
     let maps = f.root.maps();
     // a quarter of the ports towards REMOTE:80 are taken
     let mut taken = HashSet::new();
+    // live mappings (an idle one would be taken over)
     let bogus = types::zfw_nat_val {
         addr: [u32::from_ne_bytes([192, 168, 9, 9]), 0, 0, 0],
         port: 1,
         state: 3,
+        last_ns: zfw::decode::mono_now_ns(),
         ..Default::default()
     };
     for p in (1024u16..=65535).filter(|p| p % 4 == 0) {
@@ -295,7 +297,12 @@ fn port_exhaustion_drops_and_never_sends_the_inside_address() {
     require_priv!();
     let f = masq();
     let maps = f.root.maps();
-    let bogus = types::zfw_nat_val::default();
+    // every port held by a live established mapping: nothing to take over
+    let bogus = types::zfw_nat_val {
+        state: 3,
+        last_ns: zfw::decode::mono_now_ns(),
+        ..Default::default()
+    };
     for p in 1024u16..=65535 {
         maps.put(
             &zfw::maps::defs::MASQUERADE_MAP,

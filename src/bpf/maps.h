@@ -61,6 +61,9 @@ ZFW_HASH(masquerade_reverse_map, BPF_MAP_TYPE_HASH, struct zfw_flow_key,
 	 struct zfw_nat_rev, 65536, 0);
 ZFW_HASH(icmp_masquerade_map, BPF_MAP_TYPE_HASH, struct zfw_nat_key, struct zfw_nat_val,
 	 65536, 0);
+/* recently closed TCP mappings: ports not to reuse for the same peer yet */
+ZFW_HASH(masquerade_closed_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_nat_key,
+	 struct zfw_nat_closed, 65536, 0);
 
 /* tunnel */
 ZFW_HASH(tun_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_tun_state,

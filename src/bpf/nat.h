@@ -4,12 +4,31 @@
  *
  * Egress (zfw_nat_out, the last step of the egress program): a forwarded
  * packet -- its source is not an address of the outgoing interface -- gets
- * the interface's primary address as source and, for IPv4, a random port
- * (or ICMP echo id) in ZFW_NAT_PORT_MIN..65535, picked up to
- * ZFW_NAT_RETRIES times until masquerade_map takes it (BPF_NOEXIST makes the
- * claim atomic).  IPv6 is static PAT: the address changes, the port stays.
- * masquerade_reverse_map remembers the translation of the inside flow, so
- * every later packet of the flow reuses it.
+ * the interface's primary address as source.  Port choice (IPv4; the echo
+ * id for ICMP), as Linux NAT does it: the inside source port when it is
+ * free for that destination (>= ZFW_NAT_PORT_MIN), otherwise random ports
+ * in ZFW_NAT_PORT_MIN..65535, ZFW_NAT_RETRIES candidates in all.  A port is
+ * free when no mapping to the same (peer, peer port) holds it, no local
+ * socket uses the tuple, and no TCP mapping of another inside host closed
+ * on it within ZFW_NAT_TIME_WAIT_S (masquerade_closed_map: the peer may
+ * still hold TIME_WAIT for that 4-tuple and would reject a SYN whose
+ * timestamp is older; the same inside host and port may take it back, its
+ * timestamps continue).  A mapping idle past its timeout is taken over.
+ * When no candidate is free: a recently closed port if one was seen, else
+ * the oldest half-open mapping among the candidates is evicted
+ * (ZFW_R_NAT_EVICTED), else the packet is dropped (exhausted).  BPF_NOEXIST
+ * makes every claim atomic.  IPv6 is static PAT: the address changes, the
+ * port stays (one candidate, the same rules, but another host's half-open
+ * mapping is never evicted for it).  masquerade_reverse_map
+ * remembers the translation of the inside flow, so every later packet of
+ * the flow reuses it.
+ *
+ * TCP mappings are half-open (SYN_SENT, then SYN_RECV after the peer's
+ * SYN-ACK) until the inside host's ACK acknowledges the SYN-ACK; only then
+ * ESTABLISHED.  Half-open mappings time out after ZFW_NAT_TCP_OPEN_TIMEOUT_S
+ * counted from the inside host's last packet (the peer's SYN-ACK
+ * retransmissions do not prolong them), are evicted first under
+ * exhaustion, and are never put in the flow cache.
  *
  * Ingress (zfw_nat_in, before the known-flow step): a packet to the
  * interface address whose (remote, remote port, our port) is in
@@ -26,8 +45,10 @@
  * These helpers also keep CHECKSUM_PARTIAL / CHECKSUM_COMPLETE skbs right.
  *
  * Removal: TCP mappings go after RST, or after the final ACK once both sides
- * sent FIN; UDP and echo mappings expire after ZFW_NAT_UDP_TIMEOUT_S idle
- * (zfw gc deletes them; an expired one no longer admits replies).
+ * sent FIN (leaving a masquerade_closed_map record); UDP and echo mappings
+ * expire after ZFW_NAT_UDP_TIMEOUT_S idle (an expired one no longer admits
+ * replies).  Expired mappings are deleted by `zfw gc` or taken over by a new
+ * flow that picks their port; `zfw conntrack flush` deletes all.
  */
 #ifndef ZFW_NAT_H
 #define ZFW_NAT_H
@@ -49,6 +70,15 @@ ZFW_INLINE __u64 zfw_nat_now(void)
 	return bpf_ktime_get_coarse_ns();
 }
 
+/* What the candidates of one allocation left behind for the fallbacks. */
+struct zfw_nat_pick {
+	__u64 now;
+	__u64 evict_ns; /* creation of the oldest half-open mapping seen */
+	__u16 evict;    /* its port (0: none) */
+	__u16 closed;   /* a free port another host closed recently (0: none) */
+	__u32 pad;
+};
+
 /* Per-CPU working state: the ingress hook's stack is nearly full. */
 struct zfw_nat_scratch {
 	struct zfw_pkt in;      /* the header an ICMP error quotes */
@@ -57,6 +87,9 @@ struct zfw_nat_scratch {
 	struct zfw_flow_key rk;
 	struct zfw_nat_rev nr;
 	struct zfw_flow_key pre; /* zfw_nat_in: the tuple before translation */
+	struct zfw_nat_closed c; /* a closing mapping's masquerade_closed_map record */
+	struct zfw_nat_pick pk;  /* zfw_nat_alloc: fallbacks seen among the candidates */
+	struct bpf_sock_tuple t; /* zfw_nat_port_busy: off the stack */
 };
 
 struct {
@@ -243,15 +276,41 @@ ZFW_INLINE void zfw_nat_rev_key(const struct zfw_nat_key *k, const struct zfw_na
 	rk->pad[1] = 0;
 }
 
+/* What zfw_nat_tcp_step says about the mapping after a packet. */
+#define ZFW_NAT_KEEP 0
+#define ZFW_NAT_GONE_RST 1    /* reset: delete */
+#define ZFW_NAT_GONE_CLOSED 2 /* closed with FINs: delete, remember the port */
+
+/* Idle limit of a mapping in @state (nat::timeout_ns is the same rule). */
+ZFW_INLINE __u64 zfw_nat_timeout_ns(__u8 proto, __u8 state)
+{
+	__u64 s = ZFW_NAT_TCP_CLOSE_TIMEOUT_S;
+
+	if (proto != ZFW_P_TCP)
+		s = ZFW_NAT_UDP_TIMEOUT_S;
+	else if (state == ZFW_TCP_ESTABLISHED)
+		s = ZFW_NAT_TCP_EST_TIMEOUT_S;
+	else if (state == ZFW_TCP_SYN_SENT || state == ZFW_TCP_SYN_RECV)
+		s = ZFW_NAT_TCP_OPEN_TIMEOUT_S;
+	return s * ZFW_NSEC;
+}
+
+ZFW_INLINE int zfw_nat_half_open(__u8 proto, __u8 state)
+{
+	return proto == ZFW_P_TCP && (state == ZFW_TCP_SYN_SENT || state == ZFW_TCP_SYN_RECV);
+}
+
 /**
- * zfw_nat_tcp_step - advance a TCP mapping's close bookkeeping by one
- * packet from @side.  Returns 1 when the mapping must go after this packet
- * (RST, or the ACK that answers the last FIN).
+ * zfw_nat_tcp_step - advance a TCP mapping's state by one packet from
+ * @side: the handshake (@acks_synack: an inside ACK that acknowledges the
+ * peer's SYN-ACK completes it) and the close bookkeeping.  Returns
+ * ZFW_NAT_GONE_* when the mapping must go after this packet (RST, or the
+ * ACK that answers the last FIN), else ZFW_NAT_KEEP.
  */
-ZFW_INLINE int zfw_nat_tcp_step(__u8 *state, __u8 *fin, __u8 fl, __u8 side)
+ZFW_INLINE int zfw_nat_tcp_step(__u8 *state, __u8 *fin, __u8 fl, __u8 side, int acks_synack)
 {
 	if (fl & ZFW_TCP_RST)
-		return 1;
+		return ZFW_NAT_GONE_RST;
 	if (fl & ZFW_TCP_SYN) {
 		if (!(fl & ZFW_TCP_ACK) && side == ZFW_NAT_SIDE_IN &&
 		    (*state == ZFW_TCP_FIN_WAIT || *state == ZFW_TCP_CLOSING)) {
@@ -260,10 +319,13 @@ ZFW_INLINE int zfw_nat_tcp_step(__u8 *state, __u8 *fin, __u8 fl, __u8 side)
 			*fin = 0;
 		} else if ((fl & ZFW_TCP_ACK) && side == ZFW_NAT_SIDE_OUT &&
 			   *state == ZFW_TCP_SYN_SENT) {
-			*state = ZFW_TCP_ESTABLISHED;
+			*state = ZFW_TCP_SYN_RECV; /* half-open until the inside ACK */
 		}
-		return 0;
+		return ZFW_NAT_KEEP;
 	}
+	if (*state == ZFW_TCP_SYN_RECV && side == ZFW_NAT_SIDE_IN && (fl & ZFW_TCP_ACK) &&
+	    acks_synack)
+		*state = ZFW_TCP_ESTABLISHED;
 	if (fl & ZFW_TCP_FIN) {
 		__u8 f = (*fin & (ZFW_NAT_FIN_INSIDE | ZFW_NAT_FIN_OUTSIDE)) | side;
 
@@ -271,33 +333,34 @@ ZFW_INLINE int zfw_nat_tcp_step(__u8 *state, __u8 *fin, __u8 fl, __u8 side)
 			f |= ZFW_NAT_FIN_LAST_OUT;
 		*fin = f;
 		*state = (f & 3) == 3 ? ZFW_TCP_CLOSING : ZFW_TCP_FIN_WAIT;
-		return 0;
+		return ZFW_NAT_KEEP;
 	}
 	if (*state == ZFW_TCP_CLOSING && (fl & ZFW_TCP_ACK)) {
 		__u8 last = (*fin & ZFW_NAT_FIN_LAST_OUT) ? ZFW_NAT_SIDE_OUT : ZFW_NAT_SIDE_IN;
 
-		return side != last;
+		return side != last ? ZFW_NAT_GONE_CLOSED : ZFW_NAT_KEEP;
 	}
-	return 0;
+	return ZFW_NAT_KEEP;
 }
 
 /**
- * zfw_nat_tcp_event - egress side of a TCP packet that may change a
- * mapping's state (FIN, RST, or any packet once closing).  Updates both
- * entries; returns 1 when they must go, which the caller does with
- * zfw_nat_forget once the packet is translated.
+ * zfw_nat_tcp_event - egress side of an inside TCP packet @p that may
+ * change a mapping's state (FIN, RST, any packet while half-open or
+ * closing).  Updates both entries; returns ZFW_NAT_GONE_* when they must
+ * go, which the caller does with zfw_nat_forget once the packet is
+ * translated.
  */
-ZFW_INLINE int zfw_nat_tcp_event(const struct zfw_nat_key *k, const struct zfw_flow_key *rk,
-				 __u8 fl, __u8 side)
+ZFW_INLINE int zfw_nat_tcp_event(const struct zfw_nat_key *k, const struct zfw_pkt *p)
 {
 	struct zfw_nat_val *v = bpf_map_lookup_elem(&masquerade_map, k);
 	struct zfw_nat_rev *r;
 	int gone;
 
 	if (!v)
-		return 0;
-	gone = zfw_nat_tcp_step(&v->state, &v->fin, fl, side);
-	r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
+		return ZFW_NAT_KEEP;
+	r = bpf_map_lookup_elem(&masquerade_reverse_map, &p->k);
+	gone = zfw_nat_tcp_step(&v->state, &v->fin, p->tcp_flags, ZFW_NAT_SIDE_IN,
+				r && p->tcp_ack == r->synack_seq);
 	if (r) {
 		r->state = v->state;
 		r->fin = v->fin;
@@ -305,29 +368,43 @@ ZFW_INLINE int zfw_nat_tcp_event(const struct zfw_nat_key *k, const struct zfw_f
 	return gone;
 }
 
-ZFW_INLINE void zfw_nat_forget(void *map, const struct zfw_nat_key *k,
-			       const struct zfw_flow_key *rk)
+/**
+ * zfw_nat_forget - delete the mapping @k / @rk after a packet ended it;
+ * @gone ZFW_NAT_GONE_CLOSED also records the port as recently closed for
+ * its peer, with the inside endpoint @addr / @port that used it.
+ */
+ZFW_INLINE void zfw_nat_forget(struct zfw_nat_scratch *s, void *map, const struct zfw_nat_key *k,
+			       const struct zfw_flow_key *rk, int gone, const __u32 *addr,
+			       __u16 port)
 {
+	if (gone == ZFW_NAT_GONE_CLOSED) {
+		__builtin_memset(&s->c, 0, sizeof(s->c));
+		__builtin_memcpy(s->c.addr, addr, 16);
+		s->c.port = port;
+		s->c.closed_ns = zfw_nat_now();
+		bpf_map_update_elem(&masquerade_closed_map, k, &s->c, BPF_ANY);
+	}
 	bpf_map_delete_elem(map, k);
 	bpf_map_delete_elem(&masquerade_reverse_map, rk);
 	zfw_ct_epoch_bump(rk); /* flow caches holding the translation */
 }
 
 /* Is (naddr:port <- raddr:rport) already a flow of a local socket? */
-ZFW_INLINE int zfw_nat_port_busy(struct __sk_buff *skb, const struct zfw_pkt *p, __u32 naddr,
-				 __u16 port)
+ZFW_INLINE int zfw_nat_port_busy(struct __sk_buff *skb, const struct zfw_pkt *p,
+				 struct zfw_nat_scratch *s, __u32 naddr, __u16 port)
 {
-	struct bpf_sock_tuple t = {};
+	struct bpf_sock_tuple *t = &s->t;
 	struct bpf_sock *sk;
 
-	t.ipv4.saddr = p->k.daddr[0];
-	t.ipv4.daddr = naddr;
-	t.ipv4.sport = bpf_htons(p->k.dport);
-	t.ipv4.dport = bpf_htons(port);
+	__builtin_memset(t, 0, sizeof(*t));
+	t->ipv4.saddr = p->k.daddr[0];
+	t->ipv4.daddr = naddr;
+	t->ipv4.sport = bpf_htons(p->k.dport);
+	t->ipv4.dport = bpf_htons(port);
 	if (p->k.proto == ZFW_P_TCP)
-		sk = bpf_skc_lookup_tcp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+		sk = bpf_skc_lookup_tcp(skb, t, sizeof(t->ipv4), BPF_F_CURRENT_NETNS, 0);
 	else if (p->k.proto == ZFW_P_UDP)
-		sk = bpf_sk_lookup_udp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+		sk = bpf_sk_lookup_udp(skb, t, sizeof(t->ipv4), BPF_F_CURRENT_NETNS, 0);
 	else
 		return 0;
 	if (!sk)
@@ -337,8 +414,78 @@ ZFW_INLINE int zfw_nat_port_busy(struct __sk_buff *skb, const struct zfw_pkt *p,
 }
 
 /**
- * zfw_nat_alloc - create the mapping of the inside flow @p (first packet).
- * Fills @nr with the translation; returns 0 or a ZFW_NAT_E_* code.
+ * zfw_nat_take_over - delete the mapping @e at @k of @map with its reverse
+ * twin (using @rk), if it is idle past its timeout or, with @any, in any
+ * case.  Returns 1 when this call removed it.
+ */
+ZFW_INLINE int zfw_nat_take_over(void *map, const struct zfw_nat_key *k, const struct zfw_nat_val *e,
+				 struct zfw_flow_key *rk, __u64 now, int any)
+{
+	struct zfw_nat_rev *r;
+	__u64 last = e->last_ns;
+	__u8 state = e->state;
+
+	zfw_nat_rev_key(k, e, rk);
+	r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
+	if (r && r->last_ns > last)
+		last = r->last_ns;
+	if (!any && (last >= now || now - last <= zfw_nat_timeout_ns(k->proto, state)))
+		return 0;
+	if (bpf_map_delete_elem(map, k))
+		return 0; /* another CPU was first */
+	if (r && r->nport == k->nport)
+		bpf_map_delete_elem(&masquerade_reverse_map, rk);
+	zfw_ct_epoch_bump(rk); /* flow caches holding its translation */
+	return 1;
+}
+
+/**
+ * zfw_nat_try_port - claim @port for the new mapping in @s (key and value
+ * prepared) if it is free, taking over an expired mapping that holds it.
+ * Returns 1 when claimed; else notes in @pk what the port could still be.
+ */
+ZFW_INLINE int zfw_nat_try_port(struct __sk_buff *skb, const struct zfw_pkt *p,
+				struct zfw_nat_scratch *s, __u16 port)
+{
+	struct zfw_nat_pick *pk = &s->pk;
+	struct zfw_nat_key *k = &s->k;
+	void *map = zfw_nat_map(p->k.proto);
+	struct zfw_nat_closed *c;
+	struct zfw_nat_val *e;
+	__u64 now = pk->now;
+
+	k->nport = port;
+	if (p->k.family == ZFW_AF_INET && zfw_nat_port_busy(skb, p, s, s->nr.naddr[0], port))
+		return 0;
+	if (p->k.proto == ZFW_P_TCP) {
+		c = bpf_map_lookup_elem(&masquerade_closed_map, k);
+		if (c && (__s64)(now - c->closed_ns) < (__s64)ZFW_NAT_TIME_WAIT_S * ZFW_NSEC &&
+		    (c->port != p->k.sport || c->addr[0] != p->k.saddr[0] ||
+		     c->addr[1] != p->k.saddr[1] || c->addr[2] != p->k.saddr[2] ||
+		     c->addr[3] != p->k.saddr[3])) {
+			if (!pk->closed)
+				pk->closed = port;
+			return 0;
+		}
+	}
+	if (bpf_map_update_elem(map, k, &s->v, BPF_NOEXIST) == 0)
+		return 1;
+	e = bpf_map_lookup_elem(map, k);
+	if (!e)
+		return 0;
+	if (zfw_nat_take_over(map, k, e, &s->rk, now, 0))
+		return bpf_map_update_elem(map, k, &s->v, BPF_NOEXIST) == 0;
+	if (zfw_nat_half_open(k->proto, e->state) && (!pk->evict || e->last_ns < pk->evict_ns)) {
+		pk->evict = port;
+		pk->evict_ns = e->last_ns;
+	}
+	return 0;
+}
+
+/**
+ * zfw_nat_alloc - create the mapping of the inside flow @p (first packet),
+ * choosing its port as the header of this file says.  Fills @s->nr with
+ * the translation; returns 0 or a ZFW_NAT_E_* code.
  */
 ZFW_INLINE int zfw_nat_alloc(struct __sk_buff *skb, const struct zfw_pkt *p,
 			     struct zfw_nat_scratch *s)
@@ -346,14 +493,19 @@ ZFW_INLINE int zfw_nat_alloc(struct __sk_buff *skb, const struct zfw_pkt *p,
 	struct zfw_nat_key *k = &s->k;
 	struct zfw_nat_val *v = &s->v;
 	struct zfw_nat_rev *nr = &s->nr;
+	struct zfw_nat_pick *pk = &s->pk;
 	struct zfw_nat_rev *old;
+	struct zfw_nat_val *e;
 	void *map = zfw_nat_map(p->k.proto);
 	__u64 now = zfw_nat_now();
-	int i;
+	int i, n, claimed = 0;
+	__u16 port;
 
 	__builtin_memset(nr, 0, sizeof(*nr));
 	if (zfw_nat_addr(p->k.ifindex, p->k.family, nr->naddr) < 0)
 		return ZFW_NAT_E_NO_ADDR;
+	__builtin_memset(pk, 0, sizeof(*pk));
+	pk->now = now;
 	__builtin_memset(k, 0, sizeof(*k));
 	__builtin_memcpy(k->raddr, p->k.daddr, 16);
 	k->rport = p->k.dport;
@@ -366,23 +518,32 @@ ZFW_INLINE int zfw_nat_alloc(struct __sk_buff *skb, const struct zfw_pkt *p,
 	v->state = p->k.proto == ZFW_P_TCP ? ZFW_TCP_SYN_SENT : ZFW_TCP_UDP;
 	v->last_ns = now;
 	v->naddr4 = p->k.family == ZFW_AF_INET ? nr->naddr[0] : 0;
-	if (p->k.family == ZFW_AF_INET6) {
-		/* static PAT: the port stays, so it must be free for this peer */
-		k->nport = p->k.sport;
-		if (bpf_map_update_elem(map, k, v, BPF_NOEXIST))
-			return ZFW_NAT_E_CONFLICT;
-	} else {
-		for (i = 0; i < ZFW_NAT_RETRIES; i++) {
-			k->nport = ZFW_NAT_PORT_MIN +
-				   bpf_get_prandom_u32() % (65536 - ZFW_NAT_PORT_MIN);
-			if (zfw_nat_port_busy(skb, p, nr->naddr[0], k->nport))
-				continue;
-			if (bpf_map_update_elem(map, k, v, BPF_NOEXIST) == 0)
-				break;
-		}
-		if (i >= ZFW_NAT_RETRIES)
-			return ZFW_NAT_E_EXHAUSTED;
+	/* IPv6 static PAT: the port stays, so it must be free for this peer */
+	n = p->k.family == ZFW_AF_INET6 ? 1 : ZFW_NAT_RETRIES;
+	for (i = 0; i < ZFW_NAT_RETRIES && !claimed; i++) {
+		if (i >= n)
+			break;
+		port = p->k.sport;
+		if (p->k.family == ZFW_AF_INET && (i > 0 || port < ZFW_NAT_PORT_MIN))
+			port = ZFW_NAT_PORT_MIN + bpf_get_prandom_u32() % (65536 - ZFW_NAT_PORT_MIN);
+		claimed = zfw_nat_try_port(skb, p, s, port);
 	}
+	if (!claimed && pk->closed) {
+		k->nport = pk->closed;
+		claimed = bpf_map_update_elem(map, k, v, BPF_NOEXIST) == 0;
+	}
+	if (!claimed && pk->evict && p->k.family == ZFW_AF_INET) {
+		k->nport = pk->evict;
+		e = bpf_map_lookup_elem(map, k);
+		if (e && zfw_nat_half_open(k->proto, e->state) &&
+		    zfw_nat_take_over(map, k, e, &s->rk, now, 1) &&
+		    bpf_map_update_elem(map, k, v, BPF_NOEXIST) == 0) {
+			claimed = 1;
+			zfw_count(ZFW_R_NAT_EVICTED);
+		}
+	}
+	if (!claimed)
+		return p->k.family == ZFW_AF_INET6 ? ZFW_NAT_E_CONFLICT : ZFW_NAT_E_EXHAUSTED;
 	nr->nport = k->nport;
 	nr->state = v->state;
 	nr->last_ns = now;
@@ -407,7 +568,7 @@ ZFW_INLINE int zfw_nat_may_start(const struct zfw_pkt *p)
 	return zfw_icmp_is_echo_req(p) && p->has_ports;
 }
 
-/* SNAT of a forwarded TCP / UDP / ICMP echo packet. */
+/* SNAT of a forwarded TCP / UDP / ICMP echo packet of the mapping @r. */
 ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat_scratch *s,
 			struct zfw_nat_rev *r, const struct zfw_fc_req *req)
 {
@@ -415,24 +576,10 @@ ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat
 	struct zfw_nat_key *k = &s->k;
 	__u32 csum_off, off;
 	__u64 fl;
-	int rc, gone = 0;
+	int gone = 0;
 
-	if (r) {
-		r->last_ns = zfw_nat_now();
-		nr = r;
-	} else {
-		/* no ports to translate (later fragments, other protocols):
-		 * never let the inside address out */
-		if (p->frag == ZFW_FRAG_LATER || !p->has_ports || !zfw_nat_may_start(p))
-			return zfw_nat_drop(p, ZFW_DIR_EGRESS, ZFW_R_DROP_NAT_UNTRANSLATABLE,
-					    ZFW_NAT_E_NOT_START);
-		rc = zfw_nat_alloc(skb, p, s);
-		if (rc)
-			return zfw_nat_drop(p, ZFW_DIR_EGRESS,
-					    rc == ZFW_NAT_E_EXHAUSTED ? ZFW_R_DROP_NAT_EXHAUSTED
-								       : ZFW_R_DROP_NAT_UNTRANSLATABLE,
-					    rc);
-	}
+	r->last_ns = zfw_nat_now();
+	nr = r;
 	__builtin_memset(k, 0, sizeof(*k));
 	__builtin_memcpy(k->raddr, p->k.daddr, 16);
 	k->rport = p->k.dport;
@@ -441,9 +588,8 @@ ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat
 	k->family = p->k.family;
 	k->proto = p->k.proto;
 	if (p->k.proto == ZFW_P_TCP &&
-	    ((p->tcp_flags & (ZFW_TCP_FIN | ZFW_TCP_RST)) || nr->state == ZFW_TCP_CLOSING ||
-	     nr->state == ZFW_TCP_FIN_WAIT))
-		gone = zfw_nat_tcp_event(k, &p->k, p->tcp_flags, ZFW_NAT_SIDE_IN);
+	    ((p->tcp_flags & (ZFW_TCP_FIN | ZFW_TCP_RST)) || nr->state != ZFW_TCP_ESTABLISHED))
+		gone = zfw_nat_tcp_event(k, p);
 
 	csum_off = zfw_nat_addr_csum(p, &fl);
 	if (zfw_nat_set_addr(skb, p->k.family, p->l3_off, 0, p->k.saddr, nr->naddr, csum_off, fl))
@@ -455,10 +601,11 @@ ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat
 		return zfw_nat_drop(p, ZFW_DIR_EGRESS, ZFW_R_DROP_NAT_UNTRANSLATABLE,
 				    ZFW_NAT_E_REWRITE);
 	if (gone)
-		zfw_nat_forget(zfw_nat_map(p->k.proto), k, &p->k);
-	else if (req && r && nr->state != ZFW_TCP_FIN_WAIT && nr->state != ZFW_TCP_CLOSING) {
+		zfw_nat_forget(s, zfw_nat_map(p->k.proto), k, &p->k, gone, p->k.saddr, p->k.sport);
+	else if (req && (nr->state == ZFW_TCP_ESTABLISHED || nr->state == ZFW_TCP_UDP)) {
 		/* later packets of the flow: translated from the flow cache (the
-		 * reverse entry tracks FIN/RST, the handshake is conntrack's) */
+		 * reverse entry tracks FIN/RST; half-open mappings stay on the
+		 * full path, which sees the ACK that completes them) */
 		zfw_fc_fill_req(req, p);
 		zfw_fc_set_nat(req->slot, p->k.family, p->k.saddr, nr->naddr, nr->nport);
 	}
@@ -531,13 +678,17 @@ ZFW_INLINE int zfw_nat_local_scope(const struct zfw_pkt *p)
 	return (p->k.saddr[0] | p->k.saddr[1] | p->k.saddr[2] | p->k.saddr[3]) == 0;
 }
 
+/* zfw_nat_out_map's answer for a packet that may start a mapping. */
+#define ZFW_NAT_NEED_MAPPING 1000
+
 /**
- * zfw_nat_out - masquerade step of the egress program, after its state
- * bookkeeping (which is keyed by the inside tuple).  The host's own
- * packets (source = an address of the interface) leave unchanged.
+ * zfw_nat_out_map - the masquerade step for packets of existing mappings,
+ * ICMP errors and untranslated packets; ZFW_NAT_NEED_MAPPING when the
+ * packet starts a flow that needs a mapping first.
  */
-static __attribute__((noinline, unused)) int zfw_nat_out(struct __sk_buff *skb, struct zfw_pkt *p,
-							 const struct zfw_fc_req *req)
+static __attribute__((noinline, unused)) int zfw_nat_out_map(struct __sk_buff *skb,
+							     struct zfw_pkt *p,
+							     const struct zfw_fc_req *req)
 {
 	struct zfw_nat_scratch *s;
 	struct zfw_nat_rev *r;
@@ -570,7 +721,48 @@ static __attribute__((noinline, unused)) int zfw_nat_out(struct __sk_buff *skb, 
 			zfw_fc_fill_req(req, p); /* never translated */
 		return TC_ACT_OK;
 	}
-	return zfw_snat(skb, p, s, 0, 0);
+	/* no ports to translate (later fragments, other protocols): never let
+	 * the inside address out */
+	if (p->frag == ZFW_FRAG_LATER || !p->has_ports || !zfw_nat_may_start(p))
+		return zfw_nat_drop(p, ZFW_DIR_EGRESS, ZFW_R_DROP_NAT_UNTRANSLATABLE,
+				    ZFW_NAT_E_NOT_START);
+	return ZFW_NAT_NEED_MAPPING;
+}
+
+/* Create the mapping of the new flow @p: 0, or TC_ACT_SHOT (dropped). */
+static __attribute__((noinline, unused)) int zfw_nat_new(struct __sk_buff *skb, struct zfw_pkt *p)
+{
+	struct zfw_nat_scratch *s = zfw_nat_scratch();
+	int rc;
+
+	if (!s || !skb || !p)
+		return TC_ACT_SHOT;
+	rc = zfw_nat_alloc(skb, p, s);
+	if (rc)
+		return zfw_nat_drop(p, ZFW_DIR_EGRESS,
+				    rc == ZFW_NAT_E_EXHAUSTED ? ZFW_R_DROP_NAT_EXHAUSTED
+							       : ZFW_R_DROP_NAT_UNTRANSLATABLE,
+				    rc);
+	return 0;
+}
+
+/**
+ * zfw_nat_out - masquerade step of the egress program, after its state
+ * bookkeeping (which is keyed by the inside tuple).  The host's own
+ * packets (source = an address of the interface) leave unchanged.  A new
+ * flow's mapping is made by zfw_nat_new, called beside zfw_nat_out_map
+ * rather than from it: nested, their stack frames and the egress
+ * program's would pass the verifier's 512 bytes.
+ */
+ZFW_INLINE int zfw_nat_out(struct __sk_buff *skb, struct zfw_pkt *p, const struct zfw_fc_req *req)
+{
+	int rc = zfw_nat_out_map(skb, p, req);
+
+	if (rc != ZFW_NAT_NEED_MAPPING)
+		return rc;
+	if (zfw_nat_new(skb, p))
+		return TC_ACT_SHOT;
+	return zfw_nat_out_map(skb, p, 0);
 }
 
 /* DNAT of an ICMP error quoting a translated flow: outer destination,
@@ -674,12 +866,11 @@ __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *
 		if (!r || now - r->last_ns > ZFW_NAT_UDP_TIMEOUT_S * ZFW_NSEC)
 			return 0;
 	}
-	vp->last_ns = now;
 	if (p->k.proto == ZFW_P_TCP) {
 		__u8 st = vp->state, fin = vp->fin;
 
-		gone = zfw_nat_tcp_step(&st, &fin, p->tcp_flags, ZFW_NAT_SIDE_OUT);
-		if (fin != vp->fin || gone) {
+		gone = zfw_nat_tcp_step(&st, &fin, p->tcp_flags, ZFW_NAT_SIDE_OUT, 0);
+		if (st != vp->state || fin != vp->fin || gone) {
 			struct zfw_nat_rev *r;
 
 			zfw_nat_rev_key(k, vp, rk);
@@ -688,11 +879,16 @@ __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *
 			if (r) {
 				r->state = st;
 				r->fin = fin;
+				if (st == ZFW_TCP_SYN_RECV)
+					r->synack_seq = p->tcp_seq + 1;
 			}
 		}
 		vp->state = st;
 		vp->fin = fin;
 	}
+	/* a half-open mapping ages from the inside host's last packet */
+	if (!zfw_nat_half_open(p->k.proto, vp->state))
+		vp->last_ns = now;
 	*v = *vp;
 	s->pre = p->k;
 	csum_off = zfw_nat_addr_csum(p, &fl);
@@ -708,7 +904,7 @@ __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *
 	else
 		p->k.dport = v->port;
 	if (gone)
-		zfw_nat_forget(zfw_nat_map(p->k.proto), k, rk);
+		zfw_nat_forget(s, zfw_nat_map(p->k.proto), k, rk, gone, v->addr, v->port);
 	zfw_count(ZFW_R_NAT);
 	if (gone || echo || (v->state != ZFW_TCP_ESTABLISHED && v->state != ZFW_TCP_UDP))
 		return 2;

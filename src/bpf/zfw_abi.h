@@ -28,11 +28,14 @@ enum zfw_abi_consts {
 	ZFW_TUN_CACHE_SLOTS = 1024,  /* tun_cache_map slots per CPU (a power of two) */
 	ZFW_CB_MAGIC = 0x7a66,       /* skb->cb[0] high half: prio 1 handed this packet on */
 	ZFW_NAT_PORT_MIN = 1024,     /* masquerade: allocated ports / echo ids in MIN..65535 */
-	ZFW_NAT_RETRIES = 10,        /* random port picks before giving up (exhaustion) */
+	ZFW_NAT_RETRIES = 10,        /* port candidates (the inside port, then random) per new mapping */
 	ZFW_NAT_UDP_TIMEOUT_S = 30,  /* idle UDP / ICMP echo mappings expire */
-	ZFW_NAT_TCP_OPEN_TIMEOUT_S = 60,    /* no reply to the SYN yet */
+	ZFW_NAT_TCP_OPEN_TIMEOUT_S = 60,    /* half-open: handshake not completed by the inside host */
 	ZFW_NAT_TCP_EST_TIMEOUT_S = 3600,   /* idle established TCP mapping */
 	ZFW_NAT_TCP_CLOSE_TIMEOUT_S = 120,  /* FIN seen, final ACK not (yet) */
+	ZFW_NAT_TIME_WAIT_S = 120,   /* a closed TCP mapping's port goes to another inside host
+				      * for the same destination only after this (the peer's
+				      * TIME_WAIT; conntrack keeps TIME_WAIT 120 s) */
 };
 
 /* IP protocol and address family numbers the datapath's keys carry (the
@@ -144,7 +147,8 @@ enum zfw_reason {
 	ZFW_R_DROP_SYN_RATE = 39,
 	ZFW_R_PASS_NOT_IP_TUPLE = 40,
 	ZFW_R_DROP_NAT_UNTRANSLATABLE = 41, /* masquerade cannot translate: dropped, never leaked */
-	ZFW_R_MAX = 42,
+	ZFW_R_NAT_EVICTED = 42,      /* ports exhausted: a half-open mapping gave way to a new one */
+	ZFW_R_MAX = 43,
 };
 
 /* TCP connection states kept in tcp_map / tcp_ingress_map. */
@@ -408,8 +412,25 @@ struct zfw_nat_rev {
 	__u16 nport;
 	__u8 state;      /* copy of the TCP state as of the latest FIN */
 	__u8 fin;        /* enum zfw_nat_fin bits, kept in step with zfw_nat_val */
-	__u32 pad2;
+	__u32 synack_seq; /* TCP: the peer's SYN-ACK sequence + 1, which the inside host's
+			   * ACK must acknowledge to complete the handshake */
 	__u64 last_ns;   /* last packet from inside */
+};
+
+/*
+ * masquerade_closed_map value (LRU), keyed like masquerade_map: a TCP
+ * mapping that closed with FIN/final ACK, whose peer may still hold
+ * TIME_WAIT for the translated 4-tuple.  The port chooser gives the port to
+ * another inside host for that destination only once ZFW_NAT_TIME_WAIT_S
+ * passed (the same inside host and port may take it back at once: its
+ * timestamps continue).
+ */
+struct zfw_nat_closed {
+	__u32 addr[4];   /* the inside host that used the port */
+	__u16 port;      /* its inside port */
+	__u16 pad;
+	__u32 pad2;
+	__u64 closed_ns; /* when the mapping closed */
 };
 
 /* tun_map value, keyed by the client's flow as seen on ingress. */

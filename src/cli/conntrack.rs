@@ -14,7 +14,9 @@ pub enum ConntrackCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Forget every tracked flow (established connections then need a rule again)
+    /// Forget every tracked flow and every masquerade mapping (established
+    /// connections then need a rule again; masqueraded ones break and every
+    /// masquerade port is free)
     Flush,
 }
 
@@ -41,7 +43,8 @@ pub fn conntrack(root: &Root, cmd: ConntrackCmd) -> Result<()> {
         ConntrackCmd::Flush => {
             let _lock = root.lock()?;
             let n = crate::conntrack::flush(&maps)?;
-            println!("zfw: removed {n} flows");
+            let nat = crate::nat::flush_nat(&maps)?;
+            println!("zfw: removed {n} flows and {nat} masquerade mappings");
             Ok(())
         }
     }

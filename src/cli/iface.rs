@@ -48,7 +48,10 @@ pub struct SetArgs {
     /// Apply egress rules to traffic leaving this interface
     #[arg(long, value_name = "on|off")]
     pub outbound_filter: Option<OnOff>,
-    /// Masquerade (source NAT) traffic leaving this interface
+    /// Masquerade (source NAT) traffic leaving this interface: the inside port
+    /// is kept when free for the destination, never one another inside host
+    /// closed there in the last 120 s; half-open TCP mappings time out after
+    /// 60 s and give way first when ports run out
     #[arg(long, value_name = "on|off")]
     pub masquerade: Option<OnOff>,
     /// Pass VRRP (IP protocol 112)

@@ -48,7 +48,7 @@ pub enum Command {
     /// Tracked connections
     #[command(subcommand)]
     Conntrack(conntrack::ConntrackCmd),
-    /// Remove expired flow state and stale masquerade mappings
+    /// Remove expired flow state and stale masquerade mappings (half-open ones after 60 s)
     Gc(conntrack::GcArgs),
     /// Print every map (or --map NAME) decoded as JSON
     Dump(audit::DumpArgs),

@@ -66,6 +66,8 @@ registry! {
     MASQUERADE_MAP: "masquerade_map", Hash<types::zfw_nat_key, types::zfw_nat_val>, Resizable, Keys, NatForward;
     MASQUERADE_REVERSE_MAP: "masquerade_reverse_map", Hash<types::zfw_flow_key, types::zfw_nat_rev>, Resizable, Keys, NatReverse;
     ICMP_MASQUERADE_MAP: "icmp_masquerade_map", Hash<types::zfw_nat_key, types::zfw_nat_val>, Resizable, Keys, NatForward;
+    /// Recently closed TCP mappings: ports the chooser keeps from other inside hosts.
+    MASQUERADE_CLOSED_MAP: "masquerade_closed_map", LruHash<types::zfw_nat_key, types::zfw_nat_closed>, Resizable, Keys, Raw;
     TUN_MAP: "tun_map", LruHash<types::zfw_flow_key, types::zfw_tun_state>, Resizable, Keys, Tunnels;
     /// Per-CPU reply routes of tunnelled flows (src/bpf/tuncache.h).
     TUN_CACHE_MAP: "tun_cache_map", PercpuArray<u32, types::zfw_tun_cache>, Fixed, Slots, TunCache;
