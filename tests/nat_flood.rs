@@ -74,7 +74,7 @@ fn flood_mappings(lab: &RouterLab) -> (usize, usize) {
     let entries = lab
         .root
         .maps()
-        .entries::<types::zfw_nat_key, types::zfw_nat_val>("masquerade_map")
+        .entries::<types::zfw_nat_key, types::zfw_nat_val>(&zfw::maps::defs::MASQUERADE_MAP)
         .unwrap();
     for (k, v) in entries {
         let IpAddr::V4(a) = zfw::decode::addr(k.family, &v.addr) else {

@@ -110,8 +110,11 @@ fn synack(f: &Fixture, n: u16, seq: u32) -> u32 {
 }
 
 fn state_of(f: &Fixture, rport: u16, n: u16) -> Option<u8> {
-    let v: Option<types::zfw_nat_val> =
-        f.root.maps().get("masquerade_map", &key(rport, n)).unwrap();
+    let v: Option<types::zfw_nat_val> = f
+        .root
+        .maps()
+        .get(&zfw::maps::defs::MASQUERADE_MAP, &key(rport, n))
+        .unwrap();
     v.map(|v| v.state)
 }
 
@@ -151,7 +154,8 @@ fn a_conflicting_mapping_gets_another_port() {
         last_ns: zfw::decode::mono_now_ns(),
         ..Default::default()
     };
-    maps.put("masquerade_map", &key(80, 41000), &live).unwrap();
+    maps.put(&zfw::maps::defs::MASQUERADE_MAP, &key(80, 41000), &live)
+        .unwrap();
     assert_ne!(syn(&f, A, 41000, 80), 41000);
     // (half-open, so that 61 s of age suffice: CLOCK_MONOTONIC starts at boot)
     let idle = types::zfw_nat_val {
@@ -159,14 +163,15 @@ fn a_conflicting_mapping_gets_another_port() {
         last_ns: zfw::decode::mono_now_ns() - 61 * NSEC,
         ..live
     };
-    maps.put("masquerade_map", &key(80, 41001), &idle).unwrap();
+    maps.put(&zfw::maps::defs::MASQUERADE_MAP, &key(80, 41001), &idle)
+        .unwrap();
     assert_eq!(
         syn(&f, A, 41001, 80),
         41001,
         "an expired mapping is taken over"
     );
     let v: types::zfw_nat_val = maps
-        .get("masquerade_map", &key(80, 41001))
+        .get(&zfw::maps::defs::MASQUERADE_MAP, &key(80, 41001))
         .unwrap()
         .unwrap();
     assert_eq!(v.addr, a4(A));
@@ -182,7 +187,7 @@ fn a_port_closed_by_another_host_is_not_reused_for_that_destination() {
     handshake_and_close(&f, A, 40000, n);
     assert_eq!(state_of(&f, 80, n), None, "closed: the mapping is gone");
     let c: types::zfw_nat_closed = maps
-        .get("masquerade_closed_map", &key(80, n))
+        .get(&zfw::maps::defs::MASQUERADE_CLOSED_MAP, &key(80, n))
         .unwrap()
         .expect("a record of the closed port");
     assert_eq!((c.addr, c.port), (a4(A), 40000));
@@ -202,16 +207,18 @@ fn a_port_closed_by_another_host_is_not_reused_for_that_destination() {
         closed_ns: zfw::decode::mono_now_ns() - 121 * NSEC,
         ..c
     };
-    maps.put("masquerade_closed_map", &key(80, n), &old)
+    maps.put(&zfw::maps::defs::MASQUERADE_CLOSED_MAP, &key(80, n), &old)
         .unwrap();
     assert_eq!(syn(&f, B, 40000, 80), 40000);
     // a reset leaves no record (the peer holds no TIME_WAIT)
     f.egress(&tcp(B, 40000, REMOTE, 80, TCP_RST));
-    maps.del("masquerade_closed_map", &key(80, n)).unwrap();
+    maps.del(&zfw::maps::defs::MASQUERADE_CLOSED_MAP, &key(80, n))
+        .unwrap();
     syn(&f, A, 40000, 80);
     f.egress(&tcp(A, 40000, REMOTE, 80, TCP_RST));
-    let rec: Option<types::zfw_nat_closed> =
-        maps.get("masquerade_closed_map", &key(80, n)).unwrap();
+    let rec: Option<types::zfw_nat_closed> = maps
+        .get(&zfw::maps::defs::MASQUERADE_CLOSED_MAP, &key(80, n))
+        .unwrap();
     assert!(rec.is_none(), "RST: no record");
 }
 
@@ -238,7 +245,7 @@ fn a_mapping_is_established_only_by_the_inside_ack_of_the_syn_ack() {
         .root
         .maps()
         .get(
-            "masquerade_reverse_map",
+            &zfw::maps::defs::MASQUERADE_REVERSE_MAP,
             &zfw::nat::reverse_key(
                 &key(80, n),
                 &types::zfw_nat_val {
@@ -260,14 +267,21 @@ fn a_mapping_is_established_only_by_the_inside_ack_of_the_syn_ack() {
 /// Age a mapping (both entries) to `secs` ago.
 fn age(f: &Fixture, k: &types::zfw_nat_key, secs: u64) {
     let maps = f.root.maps();
-    let mut v: types::zfw_nat_val = maps.get("masquerade_map", k).unwrap().unwrap();
+    let mut v: types::zfw_nat_val = maps
+        .get(&zfw::maps::defs::MASQUERADE_MAP, k)
+        .unwrap()
+        .unwrap();
     let t = zfw::decode::mono_now_ns() - secs * NSEC;
     v.last_ns = t;
-    maps.put("masquerade_map", k, &v).unwrap();
+    maps.put(&zfw::maps::defs::MASQUERADE_MAP, k, &v).unwrap();
     let rk = zfw::nat::reverse_key(k, &v);
-    let mut r: types::zfw_nat_rev = maps.get("masquerade_reverse_map", &rk).unwrap().unwrap();
+    let mut r: types::zfw_nat_rev = maps
+        .get(&zfw::maps::defs::MASQUERADE_REVERSE_MAP, &rk)
+        .unwrap()
+        .unwrap();
     r.last_ns = t;
-    maps.put("masquerade_reverse_map", &rk, &r).unwrap();
+    maps.put(&zfw::maps::defs::MASQUERADE_REVERSE_MAP, &rk, &r)
+        .unwrap();
 }
 
 #[test]
@@ -291,7 +305,11 @@ fn half_open_mappings_time_out_after_60_s_and_gc_frees_them() {
     );
     assert_eq!(state_of(&f, 80, h), None);
     assert_eq!(state_of(&f, 80, e), Some(st(names::ZFW_TCP_ESTABLISHED)));
-    assert_eq!(maps.count("masquerade_reverse_map").unwrap(), 1);
+    assert_eq!(
+        maps.count(&zfw::maps::defs::MASQUERADE_REVERSE_MAP)
+            .unwrap(),
+        1
+    );
 }
 
 #[test]
@@ -314,21 +332,32 @@ fn under_exhaustion_a_half_open_mapping_gives_way_and_an_established_one_never()
             last_ns: now,
             ..Default::default()
         };
-        maps.put("masquerade_map", &key(80, p), &v).unwrap();
+        maps.put(&zfw::maps::defs::MASQUERADE_MAP, &key(80, p), &v)
+            .unwrap();
     }
-    let before = maps.count("masquerade_map").unwrap();
+    let before = maps.count(&zfw::maps::defs::MASQUERADE_MAP).unwrap();
     let n = syn(&f, A, 40000, 80);
     assert_ne!(n % 4, 0, "port {n}: an established mapping was taken");
     assert_eq!(f.counter("nat_evicted"), 1);
     assert_eq!(f.counter("drop_nat_exhausted"), 0);
-    let v: types::zfw_nat_val = maps.get("masquerade_map", &key(80, n)).unwrap().unwrap();
+    let v: types::zfw_nat_val = maps
+        .get(&zfw::maps::defs::MASQUERADE_MAP, &key(80, n))
+        .unwrap()
+        .unwrap();
     assert_eq!((v.addr, v.port), (a4(A), 40000), "the new flow holds it");
-    assert_eq!(maps.count("masquerade_map").unwrap(), before);
+    assert_eq!(
+        maps.count(&zfw::maps::defs::MASQUERADE_MAP).unwrap(),
+        before
+    );
     // established only: the new flow is dropped
     for p in (1024u16..=65535).filter(|p| p % 4 != 0) {
-        let mut v: types::zfw_nat_val = maps.get("masquerade_map", &key(80, p)).unwrap().unwrap();
+        let mut v: types::zfw_nat_val = maps
+            .get(&zfw::maps::defs::MASQUERADE_MAP, &key(80, p))
+            .unwrap()
+            .unwrap();
         v.state = st(names::ZFW_TCP_ESTABLISHED);
-        maps.put("masquerade_map", &key(80, p), &v).unwrap();
+        maps.put(&zfw::maps::defs::MASQUERADE_MAP, &key(80, p), &v)
+            .unwrap();
     }
     let r = f.egress_out(&tcp(B, 40000, REMOTE, 80, TCP_SYN));
     assert_eq!(r.retval, TC_ACT_SHOT);
@@ -353,12 +382,13 @@ fn conntrack_flush_frees_every_masquerade_port() {
         "{}",
         out.stdout
     );
+    use zfw::maps::defs::{ICMP_MASQUERADE_MAP, MASQUERADE_MAP, MASQUERADE_REVERSE_MAP};
     for m in [
-        "masquerade_map",
-        "icmp_masquerade_map",
-        "masquerade_reverse_map",
+        &MASQUERADE_MAP.info,
+        &ICMP_MASQUERADE_MAP.info,
+        &MASQUERADE_REVERSE_MAP.info,
     ] {
-        assert_eq!(maps.count(m).unwrap(), 0, "{m} empty after flush");
+        assert_eq!(maps.count(m).unwrap(), 0, "{} empty after flush", m.name);
     }
     // and the ports are free: the same flows get their own ports again
     assert_eq!(syn(&f, A, 40000, 80), 40000);
