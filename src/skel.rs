@@ -62,6 +62,7 @@ plain_types!(
     zfw_iface,
     zfw_if_addrs4,
     zfw_if_addrs6,
+    zfw_watch_lease,
     zfw_in6,
     zfw_flow_key,
     zfw_flow,

@@ -429,8 +429,9 @@ ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat
 		rc = zfw_nat_alloc(skb, p, s);
 		if (rc)
 			return zfw_nat_drop(p, ZFW_DIR_EGRESS,
-					    rc == ZFW_NAT_E_EXHAUSTED ? ZFW_R_DROP_NAT_EXHAUSTED
-								       : ZFW_R_DROP_NAT_UNTRANSLATABLE,
+					    rc == ZFW_NAT_E_EXHAUSTED  ? ZFW_R_DROP_NAT_EXHAUSTED
+					    : rc == ZFW_NAT_E_NO_ADDR ? ZFW_R_DROP_NAT_NO_ADDR
+								      : ZFW_R_DROP_NAT_UNTRANSLATABLE,
 					    rc);
 	}
 	__builtin_memset(k, 0, sizeof(*k));

@@ -129,7 +129,8 @@ enum zfw_reason {
 	ZFW_R_DROP_SYN_RATE = 39,
 	ZFW_R_PASS_NOT_IP_TUPLE = 40,
 	ZFW_R_DROP_NAT_UNTRANSLATABLE = 41, /* masquerade cannot translate: dropped, never leaked */
-	ZFW_R_MAX = 42,
+	ZFW_R_DROP_NAT_NO_ADDR = 42, /* masquerade: the interface has no address of the family */
+	ZFW_R_MAX = 43,
 };
 
 /* TCP connection states kept in tcp_map / tcp_ingress_map. */
@@ -159,6 +160,23 @@ enum zfw_nat_err {
 	ZFW_NAT_E_NOT_START = 3, /* no mapping, and the packet cannot start one */
 	ZFW_NAT_E_CONFLICT = 4,  /* IPv6 static PAT: the port is taken by another host */
 	ZFW_NAT_E_REWRITE = 5,   /* a helper failed to rewrite the packet */
+};
+
+/* `zfw watch` (ARCHITECTURE.md §6, watch_map): how often the watcher renews
+ * its lease, and how long a lease is good for.  A datapath that finds the
+ * lease expired stops granting the SSH and ICMP echo exceptions of
+ * interface addresses (its copy of them may be stale). */
+enum zfw_watch_consts {
+	ZFW_WATCH_RENEW_MS = 1000,
+	ZFW_WATCH_LEASE_MS = 3000, /* 3 renew periods */
+};
+
+/* watch_map[0]: the watcher's lease.  expires_ns == 0: no watcher (static
+ * mode: the addresses are trusted as written, as without `zfw watch`). */
+struct zfw_watch_lease {
+	__u64 expires_ns; /* CLOCK_MONOTONIC */
+	__u32 pid;        /* the watcher, for `status` and `dump` */
+	__u32 pad;
 };
 
 /* Global settings, config_map[0]. */
