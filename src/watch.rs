@@ -169,6 +169,12 @@ impl Watcher<'_> {
         Ok(v)
     }
 
+    /// The settings of `idx` if zfw is attached to it.
+    fn find(&self, idx: u32) -> Result<Option<types::zfw_iface>> {
+        let st = self.maps.get(&defs::DIAG_MAP, &idx)?;
+        Ok(st.filter(|st| st.hooks & ATTACHED != 0))
+    }
+
     fn renew(&self) -> Result<()> {
         let l = types::zfw_watch_lease {
             expires_ns: mono_now_ns() + LEASE_NS,
@@ -209,35 +215,36 @@ impl Watcher<'_> {
     /// Handle one batch of notifications.
     fn apply(&mut self, events: &[Event]) -> Result<()> {
         let _lock = self.root.lock()?;
-        let attached = self.attached()?;
-        let find = |idx: u32| attached.iter().find(|(i, _)| *i == idx).map(|(_, st)| *st);
+        // one array slot per event; the scan of every slot (a re-created
+        // interface's old index, by name) only for a link zfw does not know
         let mut dirty = BTreeSet::new();
         for e in events {
             match e {
-                Event::Addr { ifindex } if find(*ifindex).is_some() => {
-                    dirty.insert(*ifindex);
+                Event::Addr { ifindex } => {
+                    if self.find(*ifindex)?.is_some() {
+                        dirty.insert(*ifindex);
+                    }
                 }
                 Event::LinkNew { ifindex, name } => {
-                    if let Some(st) = find(*ifindex) {
+                    if let Some(st) = self.find(*ifindex)? {
                         let was = name_str(&st.name);
                         if !name.is_empty() && *name != was {
                             self.renamed(*ifindex, &was, name)?;
                         }
                         dirty.insert(*ifindex);
-                    } else if let Some((old, _)) = attached.iter().find(|(i, st)| {
+                    } else if let Some((old, _)) = self.attached()?.into_iter().find(|(i, st)| {
                         name_str(&st.name) == *name
                             && ifaddr::name_of(*i).as_deref() != Some(name.as_str())
                     }) {
-                        self.recreated(*old, *ifindex, name)?;
+                        self.recreated(old, *ifindex, name)?;
                     }
                 }
                 Event::LinkGone { ifindex, .. } => {
-                    if let Some(st) = find(*ifindex) {
+                    if let Some(st) = self.find(*ifindex)? {
                         self.gone(*ifindex, &name_str(&st.name))?;
                         dirty.remove(ifindex);
                     }
                 }
-                Event::Addr { .. } => {}
             }
         }
         for idx in dirty {
