@@ -211,3 +211,108 @@ fn a_hundred_rapid_add_del_cycles_end_in_the_kernels_state() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn a_killed_watchers_copy_stops_granting_within_the_lease_and_sigterm_returns_to_static() {
+    require_priv!();
+    let (lab, ssh) = host_lab();
+    let lease = Duration::from_millis(zfw::skel::names::ZFW_WATCH_LEASE_MS as u64);
+    let w = Watch::start(&lab.server, &lab.root);
+    let t_kill = Instant::now();
+    w.kill();
+    // the address moves to lo while nobody watches: the copy is stale
+    lab.server
+        .ip(&["addr", "del", &format!("{SERVER_IP}/24"), "dev", "srv0"]);
+    lab.server
+        .ip(&["addr", "add", "10.77.0.3/24", "dev", "srv0"]);
+    lab.server
+        .ip(&["addr", "add", &format!("{SERVER_IP}/32"), "dev", "lo"]);
+    lab.client.ip(&[
+        "neigh",
+        "replace",
+        SERVER_IP,
+        "lladdr",
+        &mac(&lab.server, "srv0"),
+        "dev",
+        "cli0",
+    ]);
+    let old = format!("{SERVER_IP}:{ssh}");
+    // still granted from the stale copy: the lease has not run out yet
+    // (it was renewed at most one period before the kill)
+    assert!(
+        tcp_echo_ok(&lab.client, &old, SHORT),
+        "stale copy, fresh lease"
+    );
+    assert!(t_kill.elapsed() < lease - Duration::from_millis(1200));
+    let stopped = wait_until(lease + Duration::from_secs(1), || {
+        !tcp_echo_ok(&lab.client, &old, Duration::from_millis(150))
+    });
+    let after = t_kill.elapsed();
+    assert!(stopped.is_some(), "the lease never ran out");
+    assert!(
+        after <= lease + Duration::from_millis(500),
+        "exception to the removed address lasted {after:?} after the kill"
+    );
+    eprintln!("watcher SIGKILLed: exception to the moved address stopped after {after:?}");
+    assert!(!ping_ok(&lab.client, SERVER_IP));
+
+    // a new watcher (Restart=always) re-syncs: the current address works
+    let w = Watch::start(&lab.server, &lab.root);
+    assert!(tcp_echo_ok(&lab.client, &format!("10.77.0.3:{ssh}"), LONG));
+    assert!(!tcp_echo_ok(&lab.client, &old, SHORT));
+    // SIGTERM: static mode, the exceptions outlive the lease
+    assert!(w.stop().success());
+    let l = lab
+        .root
+        .maps()
+        .get(&zfw::maps::defs::WATCH_MAP, &0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(l.expires_ns, 0, "a clean stop clears the lease");
+    std::thread::sleep(lease + Duration::from_millis(300));
+    assert!(tcp_echo_ok(&lab.client, &format!("10.77.0.3:{ssh}"), LONG));
+    assert!(ping_ok(&lab.client, "10.77.0.3"));
+}
+
+#[test]
+fn an_interface_recreated_under_its_name_is_reattached() {
+    require_priv!();
+    let (lab, ssh) = host_lab();
+    let web = tcp_listen(&lab.server, "0.0.0.0:8080").serve_echo();
+    let make = || {
+        veth(&lab.client, "cli1", &lab.server, "srv1");
+        lab.client
+            .ip(&["addr", "add", "10.77.9.1/24", "dev", "cli1"]);
+        lab.server
+            .ip(&["addr", "add", "10.77.9.2/24", "dev", "srv1"]);
+    };
+    make();
+    lab.zfw(&["load", "--iface", "srv1"]).ok();
+    lab.zfw(&["iface", "set", "srv1", "--icmp-echo", "on"]).ok();
+    let blocked = |lab: &Lab| !tcp_echo_ok(&lab.client, &format!("10.77.9.2:{web}"), SHORT);
+    assert!(blocked(&lab), "zfw protects srv1");
+    let w = Watch::start(&lab.server, &lab.root);
+    lab.server.ip(&["link", "del", "srv1"]);
+    assert!(w.wait_line("was deleted", WITHIN), "{:?}", w.log());
+    make();
+    assert!(
+        w.wait_line("re-created", WITHIN),
+        "not re-attached: {:?}",
+        w.log()
+    );
+    // protected again, with its settings and its new address
+    let ssh_ok = wait_until(WITHIN, || {
+        tcp_echo_ok(&lab.client, &format!("10.77.9.2:{ssh}"), SHORT)
+    });
+    assert!(ssh_ok.is_some(), "SSH to srv1's address");
+    assert!(ping_ok(&lab.client, "10.77.9.2"), "icmp-echo kept");
+    assert!(blocked(&lab), "8080 blocked on the new srv1");
+    let line = w
+        .log()
+        .into_iter()
+        .find(|l| l.contains("re-created"))
+        .unwrap();
+    assert!(line.contains("WARNING") && line.contains("srv1"), "{line}");
+    let show = lab.zfw(&["iface", "show", "srv1", "--json"]).ok();
+    assert!(show.stdout.contains("10.77.9.2"), "{}", show.stdout);
+}
