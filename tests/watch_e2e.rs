@@ -63,6 +63,14 @@ fn mac(ns: &Netns, dev: &str) -> String {
     s[i..i + 17].to_string()
 }
 
+/// The client sends packets for `addr` to srv0's MAC (the server answers
+/// no IPv6 neighbour solicitation for an address on `lo`).
+fn neigh_to_srv0(lab: &Lab, addr: &str) {
+    let m = mac(&lab.server, "srv0");
+    lab.client
+        .ip(&["neigh", "replace", addr, "lladdr", &m, "dev", "cli0"]);
+}
+
 /// A host lab with zfw on srv0, SSH (port 22) and ICMP echo exceptions on.
 fn host_lab() -> (Lab, u16) {
     let lab = Lab::new();
@@ -101,15 +109,7 @@ fn renumber(lab: &Lab, ssh: u16, old: &str, new: &str, plen: &str, v6: bool) -> 
     wait_until(WITHIN, || dp.has(new) && !dp.has(old))
         .unwrap_or_else(|| panic!("datapath addresses {:?}", dp.addrs()));
     // the old address still answers the client, from lo
-    lab.client.ip(&[
-        "neigh",
-        "replace",
-        old,
-        "lladdr",
-        &mac(&lab.server, "srv0"),
-        "dev",
-        "cli0",
-    ]);
+    neigh_to_srv0(lab, old);
     let ep = |a: &str| {
         if v6 {
             format!("[{a}]:{ssh}")
@@ -227,15 +227,7 @@ fn a_killed_watchers_copy_stops_granting_within_the_lease_and_sigterm_returns_to
         .ip(&["addr", "add", "10.77.0.3/24", "dev", "srv0"]);
     lab.server
         .ip(&["addr", "add", &format!("{SERVER_IP}/32"), "dev", "lo"]);
-    lab.client.ip(&[
-        "neigh",
-        "replace",
-        SERVER_IP,
-        "lladdr",
-        &mac(&lab.server, "srv0"),
-        "dev",
-        "cli0",
-    ]);
+    neigh_to_srv0(&lab, SERVER_IP);
     let old = format!("{SERVER_IP}:{ssh}");
     // still granted from the stale copy: the lease has not run out yet
     // (it was renewed at most one period before the kill)
@@ -315,4 +307,36 @@ fn an_interface_recreated_under_its_name_is_reattached() {
     assert!(line.contains("WARNING") && line.contains("srv1"), "{line}");
     let show = lab.zfw(&["iface", "show", "srv1", "--json"]).ok();
     assert!(show.stdout.contains("10.77.9.2"), "{}", show.stdout);
+}
+
+#[test]
+fn a_notification_overflow_is_followed_by_a_full_resync() {
+    require_priv!();
+    let (lab, _ssh) = host_lab();
+    let mut w = Watch::start(&lab.server, &lab.root);
+    // a stopped watcher reads nothing: thousands of events overflow its
+    // socket's receive buffer (ENOBUFS) and notifications are lost
+    w.signal(nix::sys::signal::Signal::SIGSTOP);
+    let mut batch = String::new();
+    for i in 0..3000 {
+        let a = format!("10.78.{}.{}/32", i / 250, i % 250 + 1);
+        batch.push_str(&format!("addr add {a} dev srv0\naddr del {a} dev srv0\n"));
+    }
+    batch.push_str(&format!("addr del {SERVER_IP}/24 dev srv0\n"));
+    batch.push_str("addr add 10.77.0.9/24 dev srv0\n");
+    let f = TempFile::new("batch", &batch);
+    lab.server.ip(&["-batch", &f.path_str()]);
+    w.signal(nix::sys::signal::Signal::SIGCONT);
+    assert!(
+        w.wait_line("ENOBUFS", Duration::from_secs(5)),
+        "no overflow seen: {:?}",
+        w.log()
+    );
+    let dp = Datapath::new(&lab, "srv0");
+    assert!(
+        wait_until(WITHIN, || dp.has("10.77.0.9") && !dp.has(SERVER_IP)).is_some(),
+        "{:?}",
+        dp.addrs()
+    );
+    assert!(dp.addrs().iter().all(|a| a.to_string() != "10.78.0.1"));
 }

@@ -74,11 +74,12 @@ ZFW_INLINE int zfw_is_if_addr(__u32 ifindex, __u8 family, const __u32 *addr)
 ZFW_INLINE int zfw_if_addr_exempt(__u32 ifindex, __u8 family, const __u32 *addr)
 {
 	__u32 zero = 0;
-	struct zfw_watch_lease *l = bpf_map_lookup_elem(&watch_map, &zero);
+	struct zfw_watch_lease *l;
 
-	if (l && l->expires_ns && bpf_ktime_get_ns() > l->expires_ns)
+	if (!zfw_is_if_addr(ifindex, family, addr))
 		return 0;
-	return zfw_is_if_addr(ifindex, family, addr);
+	l = bpf_map_lookup_elem(&watch_map, &zero);
+	return !(l && l->expires_ns && bpf_ktime_get_ns() > l->expires_ns);
 }
 
 #endif /* ZFW_IFACE_H */

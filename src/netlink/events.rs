@@ -50,7 +50,7 @@ const GROUPS: u32 =
 
 /// Receive buffer asked of the kernel: room for thousands of notifications
 /// between two reads (a burst beyond it is an ENOBUFS and a re-sync).
-const RCVBUF: usize = 4 << 20;
+const RCVBUF: usize = 1 << 20;
 
 impl Subscription {
     pub fn open() -> Result<Self> {
