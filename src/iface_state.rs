@@ -1,10 +1,10 @@
 //! Per-interface settings (diag_map) and interface addresses
 //! (ifindex_ip_map / ifindex_ip6_map).
 //!
-//! Addresses are refreshed from the kernel (getifaddrs, i.e. netlink) by
-//! `zfw load` and by every command that reads or changes interface state
-//! (`iface set/show`, `status`, `rule add`, `apply`), so the datapath's view
-//! never lags behind more than one zfw command; there is no cron job.
+//! Addresses are read from the kernel (getifaddrs, i.e. netlink) by
+//! `zfw watch` within milliseconds of every change (src/watch.rs), and by
+//! `zfw load` and every command that reads or changes interface state
+//! (`iface set/show`, `status`, `rule add`, `apply`); there is no cron job.
 
 use serde::Serialize;
 
@@ -117,6 +117,23 @@ pub fn refresh_all(maps: &Maps) -> Result<()> {
     Ok(())
 }
 
+/// The addresses of `ifindex` as the datapath sees them (IPv4 in the
+/// kernel's order, primary first, then IPv6).
+pub fn addrs(maps: &Maps, ifindex: u32) -> Result<Vec<std::net::IpAddr>> {
+    let mut out = Vec::new();
+    if let Some(a4) = maps.get(&defs::IFINDEX_IP_MAP, &ifindex)? {
+        for a in a4.addr.iter().take(a4.count as usize) {
+            out.push(words_addr(Family::V4, &[*a, 0, 0, 0]));
+        }
+    }
+    if let Some(a6) = maps.get(&defs::IFINDEX_IP6_MAP, &ifindex)? {
+        for a in a6.addr.iter().take(a6.count as usize) {
+            out.push(words_addr(Family::V6, &a.a));
+        }
+    }
+    Ok(out)
+}
+
 /// One interface's settings, for `iface show` and `status`.
 #[derive(Debug, Serialize, Clone)]
 pub struct IfaceView {
@@ -131,17 +148,10 @@ pub fn view(maps: &Maps, ifindex: u32, st: &types::zfw_iface) -> Result<IfaceVie
         .into_iter()
         .map(|(n, b)| (n, st.flags & b != 0))
         .collect();
-    let mut addresses = Vec::new();
-    if let Some(a4) = maps.get(&defs::IFINDEX_IP_MAP, &ifindex)? {
-        for a in a4.addr.iter().take(a4.count as usize) {
-            addresses.push(words_addr(Family::V4, &[*a, 0, 0, 0]).to_string());
-        }
-    }
-    if let Some(a6) = maps.get(&defs::IFINDEX_IP6_MAP, &ifindex)? {
-        for a in a6.addr.iter().take(a6.count as usize) {
-            addresses.push(words_addr(Family::V6, &a.a).to_string());
-        }
-    }
+    let addresses = addrs(maps, ifindex)?
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
     Ok(IfaceView {
         name: name_str(&st.name),
         ifindex,

@@ -26,6 +26,7 @@ pub mod skel;
 pub mod status;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod watch;
 
 pub use error::{Error, Result};
 

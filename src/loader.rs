@@ -387,6 +387,42 @@ fn attach_all(
     Ok(report)
 }
 
+/// `zfw watch`: interface `name` was deleted and re-created (ifindex `old`
+/// -> `new`).  Attach the same hooks to the new device, move its settings
+/// (and the tun registration) to the new index and forget the old one.
+/// The caller holds the root's lock.  Returns the hooks now attached.
+pub fn reattach(root: &Root, maps: &Maps, old: u32, new: u32, name: &str) -> Result<Vec<String>> {
+    let progs = Programs::open(root)?;
+    let Some(was) = maps.get(&defs::DIAG_MAP, &old)? else {
+        return Err(Error::runtime(format!(
+            "ifindex {old} has no settings to move to {name}"
+        )));
+    };
+    let mut st = iface_state::get_or_default(maps, new, name)?;
+    st.flags = was.flags;
+    let keep = names::ZFW_HOOK_CONFIGURED as u32 | names::ZFW_HOOK_TUN_MODE as u32;
+    st.hooks = was.hooks & keep;
+    if was.hooks & (HOOK_INGRESS | HOOK_TRACK) != 0 {
+        st.hooks = attach_tc(&progs, new, was.hooks & HOOK_EGRESS != 0, st.hooks)?;
+    }
+    if was.hooks & HOOK_XDP != 0 {
+        xdp::attach(progs.fd(PROG_XDP), new)?;
+        st.hooks |= HOOK_XDP;
+        if let Some(mut ti) = maps.get(&defs::IFINDEX_TUN_MAP, &0)? {
+            if ti.ifindex == old {
+                ti.ifindex = new;
+                maps.put(&defs::IFINDEX_TUN_MAP, &0, &ti)?;
+            }
+        }
+    }
+    iface_state::store(maps, new, &st)?;
+    maps.del(&defs::DIAG_MAP, &old)?;
+    maps.del(&defs::IFINDEX_IP_MAP, &old)?;
+    maps.del(&defs::IFINDEX_IP6_MAP, &old)?;
+    iface_state::refresh_addrs(maps, new, name)?;
+    Ok(hook_names(st.hooks))
+}
+
 /// Take zfw off one interface (ifindex in this namespace).
 fn detach_iface(progs: &Programs, maps: &Maps, ifindex: u32, st: &types::zfw_iface) -> Result<()> {
     // Only touch the device if it is still the one zfw attached to (same

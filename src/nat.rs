@@ -207,6 +207,35 @@ pub fn gc_nat(maps: &Maps) -> Result<usize> {
     Ok(removed)
 }
 
+/// `zfw watch`, after the addresses of `ifindex` changed: remove every
+/// mapping of that interface whose outside address is not among `keep`
+/// (its addresses now), so that no packet leaves with a gone source.  The
+/// next packet of such a flow starts a new mapping with the current
+/// address (UDP, ICMP echo; a TCP flow cannot restart mid-stream and is
+/// dropped as untranslatable).  Returns how many mappings went.
+pub fn purge_outside_addr(maps: &Maps, ifindex: u32, keep: &[std::net::IpAddr]) -> Result<usize> {
+    let mut removed = 0;
+    for (rk, r) in maps.entries(&REV_MAP)? {
+        if rk.ifindex != ifindex || keep.contains(&decode::addr(rk.family, &r.naddr)) {
+            continue;
+        }
+        let m = if rk.proto == IPPROTO_TCP || rk.proto == IPPROTO_UDP {
+            NAT_FORWARD[0]
+        } else {
+            NAT_FORWARD[1]
+        };
+        maps.del(m, &forward_key(&rk, &r))?;
+        if maps.del(&REV_MAP, &rk)? {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        // flow caches hold the translations of removed mappings
+        crate::conntrack::invalidate_flow_caches(maps)?;
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

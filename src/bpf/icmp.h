@@ -88,7 +88,8 @@ ZFW_INLINE int zfw_icmp_verdict(void *data, void *data_end, const struct zfw_pkt
 				__u32 flags)
 {
 	if (zfw_icmp_is_echo_req(p)) {
-		if ((flags & ZFW_IF_ICMP_ECHO) && zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.daddr))
+		if ((flags & ZFW_IF_ICMP_ECHO) &&
+		    zfw_if_addr_exempt(p->k.ifindex, p->k.family, p->k.daddr))
 			return ZFW_R_PASS_ICMP_ECHO;
 		return -ZFW_R_DROP_ICMP;
 	}

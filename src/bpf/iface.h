@@ -26,8 +26,9 @@ ZFW_INLINE struct zfw_config *zfw_cfg(void)
 
 /**
  * zfw_is_if_addr - is @addr (family @family) one of @ifindex's addresses?
- * ifindex_ip_map / ifindex_ip6_map are written by user space on load and on
- * every command that refreshes interface state.
+ * ifindex_ip_map / ifindex_ip6_map are written by user space: on load, on
+ * every command that refreshes interface state, and by `zfw watch` within
+ * milliseconds of each address change.
  */
 ZFW_INLINE int zfw_is_if_addr(__u32 ifindex, __u8 family, const __u32 *addr)
 {
@@ -61,6 +62,24 @@ ZFW_INLINE int zfw_is_if_addr(__u32 ifindex, __u8 family, const __u32 *addr)
 		}
 		return 0;
 	}
+}
+
+/**
+ * zfw_if_addr_exempt - may @addr get an interface-address exception (SSH,
+ * ICMP echo)?  Only while the copy of the addresses is trusted: no watcher
+ * was ever started (static mode, expires_ns == 0), or its lease is fresh
+ * (ARCHITECTURE.md §6, watch_map).  Called on those two paths only, never
+ * for established flows.
+ */
+ZFW_INLINE int zfw_if_addr_exempt(__u32 ifindex, __u8 family, const __u32 *addr)
+{
+	__u32 zero = 0;
+	struct zfw_watch_lease *l;
+
+	if (!zfw_is_if_addr(ifindex, family, addr))
+		return 0;
+	l = bpf_map_lookup_elem(&watch_map, &zero);
+	return !(l && l->expires_ns && bpf_ktime_get_ns() > l->expires_ns);
 }
 
 #endif /* ZFW_IFACE_H */

@@ -294,7 +294,7 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 
 	/* Step 6: SSH to an interface address */
 	if (c.p.k.proto == ZFW_P_TCP && c.p.k.dport == 22 && (c.flags & ZFW_IF_SSH) && !tun_only &&
-	    zfw_is_if_addr(c.p.k.ifindex, c.p.k.family, c.p.k.daddr))
+	    zfw_if_addr_exempt(c.p.k.ifindex, c.p.k.family, c.p.k.daddr))
 		return zfw_admit(skb, &c, ZFW_R_PASS_SSH);
 
 	/* Step 8: policy */

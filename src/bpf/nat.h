@@ -740,8 +740,9 @@ static __attribute__((noinline, unused)) int zfw_nat_new(struct __sk_buff *skb, 
 	rc = zfw_nat_alloc(skb, p, s);
 	if (rc)
 		return zfw_nat_drop(p, ZFW_DIR_EGRESS,
-				    rc == ZFW_NAT_E_EXHAUSTED ? ZFW_R_DROP_NAT_EXHAUSTED
-							       : ZFW_R_DROP_NAT_UNTRANSLATABLE,
+				    rc == ZFW_NAT_E_EXHAUSTED  ? ZFW_R_DROP_NAT_EXHAUSTED
+				    : rc == ZFW_NAT_E_NO_ADDR ? ZFW_R_DROP_NAT_NO_ADDR
+							      : ZFW_R_DROP_NAT_UNTRANSLATABLE,
 				    rc);
 	return 0;
 }

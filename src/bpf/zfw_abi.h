@@ -14,7 +14,7 @@
 #define ZFW_ABI_H
 
 enum zfw_abi_consts {
-	ZFW_ABI_VERSION = 3,
+	ZFW_ABI_VERSION = 4,
 	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
 	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */
 	ZFW_MAX_RANGES_PER_KEY = 128, /* port ranges under one (dst, src, proto) key */
@@ -148,7 +148,8 @@ enum zfw_reason {
 	ZFW_R_PASS_NOT_IP_TUPLE = 40,
 	ZFW_R_DROP_NAT_UNTRANSLATABLE = 41, /* masquerade cannot translate: dropped, never leaked */
 	ZFW_R_NAT_EVICTED = 42,      /* ports exhausted: a half-open mapping gave way to a new one */
-	ZFW_R_MAX = 43,
+	ZFW_R_DROP_NAT_NO_ADDR = 43, /* masquerade: the interface has no address of the family */
+	ZFW_R_MAX = 44,
 };
 
 /* TCP connection states kept in tcp_map / tcp_ingress_map. */
@@ -178,6 +179,23 @@ enum zfw_nat_err {
 	ZFW_NAT_E_NOT_START = 3, /* no mapping, and the packet cannot start one */
 	ZFW_NAT_E_CONFLICT = 4,  /* IPv6 static PAT: the port is taken by another host */
 	ZFW_NAT_E_REWRITE = 5,   /* a helper failed to rewrite the packet */
+};
+
+/* `zfw watch` (ARCHITECTURE.md §6, watch_map): how often the watcher renews
+ * its lease, and how long a lease is good for.  A datapath that finds the
+ * lease expired stops granting the SSH and ICMP echo exceptions of
+ * interface addresses (its copy of them may be stale). */
+enum zfw_watch_consts {
+	ZFW_WATCH_RENEW_MS = 1000,
+	ZFW_WATCH_LEASE_MS = 3000, /* 3 renew periods */
+};
+
+/* watch_map[0]: the watcher's lease.  expires_ns == 0: no watcher (static
+ * mode: the addresses are trusted as written, as without `zfw watch`). */
+struct zfw_watch_lease {
+	__u64 expires_ns; /* CLOCK_MONOTONIC */
+	__u32 pid;        /* the watcher, for `status` and `dump` */
+	__u32 pad;
 };
 
 /* Global settings, config_map[0]. */

@@ -156,6 +156,7 @@ mod tests {
             .collect();
         let was_fixed = [
             &defs::CONFIG_MAP.info,
+            &defs::WATCH_MAP.info,
             &defs::MATCHED_MAP.info,
             &defs::FLOW_CACHE_MAP.info,
             &defs::CT_EPOCH_MAP.info,

@@ -37,6 +37,26 @@ pub struct Cli {
     pub command: Command,
 }
 
+const WATCH_HELP: &str = "Follow the kernel's interface addresses live.
+
+Subscribes to rtnetlink link and address notifications and, within
+milliseconds of each change on an interface zfw is attached to, rewrites the
+addresses the datapath uses for the SSH and ICMP echo exceptions and for
+masquerade; logs one line per change on stdout. Masquerade mappings made with
+an address the interface no longer has are dropped (a UDP/ICMP flow gets a new
+mapping with the current address on its next packet; a TCP connection through
+the old address ends). Everything is re-read at start, after a notification
+overflow (ENOBUFS) and on SIGTERM/SIGINT. An attached interface deleted and
+re-created under the same name is re-attached with its settings (logged as a
+WARNING).
+
+Lease: the watcher renews a lease every 1 s; while it is more than 3 s old
+(watcher killed or hung) the datapath grants no SSH or ICMP echo exception to
+interface addresses (established connections and rules are not affected).
+SIGTERM/SIGINT end it cleanly and return to static mode (addresses refreshed
+only by zfw commands, as without a watcher). Run it as a service:
+packaging/zfw-watch.service (Restart=always).";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Load the datapath and attach it to interfaces (then exit; it keeps running)
@@ -50,6 +70,9 @@ pub enum Command {
     Conntrack(conntrack::ConntrackCmd),
     /// Remove expired flow state and stale masquerade mappings (half-open ones after 60 s)
     Gc(conntrack::GcArgs),
+    /// Follow interface addresses live (long-running; run it as a service)
+    #[command(long_about = WATCH_HELP)]
+    Watch,
     /// Print every map (or --map NAME) decoded as JSON
     Dump(audit::DumpArgs),
     /// Stream datapath events (drops, state changes) until Ctrl-C or --count
@@ -89,6 +112,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Status(a) => lifecycle::status(&root, a),
         Command::Conntrack(c) => conntrack::conntrack(&root, c),
         Command::Gc(a) => conntrack::gc(&root, a),
+        Command::Watch => crate::watch::run(&root),
         Command::Dump(a) => audit::dump(&root, a),
         Command::Monitor(a) => audit::monitor(&root, a),
         Command::Completions(a) => docs::completions(a),

@@ -45,6 +45,8 @@ registry! {
     DIAG_MAP: "diag_map", Array<u32, types::zfw_iface>, Resizable, Ifaces, Ifaces;
     IFINDEX_IP_MAP: "ifindex_ip_map", Hash<u32, types::zfw_if_addrs4>, Resizable, Keys, Addrs4;
     IFINDEX_IP6_MAP: "ifindex_ip6_map", Hash<u32, types::zfw_if_addrs6>, Resizable, Keys, Addrs6;
+    /// The address watcher's lease (`zfw watch`, ARCHITECTURE.md §6).
+    WATCH_MAP: "watch_map", Array<u32, types::zfw_watch_lease>, Fixed, Slots, Raw;
     /// Rule keys of both rule sets, each pointing at its port ranges.
     TPROXY_MAP: "tproxy_map", Hash<types::zfw_rule_key, types::zfw_rule_span>, Resizable, Keys, RuleKeys;
     RANGE_MAP: "range_map", Array<u32, types::zfw_range>, Resizable, Slots, Ranges;

@@ -390,6 +390,7 @@ pub mod catch_all;
 pub mod fixture;
 pub mod router;
 pub mod tun;
+pub mod watch;
 
 /// `ping -c1 -W1 dst` from `ns`.
 pub fn ping_ok(ns: &Netns, dst: &str) -> bool {
