@@ -15,6 +15,7 @@ pub mod ddos;
 pub mod docs;
 pub mod iface;
 pub mod lifecycle;
+pub mod metrics;
 pub mod nat;
 pub mod ot;
 pub mod rules;
@@ -54,6 +55,8 @@ pub enum Command {
     Dump(audit::DumpArgs),
     /// Stream datapath events (drops, state changes) until Ctrl-C or --count
     Monitor(audit::MonitorArgs),
+    /// Prometheus metrics: print them once, or serve GET /metrics (--listen)
+    Metrics(metrics::MetricsArgs),
     /// Print shell completions
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff)
@@ -91,6 +94,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Gc(a) => conntrack::gc(&root, a),
         Command::Dump(a) => audit::dump(&root, a),
         Command::Monitor(a) => audit::monitor(&root, a),
+        Command::Metrics(a) => metrics::metrics(&root, a),
         Command::Completions(a) => docs::completions(a),
         Command::Manpage => docs::manpage(),
         Command::Rule(c) => rules::run(&root, c),
