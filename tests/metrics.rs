@@ -215,3 +215,47 @@ fn packaging_uses_the_documented_metric_names() {
     let unit = std::fs::read_to_string(dir.join("zfw-metrics.service")).unwrap();
     assert!(unit.contains("zfw metrics --listen"), "{unit}");
 }
+
+/// README and `zfw metrics --help` document every metric; README shows a
+/// monitor event record and the lost record.
+#[test]
+fn readme_and_help_document_every_metric_and_the_monitor_records() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zfw"))
+        .args(["metrics", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for m in zfw::metrics::METRICS {
+        let row = format!("| `{}` | {} |", m.name, m.kind);
+        assert!(readme.contains(&row), "README lacks the row of {}", m.name);
+        assert!(help.contains(m.name), "--help lacks {}", m.name);
+    }
+    assert!(help.contains("--listen"), "{help}");
+    assert!(
+        readme.contains("{\"lost\":37}"),
+        "README lacks the lost record"
+    );
+    let event = readme
+        .lines()
+        .find(|l| l.starts_with("{\"time\""))
+        .expect("README shows an event record");
+    let v: serde_json::Value = serde_json::from_str(event).unwrap();
+    for field in [
+        "iface",
+        "direction",
+        "kind",
+        "proto",
+        "src",
+        "dst",
+        "reason",
+    ] {
+        assert!(v.get(field).is_some(), "README's event lacks {field}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zfw"))
+        .args(["monitor", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("{\"lost\":N}"));
+}
