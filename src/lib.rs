@@ -16,6 +16,7 @@ pub mod ifaddr;
 pub mod legacy;
 pub mod loader;
 pub mod maps;
+pub mod metrics;
 pub mod monitor;
 pub mod nat;
 pub mod net;

@@ -4,6 +4,11 @@
 //! Events are emitted for interfaces with `verbose` on, and for every drop
 //! on every interface while zfw_config.log_all_drops is set (`monitor
 //! --all-drops` sets it for as long as it runs).
+//!
+//! Nothing is lost silently: an event that finds rb_map full is counted by
+//! the datapath (stats_map, docs/ARCHITECTURE.md §6); whenever that count
+//! moves while the monitor reads, it prints `N events lost` (with `--json`
+//! the record `{"lost":N}`), so events printed + lost = events emitted.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -129,6 +134,8 @@ pub fn run(maps: &Maps, opts: &MonitorOptions) -> Result<u64> {
         let _ = nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGINT, &action);
         let _ = nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGTERM, &action);
     }
+    // the baseline comes before --all-drops turns on more events
+    let lost = LostWatch::start(maps)?;
     let mut cfg_before = None;
     if opts.all_drops {
         let mut cfg = maps.config()?;
@@ -136,7 +143,7 @@ pub fn run(maps: &Maps, opts: &MonitorOptions) -> Result<u64> {
         cfg.log_all_drops = 1;
         maps.set_config(&cfg)?;
     }
-    let res = poll_loop(maps, opts);
+    let res = poll_loop(maps, opts, lost);
     if let Some(prev) = cfg_before {
         let mut cfg = maps.config()?;
         cfg.log_all_drops = prev;
@@ -145,7 +152,66 @@ pub fn run(maps: &Maps, opts: &MonitorOptions) -> Result<u64> {
     res
 }
 
-fn poll_loop(maps: &Maps, opts: &MonitorOptions) -> Result<u64> {
+/// Events the datapath could not put into rb_map (it was full), summed
+/// over CPUs since load; None when stats_map is not pinned (a root loaded
+/// by an older zfw).
+pub fn events_lost(maps: &Maps) -> Result<Option<u64>> {
+    if maps.handle(&defs::STATS_MAP).is_err() {
+        return Ok(None);
+    }
+    let slot = names::ZFW_STAT_EVENTS_LOST as u32;
+    maps.percpu_sum(&defs::STATS_MAP, slot).map(Some)
+}
+
+/// The `--json` record of lost events.
+#[derive(Debug, Serialize)]
+pub struct LostView {
+    pub lost: u64,
+}
+
+/// The line printed when `n` events were lost.
+pub fn lost_line(n: u64, json: bool) -> String {
+    if json {
+        serde_json::to_string(&LostView { lost: n }).unwrap_or_default()
+    } else {
+        format!("{n} events lost")
+    }
+}
+
+/// Print one line; false when stdout is gone.
+fn emit_line(line: &str) -> bool {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").and_then(|_| out.flush()).is_ok()
+}
+
+/// Follows the lost-event counter: reports how far it moved since the last
+/// look (the first look, at start, is the baseline).
+struct LostWatch {
+    seen: Option<u64>,
+}
+
+impl LostWatch {
+    fn start(maps: &Maps) -> Result<Self> {
+        Ok(LostWatch {
+            seen: events_lost(maps)?,
+        })
+    }
+
+    /// Print `N events lost` if the counter moved; false when stdout is gone.
+    fn report(&mut self, maps: &Maps, json: bool) -> Result<bool> {
+        let (Some(before), Some(now)) = (self.seen, events_lost(maps)?) else {
+            return Ok(true);
+        };
+        if now <= before {
+            return Ok(true);
+        }
+        self.seen = Some(now);
+        Ok(emit_line(&lost_line(now - before, json)))
+    }
+}
+
+fn poll_loop(maps: &Maps, opts: &MonitorOptions, mut lost: LostWatch) -> Result<u64> {
     let printed = RefCell::new(0u64);
     let failed = RefCell::new(None::<String>);
     let bad = RefCell::new(None::<Error>);
@@ -171,9 +237,7 @@ fn poll_loop(maps: &Maps, opts: &MonitorOptions) -> Result<u64> {
         } else {
             render(&v)
         };
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+        if !emit_line(&line) {
             *failed.borrow_mut() = Some("stdout closed".into());
             return -1;
         }
@@ -205,6 +269,13 @@ fn poll_loop(maps: &Maps, opts: &MonitorOptions) -> Result<u64> {
         if failed.borrow().is_some() {
             break;
         }
+        // after draining what the ring held: did the datapath lose any?
+        if !lost.report(maps, opts.json)? {
+            break;
+        }
+    }
+    if failed.borrow().is_none() {
+        let _ = lost.report(maps, opts.json)?;
     }
     let n = *printed.borrow();
     Ok(n)

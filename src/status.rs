@@ -22,6 +22,9 @@ pub struct Status {
     pub counters: BTreeMap<String, u64>,
     /// SYNs to DDoS-protected ports, per interface (syn_count_map)
     pub syn_counts: BTreeMap<String, u64>,
+    /// Events the datapath could not queue for `monitor` (rb_map full),
+    /// since load; null when the root has no stats_map (older zfw)
+    pub events_lost: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,6 +114,7 @@ pub fn status(root: &Root) -> Result<Status> {
         maps: map_list,
         counters,
         syn_counts,
+        events_lost: crate::monitor::events_lost(&maps)?,
     })
 }
 
@@ -158,6 +162,9 @@ pub fn render(s: &Status) -> String {
         for (k, v) in &s.counters {
             out.push_str(&format!("{k:<24} {v}\n"));
         }
+    }
+    if let Some(n) = s.events_lost {
+        out.push_str(&format!("\nEVENTS LOST (ring buffer full)  {n}\n"));
     }
     if !s.syn_counts.is_empty() {
         out.push_str("\nSYN (DDoS-protected ports)  COUNT\n");

@@ -3,7 +3,9 @@
  * events.h - per-CPU verdict counters and ring-buffer events.
  * Counting is unconditional and cheap (one per-CPU array slot); events are
  * emitted only for interfaces with `verbose` on, or for every drop when the
- * global log_all_drops switch is set.
+ * global log_all_drops switch is set.  An event that finds rb_map full is
+ * counted in stats_map[ZFW_STAT_EVENTS_LOST], so that `monitor` can say how
+ * many it missed (docs/ARCHITECTURE.md §6).
  */
 #ifndef ZFW_EVENTS_H
 #define ZFW_EVENTS_H
@@ -29,8 +31,14 @@ ZFW_INLINE void zfw_emit(const struct zfw_pkt *p, __u8 dir, __u8 kind, __u16 rea
 {
 	struct zfw_event *e = bpf_ringbuf_reserve(&rb_map, sizeof(*e), 0);
 
-	if (!e)
+	if (!e) {
+		__u32 slot = ZFW_STAT_EVENTS_LOST;
+		__u64 *lost = bpf_map_lookup_elem(&stats_map, &slot);
+
+		if (lost)
+			*lost += 1;
 		return;
+	}
 	e->ts_ns = bpf_ktime_get_ns();
 	e->ifindex = p->k.ifindex;
 	__builtin_memcpy(e->saddr, p->k.saddr, 16);

@@ -89,6 +89,7 @@ ZFW_HASH(modbus_state_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_modbus_key,
 
 /* observability */
 ZFW_HASH(counters_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, ZFW_R_MAX, 0);
+ZFW_HASH(stats_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, ZFW_STAT_MAX, 0);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

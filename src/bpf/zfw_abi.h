@@ -152,6 +152,12 @@ enum zfw_reason {
 	ZFW_R_MAX = 44,
 };
 
+/* Datapath statistics that are not packet verdicts: stats_map index. */
+enum zfw_stat {
+	ZFW_STAT_EVENTS_LOST = 0, /* rb_map reservations that failed (ring full) */
+	ZFW_STAT_MAX = 1,
+};
+
 /* TCP connection states kept in tcp_map / tcp_ingress_map. */
 enum zfw_tcp_state {
 	ZFW_TCP_NONE = 0,

@@ -18,7 +18,8 @@ pub struct MonitorArgs {
     /// Only events of this interface
     #[arg(long, value_name = "IF")]
     pub iface: Option<String>,
-    /// One JSON object per line
+    /// One JSON object per line; {"lost":N} when N events could not be
+    /// queued (ring buffer full; text mode: "N events lost")
     #[arg(long)]
     pub json: bool,
     /// Exit after N events

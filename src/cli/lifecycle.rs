@@ -74,6 +74,19 @@ fn parse_sizes(specs: &[String]) -> Result<BTreeMap<String, u32>> {
                 s.escape_debug()
             ))
         })?;
+        // a ring buffer's size is in bytes: the kernel takes a power of
+        // two that is a multiple of the page size
+        // SAFETY: sysconf only reads a system constant
+        let page =
+            u32::try_from(unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let is_ring =
+            crate::maps::defs::by_name(name).is_some_and(|m| m.kind == libbpf_rs::MapType::RingBuf);
+        if is_ring && (!n.is_power_of_two() || n < page) {
+            return Err(Error::usage(format!(
+                "--map-size '{}': a ring buffer's size is bytes, a power of two of at least {page}",
+                s.escape_debug()
+            )));
+        }
         out.insert(name.to_string(), n);
     }
     Ok(out)
@@ -162,7 +175,7 @@ mod tests {
             &defs::CT_EPOCH_MAP.info,
             &defs::TUN_CACHE_MAP.info,
             &defs::COUNTERS_MAP.info,
-            &defs::RB_MAP.info,
+            &defs::STATS_MAP.info,
         ];
         assert_eq!(fixed, was_fixed.map(|i| i.name));
         let (tcp, diag) = (defs::TCP_MAP.info.name, defs::DIAG_MAP.info.name);
@@ -178,6 +191,17 @@ mod tests {
         for bad in bad {
             let e = parse_sizes(std::slice::from_ref(&bad)).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad}");
+        }
+        // rb_map takes bytes: a power of two, at least a page
+        let rb = defs::RB_MAP.info.name;
+        assert_eq!(parse_sizes(&[format!("{rb}=4096")]).unwrap()[rb], 4096);
+        for bad in [
+            format!("{rb}=4095"),
+            format!("{rb}=6144"),
+            format!("{rb}=2048"),
+        ] {
+            let e = parse_sizes(std::slice::from_ref(&bad)).unwrap_err();
+            assert!(e.to_string().contains("power of two"), "{bad}: {e}");
         }
         let e = parse_sizes(&["tcp\u{1b}[2J=8".into()]).unwrap_err();
         assert!(!e.to_string().contains('\u{1b}'), "escaped: {e}");

@@ -15,6 +15,7 @@ pub mod ddos;
 pub mod docs;
 pub mod iface;
 pub mod lifecycle;
+pub mod metrics;
 pub mod nat;
 pub mod ot;
 pub mod rules;
@@ -77,6 +78,8 @@ pub enum Command {
     Dump(audit::DumpArgs),
     /// Stream datapath events (drops, state changes) until Ctrl-C or --count
     Monitor(audit::MonitorArgs),
+    /// Prometheus metrics: print them once, or serve GET /metrics (--listen)
+    Metrics(metrics::MetricsArgs),
     /// Print shell completions
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff)
@@ -115,6 +118,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Watch => crate::watch::run(&root),
         Command::Dump(a) => audit::dump(&root, a),
         Command::Monitor(a) => audit::monitor(&root, a),
+        Command::Metrics(a) => metrics::metrics(&root, a),
         Command::Completions(a) => docs::completions(a),
         Command::Manpage => docs::manpage(),
         Command::Rule(c) => rules::run(&root, c),

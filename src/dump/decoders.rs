@@ -253,6 +253,14 @@ pub fn entries(maps: &Maps, info: &'static MapInfo) -> Result<Vec<Value>> {
                 })
             })
             .collect(),
+        Decode::Stats => {
+            let mut v = Vec::new();
+            for (n, i) in names::ZFW_STAT.iter().filter(|(n, _)| *n != "ZFW_STAT_MAX") {
+                let c = maps.percpu_sum(&defs::STATS_MAP, *i as u32)?;
+                v.push(json!({ "stat": n.trim_start_matches("ZFW_STAT_").to_ascii_lowercase(), "count": c }));
+            }
+            v
+        }
         Decode::Events => Vec::new(),
         Decode::Raw => raw_entries(maps, info)?,
     };

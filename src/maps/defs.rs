@@ -82,8 +82,11 @@ registry! {
     MODBUS_STATE_MAP: "modbus_state_map", LruHash<types::zfw_modbus_key, types::zfw_modbus_val>, Resizable, Keys, Modbus;
     /// Packets per verdict reason, per CPU.
     COUNTERS_MAP: "counters_map", PercpuArray<u32, u64>, Fixed, Slots, Counters;
-    /// Datapath events for `zfw monitor` (records are `zfw_event`).
-    RB_MAP: "rb_map", RingBuf<(), types::zfw_event>, Fixed, Nothing, Events;
+    /// Datapath statistics other than verdicts (index: enum zfw_stat), per CPU.
+    STATS_MAP: "stats_map", PercpuArray<u32, u64>, Fixed, Slots, Stats;
+    /// Datapath events for `zfw monitor` (records are `zfw_event`); its
+    /// size in bytes (a power of two, at least a page) may be set at load.
+    RB_MAP: "rb_map", RingBuf<(), types::zfw_event>, Resizable, Nothing, Events;
     /// The pair walk of the rule lookup (too big for the stack).
     POLICY_SCRATCH_MAP: "policy_scratch_map", PercpuArray<u32, types::zfw_pair_walk>, Scratch, Slots, Raw;
     /// Masquerade's working state between two helpers of one packet.

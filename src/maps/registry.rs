@@ -70,6 +70,8 @@ pub enum Decode {
     FunctionCodes,
     Modbus,
     Counters,
+    /// stats_map: one named counter per enum zfw_stat member.
+    Stats,
     /// A ring buffer: events are read by `zfw monitor`, nothing to dump.
     Events,
     /// Keys and values in hex.
