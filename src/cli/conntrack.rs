@@ -34,14 +34,14 @@ pub fn conntrack(root: &Root, cmd: ConntrackCmd) -> Result<()> {
             if json {
                 super::print_json(&flows)
             } else {
-                print!("{}", crate::conntrack::render(&flows));
+                crate::out!("{}", crate::conntrack::render(&flows))?;
                 Ok(())
             }
         }
         ConntrackCmd::Flush => {
             let _lock = root.lock()?;
             let n = crate::conntrack::flush(&maps)?;
-            println!("zfw: removed {n} flows");
+            crate::outln!("zfw: removed {n} flows")?;
             Ok(())
         }
     }
@@ -56,7 +56,7 @@ pub fn gc(root: &Root, a: GcArgs) -> Result<()> {
     if a.json {
         super::print_json(&serde_json::json!({ "flows_removed": flows, "masquerade_removed": nat }))
     } else {
-        println!("zfw: removed {flows} expired flows and {nat} stale masquerade mappings");
+        crate::outln!("zfw: removed {flows} expired flows and {nat} stale masquerade mappings")?;
         Ok(())
     }
 }

@@ -97,14 +97,14 @@ fn port(root: &Root, a: PortArgs) -> Result<()> {
     match (a.action, port) {
         (ListAction::Add, Some(p)) => {
             if ddos::port_add(&maps, p)? {
-                println!("zfw: DDoS protection on for port {p}");
+                crate::outln!("zfw: DDoS protection on for port {p}")?;
             } else {
-                println!("zfw: port {p} was already protected");
+                crate::outln!("zfw: port {p} was already protected")?;
             }
         }
         (ListAction::Del, Some(p)) => {
             ddos::port_del(&maps, p)?;
-            println!("zfw: DDoS protection off for port {p}");
+            crate::outln!("zfw: DDoS protection off for port {p}")?;
         }
         _ => {
             let ports = ddos::ports(&maps)?;
@@ -112,7 +112,7 @@ fn port(root: &Root, a: PortArgs) -> Result<()> {
                 return super::print_json(&ports);
             }
             for p in ports {
-                println!("{p}");
+                crate::outln!("{p}")?;
             }
         }
     }
@@ -127,14 +127,14 @@ fn allow(root: &Root, a: AllowArgs) -> Result<()> {
     match (a.action, ip) {
         (ListAction::Add, Some(ip)) => {
             if ddos::allow_add(&maps, ip)? {
-                println!("zfw: {ip} added to the DDoS whitelist");
+                crate::outln!("zfw: {ip} added to the DDoS whitelist")?;
             } else {
-                println!("zfw: {ip} was already on the DDoS whitelist");
+                crate::outln!("zfw: {ip} was already on the DDoS whitelist")?;
             }
         }
         (ListAction::Del, Some(ip)) => {
             ddos::allow_del(&maps, ip)?;
-            println!("zfw: {ip} removed from the DDoS whitelist");
+            crate::outln!("zfw: {ip} removed from the DDoS whitelist")?;
         }
         _ => {
             let v: Vec<String> = ddos::allowed(&maps)?
@@ -145,7 +145,7 @@ fn allow(root: &Root, a: AllowArgs) -> Result<()> {
                 return super::print_json(&v);
             }
             for s in v {
-                println!("{s}");
+                crate::outln!("{s}")?;
             }
         }
     }
@@ -175,8 +175,8 @@ fn rate(root: &Root, a: RateArgs) -> Result<()> {
                 });
             }
             match cur {
-                Some(_) => println!("SYN rate limit: {rate}/s per source, burst {burst}"),
-                None => println!("SYN rate limit: off"),
+                Some(_) => crate::outln!("SYN rate limit: {rate}/s per source, burst {burst}")?,
+                None => crate::outln!("SYN rate limit: off")?,
             }
             return Ok(());
         }
@@ -207,8 +207,8 @@ fn rate(root: &Root, a: RateArgs) -> Result<()> {
     let maps = Maps::open(root)?;
     ddos::set_rate(&maps, limit)?;
     match limit {
-        Some((r, b)) => println!("zfw: SYN rate limit {r}/s per source, burst {b}"),
-        None => println!("zfw: SYN rate limit off"),
+        Some((r, b)) => crate::outln!("zfw: SYN rate limit {r}/s per source, burst {b}")?,
+        None => crate::outln!("zfw: SYN rate limit off")?,
     }
     Ok(())
 }

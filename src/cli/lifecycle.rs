@@ -96,18 +96,18 @@ pub fn load(root: &Root, a: LoadArgs) -> Result<()> {
     if a.json {
         return super::print_json(&rep);
     }
-    println!(
+    crate::outln!(
         "zfw: programs {} (bpffs {})",
         rep.programs,
         root.dir.display()
-    );
+    )?;
     for i in &rep.interfaces {
-        println!(
+        crate::outln!(
             "zfw: {} (ifindex {}): {}",
             i.name,
             i.ifindex,
             i.hooks.join(", ")
-        );
+        )?;
     }
     Ok(())
 }
@@ -115,10 +115,14 @@ pub fn load(root: &Root, a: LoadArgs) -> Result<()> {
 pub fn unload(root: &Root, a: UnloadArgs) -> Result<()> {
     if a.all {
         loader::unload_all(root)?;
-        println!("zfw: unloaded everything, removed {}", root.dir.display());
+        if root.dir.exists() {
+            crate::outln!("zfw: unloaded everything, kept {}", root.dir.display())?;
+        } else {
+            crate::outln!("zfw: unloaded everything, removed {}", root.dir.display())?;
+        }
     } else {
         for name in loader::unload_ifaces(root, &a.iface)? {
-            println!("zfw: detached {name}");
+            crate::outln!("zfw: detached {name}")?;
         }
     }
     Ok(())
@@ -129,7 +133,7 @@ pub fn status(root: &Root, a: StatusArgs) -> Result<()> {
     if a.json {
         super::print_json(&s)
     } else {
-        print!("{}", status::render(&s));
+        crate::out!("{}", status::render(&s))?;
         Ok(())
     }
 }

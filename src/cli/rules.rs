@@ -146,14 +146,14 @@ pub fn run(root: &Root, cmd: RuleCmd) -> Result<()> {
             let maps = open(root)?;
             let _lock = root.lock()?;
             store::del(&maps, &id)?;
-            println!(
+            crate::outln!(
                 "zfw: deleted {} rule {} -> {} {} {}",
                 id.direction.name(),
                 id.src,
                 id.dst,
                 id.proto.name(),
                 id.ports
-            );
+            )?;
             Ok(())
         }
         RuleCmd::List(a) => list(root, a),
@@ -166,7 +166,7 @@ pub fn run(root: &Root, cmd: RuleCmd) -> Result<()> {
             let maps = open(root)?;
             let _lock = root.lock()?;
             let n = store::flush(&maps, &dirs)?;
-            println!("zfw: flushed {n} rule(s)");
+            crate::outln!("zfw: flushed {n} rule(s)")?;
             Ok(())
         }
     }
@@ -205,14 +205,14 @@ fn add(root: &Root, a: AddArgs) -> Result<()> {
         AddOutcome::Unchanged => "unchanged (identical rule is live)",
         AddOutcome::Updated => "updated",
     };
-    println!(
+    crate::outln!(
         "zfw: {} rule {} -> {} {} {}: {what}",
         id.direction.name(),
         id.src,
         id.dst,
         id.proto.name(),
         id.ports
-    );
+    )?;
     Ok(())
 }
 
@@ -238,7 +238,7 @@ fn list(root: &Root, a: ListArgs) -> Result<()> {
         let v: Vec<_> = rules.iter().map(Rule::to_json).collect();
         return super::print_json(&v);
     }
-    print!("{}", table(&rules));
+    crate::out!("{}", table(&rules))?;
     Ok(())
 }
 
