@@ -300,7 +300,8 @@ pub fn load(root: &Root, opts: &LoadOptions) -> Result<LoadReport> {
     for (name, _) in &tuns {
         if opts.ifaces.contains(name) {
             return Err(Error::usage(format!(
-                "interface '{name}' cannot be both --iface and --tun"
+                "interface '{}' cannot be both --iface and --tun",
+                crate::error::shown(name)
             )));
         }
     }
@@ -435,7 +436,8 @@ pub fn unload_ifaces(root: &Root, names: &[String]) -> Result<Vec<String>> {
         let idx = ifaddr::index_of(name)?;
         let Some((_, st)) = known.iter().find(|(i, _)| *i == idx) else {
             return Err(Error::usage(format!(
-                "zfw is not attached to interface '{name}'"
+                "zfw is not attached to interface '{}'",
+                crate::error::shown(name)
             )));
         };
         targets.push((name.clone(), idx, *st));

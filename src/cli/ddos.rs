@@ -71,9 +71,10 @@ struct RateView {
 
 fn operand<'a>(action: ListAction, v: &'a Option<String>, what: &str) -> Result<Option<&'a str>> {
     match (action, v) {
-        (ListAction::List, Some(x)) => {
-            Err(Error::usage(format!("list takes no {what} (got '{x}')")))
-        }
+        (ListAction::List, Some(x)) => Err(Error::usage(format!(
+            "list takes no {what} (got '{}')",
+            crate::error::shown(x)
+        ))),
         (ListAction::List, None) => Ok(None),
         (_, None) => Err(Error::usage(format!("add/del need a {what}"))),
         (_, Some(x)) => Ok(Some(x.as_str())),
@@ -155,7 +156,8 @@ fn allow(root: &Root, a: AllowArgs) -> Result<()> {
 fn parse_num(s: &str, what: &str) -> Result<u32> {
     s.parse::<u32>().map_err(|_| {
         Error::usage(format!(
-            "SYN {what} '{s}': expected a number 1-{} (or `off`)",
+            "SYN {what} '{}': expected a number 1-{} (or `off`)",
+            crate::error::shown(s),
             ddos::MAX_RATE
         ))
     })
@@ -183,7 +185,8 @@ fn rate(root: &Root, a: RateArgs) -> Result<()> {
         (Some("off"), None) => None,
         (Some("off"), Some(b)) => {
             return Err(Error::usage(format!(
-                "`ddos rate off` takes no burst (got '{b}')"
+                "`ddos rate off` takes no burst (got '{}')",
+                crate::error::shown(b)
             )))
         }
         (Some(r), b) => {

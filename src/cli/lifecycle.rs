@@ -56,7 +56,7 @@ fn parse_sizes(specs: &[String]) -> Result<BTreeMap<String, u32>> {
         let (name, n) = s.split_once('=').ok_or_else(|| {
             Error::usage(format!(
                 "--map-size '{}': expected MAP=ENTRIES",
-                s.escape_debug()
+                crate::error::shown(s)
             ))
         })?;
         // the registry says which maps the datapath sizes itself (one
@@ -64,14 +64,14 @@ fn parse_sizes(specs: &[String]) -> Result<BTreeMap<String, u32>> {
         if !crate::maps::defs::by_name(name).is_some_and(|m| m.resizable()) {
             return Err(Error::usage(format!(
                 "--map-size '{}': no resizable map named '{}'",
-                s.escape_debug(),
-                name.escape_debug()
+                crate::error::shown(s),
+                crate::error::shown(name)
             )));
         }
         let n: u32 = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
             Error::usage(format!(
                 "--map-size '{}': entries must be a positive integer",
-                s.escape_debug()
+                crate::error::shown(s)
             ))
         })?;
         out.insert(name.to_string(), n);

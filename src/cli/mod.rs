@@ -116,9 +116,17 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
-/// Print clap's help, version or usage error and return the exit status;
-/// a failed write is handled as every command's output is (src/out.rs).
+/// Print clap's help or version, or its usage error as one line (its
+/// first, with control bytes escaped and cut: it may quote the user's
+/// words), and return the exit status; a failed write is handled as every
+/// command's output is (src/out.rs).
 pub fn clap_exit(e: &clap::Error) -> i32 {
+    if e.use_stderr() {
+        let text = e.render().to_string();
+        let first = text.lines().next().unwrap_or("error: bad usage");
+        eprintln!("{}", escape_line(first));
+        return e.exit_code();
+    }
     match e.print() {
         Ok(()) => e.exit_code(),
         Err(w) => {
@@ -129,6 +137,23 @@ pub fn clap_exit(e: &clap::Error) -> i32 {
             err.exit_code()
         }
     }
+}
+
+/// A message line with control characters as `\xNN`, cut after 300 bytes.
+fn escape_line(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if out.len() >= 300 {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Print one JSON document on stdout.

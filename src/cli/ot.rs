@@ -46,7 +46,8 @@ pub fn run(root: &Root, a: OtArgs) -> Result<()> {
         (Dnp3Action::Add | Dnp3Action::Del, Some(s)) => Some(ot::parse_fcode(s)?),
         (_, Some(s)) => {
             return Err(Error::usage(format!(
-                "list/flush take no function code (got '{s}')"
+                "list/flush take no function code (got '{}')",
+                crate::error::shown(s)
             )))
         }
         (_, None) => None,

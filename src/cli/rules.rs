@@ -174,18 +174,20 @@ pub fn run(root: &Root, cmd: RuleCmd) -> Result<()> {
 
 fn add(root: &Root, a: AddArgs) -> Result<()> {
     let id = rule_id(&a.m)?;
-    let action =
-        if a.deny {
-            Action::Deny
-        } else if a.tunnel {
-            Action::Tunnel
-        } else if let Some(p) = &a.tproxy_port {
-            Action::Tproxy(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-                Error::usage(format!("--tproxy-port '{p}': expected a port 1-65535"))
-            })?)
-        } else {
-            Action::Allow
-        };
+    let action = if a.deny {
+        Action::Deny
+    } else if a.tunnel {
+        Action::Tunnel
+    } else if let Some(p) = &a.tproxy_port {
+        Action::Tproxy(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+            Error::usage(format!(
+                "--tproxy-port '{}': expected a port 1-65535",
+                crate::error::shown(p)
+            ))
+        })?)
+    } else {
+        Action::Allow
+    };
     let rule = Rule {
         direction: id.direction,
         dst: id.dst,

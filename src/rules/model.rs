@@ -279,7 +279,8 @@ impl<'de> Deserialize<'de> for ActionJson {
                 "deny" => Ok(ActionJson(Action::Deny)),
                 "tunnel" => Ok(ActionJson(Action::Tunnel)),
                 other => Err(de::Error::custom(format!(
-                    "action '{other}': expected allow, deny, tunnel or {{\"tproxy\": PORT}}"
+                    "action '{}': expected allow, deny, tunnel or {{\"tproxy\": PORT}}",
+                    shown(other)
                 ))),
             },
             Raw::Tp(t) => Ok(ActionJson(Action::Tproxy(t.tproxy))),
