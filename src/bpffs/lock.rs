@@ -146,7 +146,8 @@ fn secs(d: Duration) -> String {
     format!("{} s", d.as_secs_f64())
 }
 
-/// The lock file's name for a root: its canonical path with `/` as `-`,
+/// The lock file's name for a root: its canonical path without the first
+/// `/`, with `/` as `-`,
 /// bytes other than letters, digits, `.` and `_` as `%XX`; a long path is
 /// cut and completed by a hash of the whole (names stay under 255 bytes).
 pub fn lock_name(dir: &Path) -> String {
@@ -163,6 +164,11 @@ pub fn lock_name(dir: &Path) -> String {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'_' => s.push(b as char),
             _ => s.push_str(&format!("%{b:02X}")),
         }
+    }
+    // no leading '-' (the path's first '/'): the name is no option to a shell tool
+    let mut s = s.trim_start_matches('-').to_string();
+    if s.is_empty() {
+        s.push_str("root");
     }
     if s.len() > 200 {
         // FNV-1a: stable across builds, so every zfw finds the same file
@@ -306,7 +312,7 @@ mod tests {
     #[test]
     fn lock_names_are_the_path_escaped_and_bounded() {
         let n = lock_name(Path::new("/nonexistent-zfw/a b/c"));
-        assert_eq!(n, "-nonexistent%2Dzfw-a%20b-c.lock");
+        assert_eq!(n, "nonexistent%2Dzfw-a%20b-c.lock");
         let long = format!("/nonexistent/{}", "x".repeat(400));
         let n = lock_name(Path::new(&long));
         assert!(
