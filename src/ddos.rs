@@ -17,15 +17,21 @@ pub const MAX_RATE: u32 = 1_000_000;
 
 /// A TCP port 1-65535.
 pub fn parse_port(s: &str) -> Result<u16> {
-    s.parse::<u16>()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| Error::usage(format!("port '{s}': expected 1-65535")))
+    s.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+        Error::usage(format!(
+            "port '{}': expected 1-65535",
+            crate::error::shown(s)
+        ))
+    })
 }
 
 pub fn parse_ip(s: &str) -> Result<IpAddr> {
-    s.parse::<IpAddr>()
-        .map_err(|_| Error::usage(format!("address '{s}': expected an IPv4 or IPv6 address")))
+    s.parse::<IpAddr>().map_err(|_| {
+        Error::usage(format!(
+            "address '{}': expected an IPv4 or IPv6 address",
+            crate::error::shown(s)
+        ))
+    })
 }
 
 /// ddos_saddr_map / syn_bucket_map key of an address.

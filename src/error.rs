@@ -1,5 +1,6 @@
 //! The library's one error type.  Every variant prints as one line; the
-//! binary maps it to an exit code (2: bad usage or input, 1: runtime).
+//! binary maps it to an exit code (2: bad usage or input, 1: runtime, 141:
+//! stdout's reader went away).
 
 use std::path::PathBuf;
 
@@ -9,7 +10,7 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
     /// An interface named by the user does not exist (exit 2).
-    #[error("unknown interface '{0}'")]
+    #[error("unknown interface '{}'", shown(.0))]
     UnknownIface(String),
     /// Nothing is pinned under the bpffs root.
     #[error("zfw is not loaded (bpffs {})", .0.display())]
@@ -31,6 +32,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Writing to stdout failed (src/out.rs): a closed pipe ends the
+    /// command quietly (exit 141), anything else is exit 1.
+    #[error("writing stdout: {0}")]
+    Output(std::io::Error),
     /// Any other runtime failure, already phrased for the user.
     #[error("{0}")]
     Runtime(String),
@@ -43,8 +48,14 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) | Error::UnknownIface(_) => 2,
+            e if e.is_broken_pipe() => 141,
             _ => 1,
         }
+    }
+
+    /// The reader of stdout went away: end quietly (exit 141, no message).
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
     }
 
     pub fn usage(msg: impl Into<String>) -> Self {
@@ -86,4 +97,29 @@ impl<T> Context<T> for std::result::Result<T, nix::errno::Errno> {
             source: std::io::Error::from(e),
         })
     }
+}
+
+/// Longest part of an untrusted value shown in a message.
+pub const SHOWN_MAX: usize = 64;
+
+/// `s` made safe to print in a one-line message: printable ASCII as is,
+/// every other byte (control characters, newlines, NUL, non-ASCII) as
+/// `\xNN`, cut after [`SHOWN_MAX`] bytes (marked with `...`).  Every
+/// error that names a value the user or a file supplied shows it so.
+pub fn shown(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for &c in b.iter().take(SHOWN_MAX) {
+        if (0x20..0x7f).contains(&c) && c != b'\\' {
+            out.push(c as char);
+        } else if c == b'\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push_str(&format!("\\x{c:02x}"));
+        }
+    }
+    if b.len() > SHOWN_MAX {
+        out.push_str("...");
+    }
+    out
 }

@@ -172,7 +172,9 @@ pub fn select(maps: &Maps, which: &str) -> Result<Vec<(u32, types::zfw_iface)>> 
         .map(|e| vec![e])
         .ok_or_else(|| {
             Error::usage(format!(
-                "zfw is not attached to interface '{which}' (zfw load --iface {which})"
+                "zfw is not attached to interface '{}' (zfw load --iface {})",
+                crate::error::shown(which),
+                crate::error::shown(which)
             ))
         })
 }

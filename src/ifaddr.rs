@@ -7,10 +7,24 @@ use crate::error::{Error, Result};
 
 /// Index of interface `name`, or the "unknown interface" usage error.
 pub fn index_of(name: &str) -> Result<u32> {
-    if name.is_empty() || name.len() >= 16 || name.contains('/') {
+    if check_name(name).is_err() {
         return Err(Error::UnknownIface(name.to_string()));
     }
     nix::net::if_::if_nametoindex(name).map_err(|_| Error::UnknownIface(name.to_string()))
+}
+
+/// An interface name as Linux allows it (dev_valid_name): 1-15 bytes,
+/// not `.` or `..`, no `/`, `:`, white space or other control character.
+/// The error names the value, escaped.
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    let bad = |b: u8| b == b'/' || b == b':' || b.is_ascii_whitespace() || b < 0x20 || b == 0x7f;
+    if name.is_empty() || name.len() >= 16 || name == "." || name == ".." || name.bytes().any(bad) {
+        return Err(format!(
+            "name '{}': expected 1-15 characters without '/', ':', spaces or control characters",
+            crate::error::shown(name)
+        ));
+    }
+    Ok(())
 }
 
 /// Name of interface `index`, if it still exists.

@@ -73,6 +73,7 @@ pub struct Programs {
 impl Programs {
     /// Open the programs pinned under `root`.
     pub fn open(root: &Root) -> Result<Self> {
+        root.check_root()?;
         let mut fds = BTreeMap::new();
         for name in PROG_NAMES {
             let p = root.prog_path(name);
@@ -272,7 +273,7 @@ fn rollback_if_fresh<T>(root: &Root, fresh: bool, res: Result<T>) -> Result<T> {
         if root.is_loaded() {
             let _ = unload_all(root);
         } else if root.dir.exists() {
-            let _ = root.remove_all();
+            let _ = remove_pins(root);
         }
     }
     res
@@ -299,7 +300,8 @@ pub fn load(root: &Root, opts: &LoadOptions) -> Result<LoadReport> {
     for (name, _) in &tuns {
         if opts.ifaces.contains(name) {
             return Err(Error::usage(format!(
-                "interface '{name}' cannot be both --iface and --tun"
+                "interface '{}' cannot be both --iface and --tun",
+                crate::error::shown(name)
             )));
         }
     }
@@ -470,7 +472,8 @@ pub fn unload_ifaces(root: &Root, names: &[String]) -> Result<Vec<String>> {
         let idx = ifaddr::index_of(name)?;
         let Some((_, st)) = known.iter().find(|(i, _)| *i == idx) else {
             return Err(Error::usage(format!(
-                "zfw is not attached to interface '{name}'"
+                "zfw is not attached to interface '{}'",
+                crate::error::shown(name)
             )));
         };
         targets.push((name.clone(), idx, *st));
@@ -485,8 +488,8 @@ pub fn unload_ifaces(root: &Root, names: &[String]) -> Result<Vec<String>> {
 pub fn unload_all(root: &Root) -> Result<()> {
     check_privileges()?;
     root.require_loaded()?;
+    let lock = root.lock()?;
     {
-        let _lock = root.lock()?;
         // another build's maps too (that is when `load` asks for this):
         // what this build cannot read fails with the difference
         let maps = Maps::open_matching(root)?;
@@ -497,5 +500,32 @@ pub fn unload_all(root: &Root) -> Result<()> {
         }
         crate::rules::store::remove_routes(&maps)?;
     }
-    root.remove_all()
+    let left = remove_pins(root)?;
+    if left.is_empty() {
+        // the root is gone: so is its lock (held until here)
+        lock.remove()?;
+    } else {
+        eprintln!(
+            "zfw: left {} in place: it holds what zfw did not create: {}",
+            crate::bpffs::shown_path(&root.dir),
+            shown_list(&left)
+        );
+    }
+    Ok(())
+}
+
+/// Remove what zfw pins under `root` (the registry's pinned maps and the
+/// programs) and the directories that leaves empty; see `Root::remove_pins`.
+fn remove_pins(root: &Root) -> Result<Vec<String>> {
+    let maps: Vec<&str> = defs::pinned().map(|m| m.name).collect();
+    root.remove_pins(&maps, PROG_NAMES)
+}
+
+/// The first few of `names`, and how many more.
+fn shown_list(names: &[String]) -> String {
+    let mut s = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        s.push_str(&format!(" and {} more", names.len() - 5));
+    }
+    s
 }

@@ -14,6 +14,8 @@ use std::str::FromStr;
 
 use crate::skel::names;
 
+use crate::error::shown;
+
 /// Protocol numbers the datapath's keys carry (the kernel's IPPROTO_*).
 pub const IPPROTO_ICMP: u8 = names::ZFW_P_ICMP as u8;
 pub const IPPROTO_TCP: u8 = names::ZFW_P_TCP as u8;
@@ -180,7 +182,7 @@ impl FromStr for Prefix {
         };
         let addr: IpAddr = a
             .parse()
-            .map_err(|_| format!("'{s}' is not an IPv4/IPv6 address or CIDR prefix"))?;
+            .map_err(|_| format!("'{}' is not an IPv4/IPv6 address or CIDR prefix", shown(s)))?;
         let max = Family::of(addr).bits();
         let len = match l {
             None => max,
@@ -188,12 +190,13 @@ impl FromStr for Prefix {
                 .parse::<u8>()
                 .ok()
                 .filter(|n| *n <= max)
-                .ok_or_else(|| format!("'{s}': prefix length must be 0-{max}"))?,
+                .ok_or_else(|| format!("'{}': prefix length must be 0-{max}", shown(s)))?,
         };
         let p = Prefix::new(addr, len);
         if p.addr != addr {
             return Err(format!(
-                "'{s}' has host bits set (did you mean {}/{len}?)",
+                "'{}' has host bits set (did you mean {}/{len}?)",
+                shown(s),
                 p.addr
             ));
         }

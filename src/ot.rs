@@ -8,8 +8,12 @@ use crate::maps::Maps;
 
 /// A DNP3 function code 0-255.
 pub fn parse_fcode(s: &str) -> Result<u8> {
-    s.parse::<u8>()
-        .map_err(|_| Error::usage(format!("function code '{s}': expected 0-255")))
+    s.parse::<u8>().map_err(|_| {
+        Error::usage(format!(
+            "function code '{}': expected 0-255",
+            crate::error::shown(s)
+        ))
+    })
 }
 
 /// Allow `code`; Ok(false) when it already was.

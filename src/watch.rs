@@ -46,8 +46,10 @@ const ATTACHED: u32 = (names::ZFW_HOOK_INGRESS
     | names::ZFW_HOOK_XDP_TUN) as u32;
 
 fn log(line: &str) {
-    // stdout is line-buffered: one line reaches the journal at once
-    println!("zfw watch: {line}");
+    // stdout is line-buffered: one line reaches the journal at once.  A
+    // closed or full stdout must not stop the watcher: the line is lost.
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "zfw watch: {line}");
 }
 
 struct Watcher<'a> {

@@ -214,7 +214,11 @@ fn openziti_start_up_config_attaches_like_the_start_scripts() {
             &format!(r#"{internal},"\u001b[2J":1}}"#),
             "\\x1b[2J: unknown field",
         ),
-        ("InternalInterfaces", "not JSON"),
+        ("InternalInterfaces", "line 1, column 1: invalid JSON"),
+        (
+            &format!(r#"{internal},"InternalInterfaces":[]}}"#),
+            ": InternalInterfaces: duplicate key",
+        ),
     ] {
         let r = load(text);
         assert_eq!(r.code, 2, "{text}: {}", r.stderr);

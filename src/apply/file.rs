@@ -8,8 +8,9 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{shown, Error, Result};
 use crate::iface_state::flag_table;
+use crate::ifaddr::check_name;
 use crate::rules::model::{ActionJson, Direction, Ports, Prefix, Proto, Rule};
 use crate::rules::store;
 use crate::skel::names;
@@ -66,9 +67,9 @@ fn check_keys(file: &str, path: &str, obj: &Map<String, Value>, keys: &[&str]) -
     for k in obj.keys() {
         if !keys.contains(&k.as_str()) {
             let p = if path.is_empty() {
-                k.clone()
+                shown(k)
             } else {
-                format!("{path}.{k}")
+                format!("{path}.{}", shown(k))
             };
             return Err(at(
                 file,
@@ -121,29 +122,10 @@ fn as_str<'a>(file: &str, path: &str, v: &'a Value) -> Result<&'a str> {
     })
 }
 
-/// Turn a serde_json syntax error into `FILE: line L, column C: ...`.
-fn syntax_error(file: &str, e: &serde_json::Error) -> Error {
-    let full = e.to_string();
-    let msg = match full.rfind(" at line ") {
-        Some(i) => &full[..i],
-        None => full.as_str(),
-    };
-    let what = if e.is_eof() {
-        "truncated JSON"
-    } else {
-        "invalid JSON"
-    };
-    Error::usage(format!(
-        "{file}: line {}, column {}: {what}: {msg}",
-        e.line(),
-        e.column()
-    ))
-}
-
 /// Parse and validate `text` (the contents of `file`).  `progress` is told
 /// how far rule validation got, for long files.
 pub fn parse(file: &str, text: &str, progress: &mut dyn FnMut(&str)) -> Result<Policy> {
-    let v: Value = serde_json::from_str(text).map_err(|e| syntax_error(file, &e))?;
+    let v: Value = crate::json::from_str(text).map_err(|e| Error::usage(e.message(file)))?;
     let top = v.as_object().ok_or_else(|| {
         Error::usage(format!(
             "{file}: the policy must be a JSON object with fields {}",
@@ -219,7 +201,11 @@ pub fn parse(file: &str, text: &str, progress: &mut dyn FnMut(&str)) -> Result<P
                 let path = format!("ddos.allow[{i}]");
                 let s = as_str(file, &path, av)?;
                 let ip: IpAddr = s.parse().map_err(|_| {
-                    at(file, &path, format!("'{s}' is not an IPv4 or IPv6 address"))
+                    at(
+                        file,
+                        &path,
+                        format!("'{}' is not an IPv4 or IPv6 address", shown(s)),
+                    )
                 })?;
                 set.insert(ip);
             }
@@ -251,7 +237,8 @@ fn parse_interfaces(file: &str, v: &Value) -> Result<BTreeMap<String, BTreeMap<S
     let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut out = BTreeMap::new();
     for (name, sv) in as_obj(file, "interfaces", v)? {
-        let path = format!("interfaces.{name}");
+        let path = format!("interfaces.{}", shown(name));
+        check_name(name).map_err(|e| at(file, &path, e))?;
         let o = as_obj(file, &path, sv)?;
         check_keys(file, &path, o, &flag_refs)?;
         let mut settings = BTreeMap::new();
@@ -313,7 +300,7 @@ fn parse_rule(file: &str, path: &str, v: &Value, dir: Direction) -> Result<Rule>
                     at(
                         file,
                         &fpath("action"),
-                        format!("{a}: expected \"allow\", \"deny\", \"tunnel\" or {{\"tproxy\": PORT}} with PORT 1-65535"),
+                        format!("{}: expected \"allow\", \"deny\", \"tunnel\" or {{\"tproxy\": PORT}} with PORT 1-65535", shown(&a.to_string())),
                     )
                 })?
                 .0
@@ -325,7 +312,10 @@ fn parse_rule(file: &str, path: &str, v: &Value, dir: Direction) -> Result<Rule>
     let mut interfaces = Vec::new();
     if let Some(iv) = o.get("interfaces") {
         for (j, n) in as_arr(file, &fpath("interfaces"), iv)?.iter().enumerate() {
-            interfaces.push(as_str(file, &format!("{path}.interfaces[{j}]"), n)?.to_string());
+            let ipath = format!("{path}.interfaces[{j}]");
+            let name = as_str(file, &ipath, n)?;
+            check_name(name).map_err(|e| at(file, &ipath, e))?;
+            interfaces.push(name.to_string());
         }
     }
     let service_id = match o.get("service_id") {
@@ -333,11 +323,14 @@ fn parse_rule(file: &str, path: &str, v: &Value, dir: Direction) -> Result<Rule>
         Some(s) => {
             let s = as_str(file, &fpath("service_id"), s)?;
             let max = names::ZFW_SERVICE_ID_LEN as usize;
-            if s.is_empty() || s.len() > max || !s.is_ascii() {
+            if !crate::rules::model::service_id_ok(s) {
                 return Err(at(
                     file,
                     &fpath("service_id"),
-                    format!("'{s}': expected 1-{max} ASCII characters"),
+                    format!(
+                        "'{}': expected 1-{max} printable ASCII characters",
+                        shown(s)
+                    ),
                 ));
             }
             Some(s.to_string())
@@ -365,10 +358,14 @@ impl Policy {
             for name in ifs.keys() {
                 if !attached.contains_key(name) {
                     let why = match crate::ifaddr::index_of(name) {
-                        Ok(_) => format!("zfw is not attached to {name} (zfw load --iface {name})"),
-                        Err(_) => format!("no interface named '{name}'"),
+                        Ok(_) => format!(
+                            "zfw is not attached to {} (zfw load --iface {})",
+                            shown(name),
+                            shown(name)
+                        ),
+                        Err(_) => format!("no interface named '{}'", shown(name)),
                     };
-                    return Err(at(file, &format!("interfaces.{name}"), why));
+                    return Err(at(file, &format!("interfaces.{}", shown(name)), why));
                 }
             }
         }
@@ -379,7 +376,7 @@ impl Policy {
                         return Err(at(
                             file,
                             &format!("{}[{i}].interfaces[{j}]", dir.name()),
-                            format!("unknown interface '{n}'"),
+                            format!("unknown interface '{}'", shown(n)),
                         ));
                     }
                 }
@@ -508,5 +505,102 @@ mod tests {
         let e = parse("p.json", "{\n \"ingress\": [\n", &mut |_| {}).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().starts_with("p.json: line 3,"), "{e}");
+    }
+
+    #[test]
+    fn a_repeated_key_is_an_error_at_its_path() {
+        let rule = r#"{"dst":"10.0.0.0/24","proto":"tcp","ports":"80"}"#;
+        for (text, want) in [
+            (
+                format!(r#"{{"ingress": [{rule}], "ingress": []}}"#),
+                "p.json: ingress: duplicate key (line 1, column ",
+            ),
+            (
+                r#"{"ingress": [{"dst":"10.0.0.0/24","dst":"10.0.1.0/24","proto":"tcp","ports":"80"}]}"#
+                    .to_string(),
+                "p.json: ingress[0].dst: duplicate key",
+            ),
+            (
+                r#"{"interfaces": {"eth0": {"icmp_echo": true, "icmp_echo": false}}}"#.to_string(),
+                "p.json: interfaces.eth0.icmp_echo: duplicate key",
+            ),
+            (
+                r#"{"interfaces": {"eth0": {}, "eth0": {"ssh": false}}}"#.to_string(),
+                "p.json: interfaces.eth0: duplicate key",
+            ),
+            (
+                format!(r#"{{"egress": [{rule}, {{"dst":"10.0.0.0/24","proto":"tcp","ports":"81","action":{{"tproxy":1,"tproxy":2}}}}]}}"#),
+                "p.json: egress[1].action.tproxy: duplicate key",
+            ),
+        ] {
+            let e = err(&text);
+            assert!(e.starts_with(want), "{text}\n got: {e}\nwant: {want}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
+
+    #[test]
+    fn control_characters_in_names_and_ids_are_refused_and_shown_escaped() {
+        let rule = |extra: &str| {
+            format!(
+                r#"{{"ingress": [{{"dst":"10.0.0.0/24","proto":"tcp","ports":"80",{extra}}}]}}"#
+            )
+        };
+        for (text, want) in [
+            (
+                rule(r#""service_id":"a\nb""#),
+                "p.json: ingress[0].service_id: 'a\\x0ab': expected 1-",
+            ),
+            (
+                rule(r#""service_id":"a\u0000""#),
+                "ingress[0].service_id: 'a\\x00'",
+            ),
+            (
+                rule(r#""interfaces":["eth\u00000"]"#),
+                "p.json: ingress[0].interfaces[0]: name 'eth\\x000'",
+            ),
+            (
+                rule(r#""interfaces":["et h0"]"#),
+                "ingress[0].interfaces[0]: name 'et h0'",
+            ),
+            (
+                r#"{"interfaces": {"eth\r0": {"ssh": true}}}"#.replace("\r", "\\r"),
+                "p.json: interfaces.eth\\x0d0: name 'eth\\x0d0'",
+            ),
+            (
+                r#"{"ingress": [{"dst":"10.0.0.0/24","proto":"tcp","ports":"80","colo\u001bur":1}]}"#
+                    .to_string(),
+                "ingress[0].colo\\x1bur: unknown field",
+            ),
+        ] {
+            let e = err(&text);
+            assert!(e.contains(want), "{text}\n got: {e}\nwant: {want}");
+            assert!(e.bytes().all(|b| (0x20..0x7f).contains(&b)), "escaped: {e:?}");
+        }
+    }
+
+    #[test]
+    fn a_huge_value_gives_a_short_error_line() {
+        let dst = "1".repeat(100 << 20);
+        let text = format!(r#"{{"ingress": [{{"dst":"{dst}","proto":"tcp","ports":"80"}}]}}"#);
+        let e = err(&text);
+        assert!(
+            e.starts_with("p.json: ingress[0].dst: '111"),
+            "{}",
+            &e[..e.len().min(200)]
+        );
+        assert!(e.len() < 200, "{} bytes", e.len());
+        let text = format!(r#"{{"ddos": {{"allow": ["{dst}"]}}}}"#);
+        assert!(err(&text).len() < 200);
+        let text =
+            format!(r#"{{"ingress": [{{"dst":"10.0.0.0/24","proto":"{dst}","ports":"80"}}]}}"#);
+        assert!(err(&text).len() < 200);
+        let text =
+            format!(r#"{{"ingress": [{{"dst":"10.0.0.0/24","proto":"tcp","ports":"{dst}"}}]}}"#);
+        assert!(err(&text).len() < 200);
+        let text = format!(
+            r#"{{"ingress": [{{"dst":"10.0.0.0/24","proto":"tcp","ports":"80","action":"{dst}"}}]}}"#
+        );
+        assert!(err(&text).len() < 300);
     }
 }

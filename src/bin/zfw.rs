@@ -66,7 +66,10 @@ fn main() {
         let root = zfw::bpffs::Root::new(dir);
         std::process::exit(zfw::legacy::run(&root, &prog, &rest));
     }
-    let cli = zfw::cli::Cli::parse();
+    let cli = match zfw::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => std::process::exit(zfw::cli::clap_exit(&e)),
+    };
     std::process::exit(zfw::cli::run(cli));
 }
 

@@ -66,8 +66,9 @@ fn read_input(file: &str) -> Result<(String, String)> {
             .map_err(|e| Error::usage(format!("<stdin>: {e}")))?;
         return Ok(("<stdin>".into(), s));
     }
-    let text = std::fs::read_to_string(file).map_err(|e| Error::usage(format!("{file}: {e}")))?;
-    Ok((file.to_string(), text))
+    let name = crate::error::shown(file);
+    let text = std::fs::read_to_string(file).map_err(|e| Error::usage(format!("{name}: {e}")))?;
+    Ok((name, text))
 }
 
 pub fn apply(root: &Root, a: ApplyArgs) -> Result<()> {

@@ -36,7 +36,7 @@ pub fn conntrack(root: &Root, cmd: ConntrackCmd) -> Result<()> {
             if json {
                 super::print_json(&flows)
             } else {
-                print!("{}", crate::conntrack::render(&flows));
+                crate::out!("{}", crate::conntrack::render(&flows))?;
                 Ok(())
             }
         }
@@ -44,7 +44,7 @@ pub fn conntrack(root: &Root, cmd: ConntrackCmd) -> Result<()> {
             let _lock = root.lock()?;
             let n = crate::conntrack::flush(&maps)?;
             let nat = crate::nat::flush_nat(&maps)?;
-            println!("zfw: removed {n} flows and {nat} masquerade mappings");
+            crate::outln!("zfw: removed {n} flows and {nat} masquerade mappings")?;
             Ok(())
         }
     }
@@ -59,7 +59,7 @@ pub fn gc(root: &Root, a: GcArgs) -> Result<()> {
     if a.json {
         super::print_json(&serde_json::json!({ "flows_removed": flows, "masquerade_removed": nat }))
     } else {
-        println!("zfw: removed {flows} expired flows and {nat} stale masquerade mappings");
+        crate::outln!("zfw: removed {flows} expired flows and {nat} stale masquerade mappings")?;
         Ok(())
     }
 }

@@ -71,9 +71,10 @@ struct RateView {
 
 fn operand<'a>(action: ListAction, v: &'a Option<String>, what: &str) -> Result<Option<&'a str>> {
     match (action, v) {
-        (ListAction::List, Some(x)) => {
-            Err(Error::usage(format!("list takes no {what} (got '{x}')")))
-        }
+        (ListAction::List, Some(x)) => Err(Error::usage(format!(
+            "list takes no {what} (got '{}')",
+            crate::error::shown(x)
+        ))),
         (ListAction::List, None) => Ok(None),
         (_, None) => Err(Error::usage(format!("add/del need a {what}"))),
         (_, Some(x)) => Ok(Some(x.as_str())),
@@ -97,14 +98,14 @@ fn port(root: &Root, a: PortArgs) -> Result<()> {
     match (a.action, port) {
         (ListAction::Add, Some(p)) => {
             if ddos::port_add(&maps, p)? {
-                println!("zfw: DDoS protection on for port {p}");
+                crate::outln!("zfw: DDoS protection on for port {p}")?;
             } else {
-                println!("zfw: port {p} was already protected");
+                crate::outln!("zfw: port {p} was already protected")?;
             }
         }
         (ListAction::Del, Some(p)) => {
             ddos::port_del(&maps, p)?;
-            println!("zfw: DDoS protection off for port {p}");
+            crate::outln!("zfw: DDoS protection off for port {p}")?;
         }
         _ => {
             let ports = ddos::ports(&maps)?;
@@ -112,7 +113,7 @@ fn port(root: &Root, a: PortArgs) -> Result<()> {
                 return super::print_json(&ports);
             }
             for p in ports {
-                println!("{p}");
+                crate::outln!("{p}")?;
             }
         }
     }
@@ -127,14 +128,14 @@ fn allow(root: &Root, a: AllowArgs) -> Result<()> {
     match (a.action, ip) {
         (ListAction::Add, Some(ip)) => {
             if ddos::allow_add(&maps, ip)? {
-                println!("zfw: {ip} added to the DDoS whitelist");
+                crate::outln!("zfw: {ip} added to the DDoS whitelist")?;
             } else {
-                println!("zfw: {ip} was already on the DDoS whitelist");
+                crate::outln!("zfw: {ip} was already on the DDoS whitelist")?;
             }
         }
         (ListAction::Del, Some(ip)) => {
             ddos::allow_del(&maps, ip)?;
-            println!("zfw: {ip} removed from the DDoS whitelist");
+            crate::outln!("zfw: {ip} removed from the DDoS whitelist")?;
         }
         _ => {
             let v: Vec<String> = ddos::allowed(&maps)?
@@ -145,7 +146,7 @@ fn allow(root: &Root, a: AllowArgs) -> Result<()> {
                 return super::print_json(&v);
             }
             for s in v {
-                println!("{s}");
+                crate::outln!("{s}")?;
             }
         }
     }
@@ -155,7 +156,8 @@ fn allow(root: &Root, a: AllowArgs) -> Result<()> {
 fn parse_num(s: &str, what: &str) -> Result<u32> {
     s.parse::<u32>().map_err(|_| {
         Error::usage(format!(
-            "SYN {what} '{s}': expected a number 1-{} (or `off`)",
+            "SYN {what} '{}': expected a number 1-{} (or `off`)",
+            crate::error::shown(s),
             ddos::MAX_RATE
         ))
     })
@@ -175,15 +177,16 @@ fn rate(root: &Root, a: RateArgs) -> Result<()> {
                 });
             }
             match cur {
-                Some(_) => println!("SYN rate limit: {rate}/s per source, burst {burst}"),
-                None => println!("SYN rate limit: off"),
+                Some(_) => crate::outln!("SYN rate limit: {rate}/s per source, burst {burst}")?,
+                None => crate::outln!("SYN rate limit: off")?,
             }
             return Ok(());
         }
         (Some("off"), None) => None,
         (Some("off"), Some(b)) => {
             return Err(Error::usage(format!(
-                "`ddos rate off` takes no burst (got '{b}')"
+                "`ddos rate off` takes no burst (got '{}')",
+                crate::error::shown(b)
             )))
         }
         (Some(r), b) => {
@@ -207,8 +210,8 @@ fn rate(root: &Root, a: RateArgs) -> Result<()> {
     let maps = Maps::open(root)?;
     ddos::set_rate(&maps, limit)?;
     match limit {
-        Some((r, b)) => println!("zfw: SYN rate limit {r}/s per source, burst {b}"),
-        None => println!("zfw: SYN rate limit off"),
+        Some((r, b)) => crate::outln!("zfw: SYN rate limit {r}/s per source, burst {b}")?,
+        None => crate::outln!("zfw: SYN rate limit off")?,
     }
     Ok(())
 }

@@ -13,13 +13,17 @@ pub struct CompletionsArgs {
 
 pub fn completions(a: CompletionsArgs) -> Result<()> {
     let mut cmd = super::Cli::command();
-    clap_complete::generate(a.shell, &mut cmd, "zfw", &mut std::io::stdout());
-    Ok(())
+    // into memory first: clap_complete panics when its writer fails
+    let mut buf = Vec::new();
+    clap_complete::generate(a.shell, &mut cmd, "zfw", &mut buf);
+    crate::out::write_bytes(&buf)
 }
 
 pub fn manpage() -> Result<()> {
     let cmd = super::Cli::command();
+    let mut buf = Vec::new();
     clap_mangen::Man::new(cmd)
-        .render(&mut std::io::stdout())
-        .map_err(|e| Error::runtime(format!("writing the man page: {e}")))
+        .render(&mut buf)
+        .map_err(|e| Error::runtime(format!("rendering the man page: {e}")))?;
+    crate::out::write_bytes(&buf)
 }

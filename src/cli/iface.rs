@@ -146,7 +146,7 @@ fn set(root: &Root, a: SetArgs) -> Result<()> {
             .iter()
             .map(|(n, _, on)| format!("{}={}", n.replace('_', "-"), if *on { "on" } else { "off" }))
             .collect();
-        println!("zfw: {name}: {}", desc.join(" "));
+        crate::outln!("zfw: {name}: {}", desc.join(" "))?;
     }
     iface_state::refresh_all(&maps)?;
     // cached decisions depend on per-interface-rules: start a new generation
@@ -168,7 +168,7 @@ fn show(root: &Root, a: ShowArgs) -> Result<()> {
     if a.json {
         return super::print_json(&views);
     }
-    print!("{}", render(&views));
+    crate::out!("{}", render(&views))?;
     Ok(())
 }
 

@@ -56,7 +56,7 @@ fn parse_sizes(specs: &[String]) -> Result<BTreeMap<String, u32>> {
         let (name, n) = s.split_once('=').ok_or_else(|| {
             Error::usage(format!(
                 "--map-size '{}': expected MAP=ENTRIES",
-                s.escape_debug()
+                crate::error::shown(s)
             ))
         })?;
         // the registry says which maps the datapath sizes itself (one
@@ -64,14 +64,14 @@ fn parse_sizes(specs: &[String]) -> Result<BTreeMap<String, u32>> {
         if !crate::maps::defs::by_name(name).is_some_and(|m| m.resizable()) {
             return Err(Error::usage(format!(
                 "--map-size '{}': no resizable map named '{}'",
-                s.escape_debug(),
-                name.escape_debug()
+                crate::error::shown(s),
+                crate::error::shown(name)
             )));
         }
         let n: u32 = n.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
             Error::usage(format!(
                 "--map-size '{}': entries must be a positive integer",
-                s.escape_debug()
+                crate::error::shown(s)
             ))
         })?;
         // a ring buffer's size is in bytes: the kernel takes a power of
@@ -109,18 +109,18 @@ pub fn load(root: &Root, a: LoadArgs) -> Result<()> {
     if a.json {
         return super::print_json(&rep);
     }
-    println!(
+    crate::outln!(
         "zfw: programs {} (bpffs {})",
         rep.programs,
         root.dir.display()
-    );
+    )?;
     for i in &rep.interfaces {
-        println!(
+        crate::outln!(
             "zfw: {} (ifindex {}): {}",
             i.name,
             i.ifindex,
             i.hooks.join(", ")
-        );
+        )?;
     }
     Ok(())
 }
@@ -128,10 +128,14 @@ pub fn load(root: &Root, a: LoadArgs) -> Result<()> {
 pub fn unload(root: &Root, a: UnloadArgs) -> Result<()> {
     if a.all {
         loader::unload_all(root)?;
-        println!("zfw: unloaded everything, removed {}", root.dir.display());
+        if root.dir.exists() {
+            crate::outln!("zfw: unloaded everything, kept {}", root.dir.display())?;
+        } else {
+            crate::outln!("zfw: unloaded everything, removed {}", root.dir.display())?;
+        }
     } else {
         for name in loader::unload_ifaces(root, &a.iface)? {
-            println!("zfw: detached {name}");
+            crate::outln!("zfw: detached {name}")?;
         }
     }
     Ok(())
@@ -142,7 +146,7 @@ pub fn status(root: &Root, a: StatusArgs) -> Result<()> {
     if a.json {
         super::print_json(&s)
     } else {
-        print!("{}", status::render(&s));
+        crate::out!("{}", status::render(&s))?;
         Ok(())
     }
 }

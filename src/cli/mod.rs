@@ -28,7 +28,11 @@ pub mod rules;
     after_help = "The C zfw's command line (v0.9.21) works too, for OpenZiti's router and \
 ziti-edge-tunnel: `zfw -I -c 10.0.0.1 -m 32 -l 80 -h 80 -t 0 -p tcp`, `zfw -L`, `zfw -Q`, ... \
 (`zfw -?` lists its flags; `zfw --bpffs DIR -L` or ZFW_BPFFS=DIR for another root). \
-README: \"Replacing the C zfw under OpenZiti\"."
+README: \"Replacing the C zfw under OpenZiti\".\n\n\
+Commands that change state take the bpffs root's lock (/run/zfw/NAME.lock, root's, 0600). \
+A command that finds it taken says who holds it and waits at most ZFW_LOCK_TIMEOUT seconds \
+(default 60; 0: do not wait), then fails (exit 1). The root, its maps/ and progs/ and every \
+directory above it must belong to root and be closed to writes by others."
 )]
 pub struct Cli {
     /// bpffs directory holding zfw's pinned maps and programs
@@ -131,6 +135,8 @@ pub fn run(cli: Cli) -> i32 {
     };
     match res {
         Ok(()) => 0,
+        // the reader went away (`zfw export | head -c1`): quietly, as coreutils
+        Err(e) if e.is_broken_pipe() => e.exit_code(),
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()
@@ -138,10 +144,50 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
+/// Print clap's help or version, or its usage error as one line (its
+/// first, with control bytes escaped and cut: it may quote the user's
+/// words), and return the exit status; a failed write is handled as every
+/// command's output is (src/out.rs).
+pub fn clap_exit(e: &clap::Error) -> i32 {
+    if e.use_stderr() {
+        let text = e.render().to_string();
+        let first = text.lines().next().unwrap_or("error: bad usage");
+        eprintln!("{}", escape_line(first));
+        return e.exit_code();
+    }
+    match e.print() {
+        Ok(()) => e.exit_code(),
+        Err(w) => {
+            let err = crate::error::Error::Output(w);
+            if !err.is_broken_pipe() {
+                eprintln!("error: {err}");
+            }
+            err.exit_code()
+        }
+    }
+}
+
+/// A message line with control characters as `\xNN`, cut after 300 bytes.
+fn escape_line(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if out.len() >= 300 {
+            out.push_str("...");
+            break;
+        }
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Print one JSON document on stdout.
 pub fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
     let s = serde_json::to_string_pretty(v)
         .map_err(|e| crate::error::Error::runtime(format!("encoding JSON: {e}")))?;
-    println!("{s}");
+    crate::outln!("{s}")?;
     Ok(())
 }

@@ -44,12 +44,18 @@ pub fn masquerade(root: &Root, cmd: MasqueradeCmd) -> Result<()> {
     if a.json {
         return super::print_json(&entries);
     }
-    println!(
+    crate::outln!(
         "{:<10} {:<6} {:<44} {:<44} {:<44} {:<12} {:>6}",
-        "IFACE", "PROTO", "INSIDE", "OUTSIDE", "REMOTE", "STATE", "IDLE"
-    );
+        "IFACE",
+        "PROTO",
+        "INSIDE",
+        "OUTSIDE",
+        "REMOTE",
+        "STATE",
+        "IDLE"
+    )?;
     for e in &entries {
-        println!(
+        crate::outln!(
             "{:<10} {:<6} {:<44} {:<44} {:<44} {:<12} {:>5}s",
             iface_name(&maps, e.ifindex),
             e.proto,
@@ -58,7 +64,7 @@ pub fn masquerade(root: &Root, cmd: MasqueradeCmd) -> Result<()> {
             e.remote,
             e.state,
             e.idle_s
-        );
+        )?;
     }
     Ok(())
 }

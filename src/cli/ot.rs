@@ -46,7 +46,8 @@ pub fn run(root: &Root, a: OtArgs) -> Result<()> {
         (Dnp3Action::Add | Dnp3Action::Del, Some(s)) => Some(ot::parse_fcode(s)?),
         (_, Some(s)) => {
             return Err(Error::usage(format!(
-                "list/flush take no function code (got '{s}')"
+                "list/flush take no function code (got '{}')",
+                crate::error::shown(s)
             )))
         }
         (_, None) => None,
@@ -57,18 +58,18 @@ pub fn run(root: &Root, a: OtArgs) -> Result<()> {
     match (a.action, code) {
         (Dnp3Action::Add, Some(c)) => {
             if ot::dnp3_add(&maps, c)? {
-                println!("zfw: DNP3 function code {c} allowed");
+                crate::outln!("zfw: DNP3 function code {c} allowed")?;
             } else {
-                println!("zfw: DNP3 function code {c} was already allowed");
+                crate::outln!("zfw: DNP3 function code {c} was already allowed")?;
             }
         }
         (Dnp3Action::Del, Some(c)) => {
             ot::dnp3_del(&maps, c)?;
-            println!("zfw: DNP3 function code {c} no longer allowed");
+            crate::outln!("zfw: DNP3 function code {c} no longer allowed")?;
         }
         (Dnp3Action::Flush, _) => {
             let n = ot::dnp3_flush(&maps)?;
-            println!("zfw: removed {n} DNP3 function code(s)");
+            crate::outln!("zfw: removed {n} DNP3 function code(s)")?;
         }
         _ => {
             let codes = ot::dnp3_codes(&maps)?;
@@ -76,7 +77,7 @@ pub fn run(root: &Root, a: OtArgs) -> Result<()> {
                 return super::print_json(&codes);
             }
             for c in codes {
-                println!("{c}");
+                crate::outln!("{c}")?;
             }
         }
     }

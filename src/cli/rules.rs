@@ -146,14 +146,14 @@ pub fn run(root: &Root, cmd: RuleCmd) -> Result<()> {
             let maps = open(root)?;
             let _lock = root.lock()?;
             store::del(&maps, &id)?;
-            println!(
+            crate::outln!(
                 "zfw: deleted {} rule {} -> {} {} {}",
                 id.direction.name(),
                 id.src,
                 id.dst,
                 id.proto.name(),
                 id.ports
-            );
+            )?;
             Ok(())
         }
         RuleCmd::List(a) => list(root, a),
@@ -166,7 +166,7 @@ pub fn run(root: &Root, cmd: RuleCmd) -> Result<()> {
             let maps = open(root)?;
             let _lock = root.lock()?;
             let n = store::flush(&maps, &dirs)?;
-            println!("zfw: flushed {n} rule(s)");
+            crate::outln!("zfw: flushed {n} rule(s)")?;
             Ok(())
         }
     }
@@ -174,18 +174,20 @@ pub fn run(root: &Root, cmd: RuleCmd) -> Result<()> {
 
 fn add(root: &Root, a: AddArgs) -> Result<()> {
     let id = rule_id(&a.m)?;
-    let action =
-        if a.deny {
-            Action::Deny
-        } else if a.tunnel {
-            Action::Tunnel
-        } else if let Some(p) = &a.tproxy_port {
-            Action::Tproxy(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-                Error::usage(format!("--tproxy-port '{p}': expected a port 1-65535"))
-            })?)
-        } else {
-            Action::Allow
-        };
+    let action = if a.deny {
+        Action::Deny
+    } else if a.tunnel {
+        Action::Tunnel
+    } else if let Some(p) = &a.tproxy_port {
+        Action::Tproxy(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+            Error::usage(format!(
+                "--tproxy-port '{}': expected a port 1-65535",
+                crate::error::shown(p)
+            ))
+        })?)
+    } else {
+        Action::Allow
+    };
     let rule = Rule {
         direction: id.direction,
         dst: id.dst,
@@ -205,14 +207,14 @@ fn add(root: &Root, a: AddArgs) -> Result<()> {
         AddOutcome::Unchanged => "unchanged (identical rule is live)",
         AddOutcome::Updated => "updated",
     };
-    println!(
+    crate::outln!(
         "zfw: {} rule {} -> {} {} {}: {what}",
         id.direction.name(),
         id.src,
         id.dst,
         id.proto.name(),
         id.ports
-    );
+    )?;
     Ok(())
 }
 
@@ -238,7 +240,7 @@ fn list(root: &Root, a: ListArgs) -> Result<()> {
         let v: Vec<_> = rules.iter().map(Rule::to_json).collect();
         return super::print_json(&v);
     }
-    print!("{}", table(&rules));
+    crate::out!("{}", table(&rules))?;
     Ok(())
 }
 

@@ -36,7 +36,7 @@ pub fn lookup(name: &str) -> Result<&'static MapInfo> {
         let known: Vec<&str> = defs::pinned().map(|i| i.name).collect();
         Error::usage(format!(
             "unknown map '{}' (known: {})",
-            name.escape_debug(),
+            crate::error::shown(name),
             known.join(", ")
         ))
     })

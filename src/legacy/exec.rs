@@ -28,9 +28,9 @@ pub fn open(root: &Root) -> Result<Maps> {
 
 pub fn run(root: &Root, req: Request) -> Result<()> {
     match req {
-        Request::Help => print!("{}", super::text::help()),
-        Request::Usage => print!("{}", super::text::usage_line()),
-        Request::Version => println!("{}", env!("CARGO_PKG_VERSION")),
+        Request::Help => crate::out!("{}", super::text::help())?,
+        Request::Usage => crate::out!("{}", super::text::usage_line())?,
+        Request::Version => crate::outln!("{}", env!("CARGO_PKG_VERSION"))?,
         Request::UserRules => user_rules(root)?,
         Request::Insert(r) => insert(root, &r)?,
         Request::Delete(r) => delete(root, &r)?,
@@ -38,13 +38,13 @@ pub fn run(root: &Root, req: Request) -> Result<()> {
             let maps = open(root)?;
             let _lock = root.lock()?;
             let n = store::flush(&maps, &dirs)?;
-            println!("zfw: flushed {n} rule(s)");
+            crate::outln!("zfw: flushed {n} rule(s)")?;
         }
         Request::List(a) => list(root, &a)?,
         Request::FlushBinds => {
             check_privileges()?;
             for p in lo_addr::flush()? {
-                println!("Prefix: {p} removed from loopback");
+                crate::outln!("Prefix: {p} removed from loopback")?;
             }
         }
         Request::Bind { prefix, remove } => {
@@ -55,29 +55,29 @@ pub fn run(root: &Root, req: Request) -> Result<()> {
                 true if lo_addr::del(&prefix)? => "removed from loopback",
                 true => "is not on loopback (bind prefix does not exist)",
             };
-            println!("Prefix: {prefix} {msg}");
+            crate::outln!("Prefix: {prefix} {msg}")?;
         }
         Request::FlushDnp3 => {
             let maps = open(root)?;
             let _lock = root.lock()?;
-            println!(
+            crate::outln!(
                 "zfw: removed {} DNP3 function code(s)",
                 ot::dnp3_flush(&maps)?
-            );
+            )?;
         }
         Request::ListDdosAddrs => {
             for ip in ddos::allowed(&open(root)?)? {
-                println!("{ip}");
+                crate::outln!("{ip}")?;
             }
         }
         Request::ListDdosPorts => {
             for p in ddos::ports(&open(root)?)? {
-                println!("{p}");
+                crate::outln!("{p}")?;
             }
         }
         Request::ListDnp3 => {
             for c in ot::dnp3_codes(&open(root)?)? {
-                println!("{c}");
+                crate::outln!("{c}")?;
             }
         }
         Request::Gc => {
@@ -85,7 +85,9 @@ pub fn run(root: &Root, req: Request) -> Result<()> {
             let _lock = root.lock()?;
             let flows = crate::conntrack::gc(&maps)?;
             let nat = crate::nat::gc_nat(&maps)?;
-            println!("zfw: removed {flows} expired flows and {nat} stale masquerade mappings");
+            crate::outln!(
+                "zfw: removed {flows} expired flows and {nat} stale masquerade mappings"
+            )?;
         }
         Request::DdosAddr { ip, remove } => {
             let maps = open(root)?;
@@ -93,11 +95,11 @@ pub fn run(root: &Root, req: Request) -> Result<()> {
             let ip = IpAddr::V4(ip);
             if remove {
                 ddos::allow_del(&maps, ip)?;
-                println!("Removed source address {ip} from the DDoS whitelist");
+                crate::outln!("Removed source address {ip} from the DDoS whitelist")?;
             } else if ddos::allow_add(&maps, ip)? {
-                println!("{ip}: Added to DDOS Whitelist");
+                crate::outln!("{ip}: Added to DDOS Whitelist")?;
             } else {
-                println!("Key already exists: {ip}");
+                crate::outln!("Key already exists: {ip}")?;
             }
         }
         Request::DdosPort { port, remove } => {
@@ -105,11 +107,11 @@ pub fn run(root: &Root, req: Request) -> Result<()> {
             let _lock = root.lock()?;
             if remove {
                 ddos::port_del(&maps, port)?;
-                println!("Removed destination port {port} from the DDoS port list");
+                crate::outln!("Removed destination port {port} from the DDoS port list")?;
             } else if ddos::port_add(&maps, port)? {
-                println!("{port}: Added to ddos port list");
+                crate::outln!("{port}: Added to ddos port list")?;
             } else {
-                println!("Key already exists: {port}");
+                crate::outln!("Key already exists: {port}")?;
             }
         }
         Request::Dnp3 { code, remove } => {
@@ -117,11 +119,11 @@ pub fn run(root: &Root, req: Request) -> Result<()> {
             let _lock = root.lock()?;
             if remove {
                 ot::dnp3_del(&maps, code)?;
-                println!("{code}: removed from the dnp3 function code list");
+                crate::outln!("{code}: removed from the dnp3 function code list")?;
             } else if ot::dnp3_add(&maps, code)? {
-                println!("{code}: Added to dnp3 function code list");
+                crate::outln!("{code}: Added to dnp3 function code list")?;
             } else {
-                println!("Key already exists: {code}");
+                crate::outln!("Key already exists: {code}")?;
             }
         }
         Request::InitTc(t) => exec_iface::init_tc(root, &t)?,
@@ -218,21 +220,21 @@ fn insert(root: &Root, r: &RuleArgs) -> Result<()> {
             .clone()
             .or_else(|| old.as_ref().and_then(|o| o.service_id.clone())),
     };
-    println!("Adding {} mapping", proto_word(r.proto));
+    crate::outln!("Adding {} mapping", proto_word(r.proto))?;
     let outcome = store::add(&maps, rule.clone())?;
     // the same low port with another high port: the new range replaces it
     if let Some(o) = old.filter(|o| o.ports.hi != high) {
         store::del(&maps, &o.id())?;
     }
     if r.route && r.dir == Direction::Ingress && lo_addr::add(&r.dst)? {
-        println!("binding route {} to loopback", r.dst);
+        crate::outln!("binding route {} to loopback", r.dst)?;
     }
     let what = match outcome {
         AddOutcome::Added => "added",
         AddOutcome::Updated => "updated",
         AddOutcome::Unchanged => "unchanged (already in place)",
     };
-    println!(
+    crate::outln!(
         "zfw: {} {} {} -> {} dpts={}:{} {} [{}]: {what}",
         r.dir.name(),
         r.proto.name(),
@@ -242,7 +244,7 @@ fn insert(root: &Root, r: &RuleArgs) -> Result<()> {
         rule.ports.hi,
         rule.action,
         rule.interfaces.join(",")
-    );
+    )?;
     Ok(())
 }
 
@@ -265,10 +267,10 @@ fn delete(root: &Root, r: &RuleArgs) -> Result<()> {
         )));
     }
     let Some(rule) = live.iter().find(|x| same_key(x, r) && x.ports.lo == low) else {
-        println!("mapping[{low}] does not exist");
+        crate::outln!("mapping[{low}] does not exist")?;
         return Ok(());
     };
-    println!("Attempting to remove {} mapping", proto_word(r.proto));
+    crate::outln!("Attempting to remove {} mapping", proto_word(r.proto))?;
     let rest: Vec<String> = rule
         .interfaces
         .iter()
@@ -283,17 +285,17 @@ fn delete(root: &Root, r: &RuleArgs) -> Result<()> {
                 ..rule.clone()
             },
         )?;
-        println!(
+        crate::outln!(
             "mapping[{low}]: removed {}, still on [{}]",
             r.ifaces.join(","),
             rest.join(",")
-        );
+        )?;
         return Ok(());
     }
     store::del(&maps, &rule.id())?;
-    println!("mapping[{low}] removed");
+    crate::outln!("mapping[{low}] removed")?;
     if r.route && r.dir == Direction::Ingress && lo_addr::del(&r.dst)? {
-        println!("unbinding route {} from loopback", r.dst);
+        crate::outln!("unbinding route {} from loopback", r.dst)?;
     }
     Ok(())
 }
@@ -310,7 +312,7 @@ fn list(root: &Root, a: &ListArgs) -> Result<()> {
         rules: maps.max_entries(&defs::RANGE_MAP)? as usize / 2,
         keys: maps.max_entries(&defs::TPROXY_MAP)? as usize / 2,
     };
-    print!("{}", output::rules(&rules, a, tun.as_deref(), caps));
+    crate::out!("{}", output::rules(&rules, a, tun.as_deref(), caps))?;
     Ok(())
 }
 
@@ -320,10 +322,10 @@ fn user_rules(root: &Root) -> Result<()> {
     open(root)?;
     let path = std::env::var("ZFW_USER_RULES").unwrap_or_else(|_| USER_RULES.to_string());
     if !std::path::Path::new(&path).exists() {
-        println!(
+        crate::outln!(
             "zfw: no user rules ({} does not exist)",
             super::text::shown(&path)
-        );
+        )?;
         return Ok(());
     }
     let st = std::process::Command::new(&path)

@@ -36,7 +36,7 @@ pub fn init_tc(root: &Root, t: &Target) -> Result<()> {
             ifaces,
             ..Default::default()
         },
-    )?);
+    )?)?;
     Ok(())
 }
 
@@ -51,7 +51,7 @@ pub fn init_xdp(root: &Root, name: &str) -> Result<()> {
             tuns: vec![name.to_string()],
             ..Default::default()
         },
-    )?);
+    )?)?;
     Ok(())
 }
 
@@ -62,21 +62,22 @@ pub fn disable(root: &Root) -> Result<()> {
     root.require_loaded()?;
     loader::unload_all(root)?;
     for p in lo_addr::flush()? {
-        println!("Prefix: {p} removed from loopback");
+        crate::outln!("Prefix: {p} removed from loopback")?;
     }
-    println!("zfw: detached everything, removed {}", root.dir.display());
+    crate::outln!("zfw: detached everything, removed {}", root.dir.display())?;
     Ok(())
 }
 
-fn report(rep: loader::LoadReport) {
+fn report(rep: loader::LoadReport) -> Result<()> {
     for i in rep.interfaces {
-        println!(
+        crate::outln!(
             "zfw: {} (ifindex {}): {}",
             i.name,
             i.ifindex,
             i.hooks.join(", ")
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// `IF|all` for attaching: `all` is every interface of the namespace but
@@ -131,14 +132,14 @@ pub fn tc_filter(root: &Root, target: &Target, dir: Direction, detach: bool) -> 
             )
         };
         match (dir, detach) {
-            (Direction::Ingress, false) => report(load(hooks & HOOK_EGRESS == 0)?),
+            (Direction::Ingress, false) => report(load(hooks & HOOK_EGRESS == 0)?)?,
             (Direction::Egress, false) => {
                 if hooks & HOOK_INGRESS == 0 {
                     return Err(Error::runtime(format!(
                         "-z egress on {name} needs -z ingress there first (zfw -X {name} -O FILE -z ingress): this zfw's egress program works beside its ingress one"
                     )));
                 }
-                report(load(false)?)
+                report(load(false)?)?
             }
             (Direction::Ingress, true) => {
                 if hooks & HOOK_INGRESS != 0 {
@@ -147,7 +148,7 @@ pub fn tc_filter(root: &Root, target: &Target, dir: Direction, detach: bool) -> 
             }
             (Direction::Egress, true) => {
                 if hooks & HOOK_EGRESS != 0 {
-                    report(load(true)?);
+                    report(load(true)?)?;
                     // as in C: without egress, no outbound filtering or masquerade
                     set_bits(
                         root,
@@ -161,11 +162,11 @@ pub fn tc_filter(root: &Root, target: &Target, dir: Direction, detach: bool) -> 
                 }
             }
         }
-        println!(
+        crate::outln!(
             "Set tc filter enable to {} for {} on {name}",
             u8::from(!detach),
             dir.name()
-        );
+        )?;
     }
     Ok(())
 }
@@ -276,7 +277,7 @@ pub(crate) fn set_bits(root: &Root, set: &[(Toggle, Target)], on: bool, quiet: b
         }
         iface_state::store(&maps, *idx, &st)?;
         if !quiet {
-            println!("Set {} to {} for {name}", toggle_name(*t), u8::from(on));
+            crate::outln!("Set {} to {} for {name}", toggle_name(*t), u8::from(on))?;
         }
     }
     iface_state::refresh_all(&maps)?;
@@ -323,7 +324,7 @@ pub fn ensure_tun(root: &Root, maps: &Maps) -> Result<()> {
             tuns: vec![tun],
             ..Default::default()
         },
-    )?);
+    )?)?;
     Ok(())
 }
 
@@ -374,7 +375,7 @@ pub fn list_diag(root: &Root) -> Result<()> {
             }
         })
         .collect();
-    print!("{}", output::diag(&list));
+    crate::out!("{}", output::diag(&list))?;
     Ok(())
 }
 

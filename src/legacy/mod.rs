@@ -57,17 +57,19 @@ pub fn run(root: &Root, prog: &str, args: &[String]) -> i32 {
         Ok(r) => r,
         Err(f) => {
             let (out, err) = f.render(prog);
-            print!("{out}");
+            let _ = crate::out::write(&out);
             eprint!("{err}");
             return f.exit_code();
         }
     };
     match exec::run(root, req) {
         Ok(()) => 0,
+        // the reader went away: quietly, as coreutils (src/out.rs)
+        Err(e) if e.is_broken_pipe() => e.exit_code(),
         Err(e @ Error::NotLoaded(_)) => {
             // on stdout, where the C zfw says it: the start scripts' and
             // cron's readiness probe `zfw -L -E` reads only the status
-            println!("{e}: attach it first (zfw -X IF -O FILE -z ingress)");
+            let _ = crate::outln!("{e}: attach it first (zfw -X IF -O FILE -z ingress)");
             1
         }
         Err(e) => {

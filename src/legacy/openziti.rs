@@ -117,8 +117,7 @@ fn list(
 
 /// Check the file's text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Vec<StartIface>> {
-    let v: Value =
-        serde_json::from_str(text).map_err(|e| Error::usage(format!("{file}: not JSON ({e})")))?;
+    let v: Value = crate::json::from_str(text).map_err(|e| Error::usage(e.message(file)))?;
     let Value::Object(top) = v else {
         return Err(Error::usage(format!("{file}: expected a JSON object")));
     };

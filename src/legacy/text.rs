@@ -3,28 +3,9 @@
 
 use super::argp::{Arg, Key, SPECS};
 
-/// Longest part of an untrusted value shown in a message.
-pub const SHOWN_MAX: usize = 64;
-
-/// `s` made safe to print: printable ASCII as is, every other byte as
-/// `\xNN`, cut after [`SHOWN_MAX`] bytes (marked with `...`).
-pub fn shown(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for &c in b.iter().take(SHOWN_MAX) {
-        if (0x20..0x7f).contains(&c) && c != b'\\' {
-            out.push(c as char);
-        } else if c == b'\\' {
-            out.push_str("\\\\");
-        } else {
-            out.push_str(&format!("\\x{c:02x}"));
-        }
-    }
-    if b.len() > SHOWN_MAX {
-        out.push_str("...");
-    }
-    out
-}
+// `shown` (untrusted values made safe to print) is shared with zfw's own
+// grammar; it lives beside the error type.
+pub use crate::error::{shown, SHOWN_MAX};
 
 /// The short usage printed after a usage error (the C zfw prints one
 /// there too; these lines are ours).

@@ -61,12 +61,19 @@ impl Maps {
     /// check of `load`, which must work on another build's maps.
     pub fn open_matching(root: &Root) -> Result<Self> {
         root.require_loaded()?;
+        root.check_root()?;
         let mut handles = BTreeMap::new();
         let mut mismatched = BTreeMap::new();
         for info in defs::pinned() {
             let path = root.map_path(info.name);
-            if !path.exists() {
+            let Ok(md) = std::fs::symlink_metadata(&path) else {
                 continue;
+            };
+            if md.file_type().is_symlink() {
+                return Err(Error::runtime(format!(
+                    "{} is a symbolic link; zfw's pins never are (it uses no pin it did not make)",
+                    crate::bpffs::shown_path(&path)
+                )));
             }
             let h = MapHandle::from_pinned_path(&path)
                 .ctx(|| format!("opening pinned map {}", path.display()))?;

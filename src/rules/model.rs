@@ -8,7 +8,7 @@ use serde::de::{self, Deserializer};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{shown, Error, Result};
 pub use crate::net::{addr_words, mask_addr, words_addr, Family, Prefix};
 use crate::skel::names;
 
@@ -44,13 +44,20 @@ impl Proto {
     }
 }
 
+/// A service id is 1 to ZFW_SERVICE_ID_LEN printable ASCII characters
+/// (no NUL, newline or other control character).
+pub fn service_id_ok(id: &str) -> bool {
+    let max = names::ZFW_SERVICE_ID_LEN as usize;
+    !id.is_empty() && id.len() <= max && id.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
 impl FromStr for Proto {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Proto, String> {
         match s.to_ascii_lowercase().as_str() {
             "tcp" => Ok(Proto::Tcp),
             "udp" => Ok(Proto::Udp),
-            _ => Err(format!("protocol '{s}': expected tcp or udp")),
+            _ => Err(format!("protocol '{}': expected tcp or udp", shown(s))),
         }
     }
 }
@@ -71,7 +78,9 @@ impl FromStr for Ports {
                 .parse::<u16>()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| format!("ports '{s}': expected P or P-Q with ports 1-65535"))
+                .ok_or_else(|| {
+                    format!("ports '{}': expected P or P-Q with ports 1-65535", shown(s))
+                })
         };
         let (lo, hi) = match s.split_once('-') {
             Some((a, b)) => (p(a)?, p(b)?),
@@ -81,7 +90,10 @@ impl FromStr for Ports {
             }
         };
         if lo > hi {
-            return Err(format!("ports '{s}': the range is backwards ({lo} > {hi})"));
+            return Err(format!(
+                "ports '{}': the range is backwards ({lo} > {hi})",
+                shown(s)
+            ));
         }
         Ok(Ports { lo, hi })
     }
@@ -188,9 +200,10 @@ impl Rule {
         }
         if let Some(id) = &self.service_id {
             let max = names::ZFW_SERVICE_ID_LEN as usize;
-            if id.is_empty() || id.len() > max || !id.is_ascii() {
+            if !service_id_ok(id) {
                 return Err(Error::usage(format!(
-                    "service id '{id}': 1-{max} ASCII characters"
+                    "service id '{}': 1-{max} printable ASCII characters",
+                    shown(id)
                 )));
             }
         }
@@ -266,7 +279,8 @@ impl<'de> Deserialize<'de> for ActionJson {
                 "deny" => Ok(ActionJson(Action::Deny)),
                 "tunnel" => Ok(ActionJson(Action::Tunnel)),
                 other => Err(de::Error::custom(format!(
-                    "action '{other}': expected allow, deny, tunnel or {{\"tproxy\": PORT}}"
+                    "action '{}': expected allow, deny, tunnel or {{\"tproxy\": PORT}}",
+                    shown(other)
                 ))),
             },
             Raw::Tp(t) => Ok(ActionJson(Action::Tproxy(t.tproxy))),
