@@ -86,7 +86,7 @@ fn model_add(list: &mut Vec<Rule>, r: Rule) -> AddOutcome {
     }
 }
 
-/// The decision of the precedence rules (DESIGN.md): longest dst, then
+/// The decision of the precedence rules (README.md "Rules"): longest dst, then
 /// longest src; first fitting range of a key in insertion order; a key
 /// without one falls through.  None = no match (default drop).
 fn decide(rules: &[Rule], src: IpAddr, dst: IpAddr, port: u16) -> Option<Action> {
