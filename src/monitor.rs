@@ -2,8 +2,13 @@
 //! one JSON object) per event, until Ctrl-C or N events.
 //!
 //! Events are emitted for interfaces with `verbose` on, and for every drop
-//! on every interface while zfw_config.log_all_drops is set (`monitor
-//! --all-drops` sets it for as long as it runs).
+//! on every interface while a `monitor --all-drops` reads.  rb_map has one
+//! reader: two would split its events between them.  The reader holds a
+//! lease (monitor_map, docs/ARCHITECTURE.md §6) that it renews every
+//! ZFW_MONITOR_RENEW_MS and clears when it ends; a second monitor is
+//! refused while the holder lives.  A killed reader's lease lapses within
+//! ZFW_MONITOR_LEASE_MS (and with it every-drop events), and a new monitor
+//! takes over at once when the holder's process is gone.
 //!
 //! Nothing is lost silently: an event that finds rb_map full is counted by
 //! the datapath (stats_map, docs/ARCHITECTURE.md §6); whenever that count
@@ -134,22 +139,88 @@ pub fn run(maps: &Maps, opts: &MonitorOptions) -> Result<u64> {
         let _ = nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGINT, &action);
         let _ = nix::sys::signal::sigaction(nix::sys::signal::Signal::SIGTERM, &action);
     }
+    let lease = Lease::take(maps, opts.all_drops)?;
     // the baseline comes before --all-drops turns on more events
     let lost = LostWatch::start(maps)?;
-    let mut cfg_before = None;
-    if opts.all_drops {
-        let mut cfg = maps.config()?;
-        cfg_before = Some(cfg.log_all_drops);
-        cfg.log_all_drops = 1;
-        maps.set_config(&cfg)?;
-    }
-    let res = poll_loop(maps, opts, lost);
-    if let Some(prev) = cfg_before {
-        let mut cfg = maps.config()?;
-        cfg.log_all_drops = prev;
-        maps.set_config(&cfg)?;
-    }
+    lease.renew(maps)?;
+    let res = poll_loop(maps, opts, lost, &lease);
+    lease.release(maps);
     res
+}
+
+const MS: u64 = 1_000_000;
+
+/// This monitor's hold on rb_map (the reader's lease).
+struct Lease {
+    all_drops: bool,
+}
+
+/// Is process `pid` alive (in this pid namespace)?
+fn alive(pid: u32) -> bool {
+    let Ok(p) = i32::try_from(pid) else {
+        return false;
+    };
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
+impl Lease {
+    /// The live reader other than this process, if there is one.
+    fn other_reader(maps: &Maps) -> Result<Option<u32>> {
+        let me = std::process::id();
+        Ok(reader(maps)?
+            .filter(|(pid, _)| *pid != me && alive(*pid))
+            .map(|(pid, _)| pid))
+    }
+
+    fn refused(pid: u32) -> Error {
+        Error::runtime(format!(
+            "monitor: another monitor (pid {pid}) is reading events; rb_map has one reader              (two would split its events): stop it first"
+        ))
+    }
+
+    fn take(maps: &Maps, all_drops: bool) -> Result<Lease> {
+        if let Some(pid) = Self::other_reader(maps)? {
+            return Err(Self::refused(pid));
+        }
+        Ok(Lease { all_drops })
+    }
+
+    /// Renew; fails when another monitor took the lease meanwhile (two
+    /// started at once: the later writer reads on).
+    fn renew(&self, maps: &Maps) -> Result<()> {
+        if let Some(pid) = Self::other_reader(maps)? {
+            return Err(Self::refused(pid));
+        }
+        let l = types::zfw_monitor_lease {
+            expires_ns: decode::mono_now_ns() + names::ZFW_MONITOR_LEASE_MS as u64 * MS,
+            pid: std::process::id(),
+            all_drops: u8::from(self.all_drops),
+            ..Default::default()
+        };
+        maps.put(&defs::MONITOR_MAP, &0, &l)
+    }
+
+    /// Clear the lease if it is still ours (best effort: it lapses anyway).
+    fn release(&self, maps: &Maps) {
+        if let Ok(Some((pid, _))) = reader(maps) {
+            if pid == std::process::id() {
+                let _ = maps.put(&defs::MONITOR_MAP, &0, &types::zfw_monitor_lease::default());
+            }
+        }
+    }
+}
+
+/// The monitor reading rb_map while its lease holds: (pid, all drops).
+pub fn reader(maps: &Maps) -> Result<Option<(u32, bool)>> {
+    if maps.handle(&defs::MONITOR_MAP).is_err() {
+        return Ok(None);
+    }
+    let l = maps.get(&defs::MONITOR_MAP, &0)?.unwrap_or_default();
+    let fresh = l.expires_ns != 0 && decode::mono_now_ns() <= l.expires_ns;
+    Ok(fresh.then_some((l.pid, l.all_drops != 0)))
 }
 
 /// Events the datapath could not put into rb_map (it was full), summed
@@ -211,7 +282,14 @@ impl LostWatch {
     }
 }
 
-fn poll_loop(maps: &Maps, opts: &MonitorOptions, mut lost: LostWatch) -> Result<u64> {
+fn poll_loop(
+    maps: &Maps,
+    opts: &MonitorOptions,
+    mut lost: LostWatch,
+    lease: &Lease,
+) -> Result<u64> {
+    let renew_every = Duration::from_millis(names::ZFW_MONITOR_RENEW_MS as u64);
+    let mut renewed = std::time::Instant::now();
     let printed = RefCell::new(0u64);
     let failed = RefCell::new(None::<String>);
     let bad = RefCell::new(None::<Error>);
@@ -255,6 +333,10 @@ fn poll_loop(maps: &Maps, opts: &MonitorOptions, mut lost: LostWatch) -> Result<
         }
         if opts.count.is_some_and(|n| *printed.borrow() >= n) {
             break;
+        }
+        if renewed.elapsed() >= renew_every {
+            lease.renew(maps)?;
+            renewed = std::time::Instant::now();
         }
         let rc = rb.poll_raw(Duration::from_millis(200));
         if let Some(e) = bad.borrow_mut().take() {

@@ -14,6 +14,12 @@ use crate::maps::{defs, Maps};
 use crate::skel::{enum_name, names};
 
 #[derive(Debug, Serialize)]
+pub struct MonitorStatus {
+    pub pid: u32,
+    pub all_drops: bool,
+}
+
+#[derive(Debug, Serialize)]
 pub struct Status {
     pub bpffs: String,
     pub programs: BTreeMap<String, u32>,
@@ -25,6 +31,9 @@ pub struct Status {
     /// Events the datapath could not queue for `monitor` (rb_map full),
     /// since load; null when the root has no stats_map (older zfw)
     pub events_lost: Option<u64>,
+    /// The `zfw monitor` reading events (its lease holds), and whether it
+    /// asked for every drop (`--all-drops`)
+    pub monitor: Option<MonitorStatus>,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,6 +124,8 @@ pub fn status(root: &Root) -> Result<Status> {
         counters,
         syn_counts,
         events_lost: crate::monitor::events_lost(&maps)?,
+        monitor: crate::monitor::reader(&maps)?
+            .map(|(pid, all_drops)| MonitorStatus { pid, all_drops }),
     })
 }
 
@@ -165,6 +176,17 @@ pub fn render(s: &Status) -> String {
     }
     if let Some(n) = s.events_lost {
         out.push_str(&format!("\nEVENTS LOST (ring buffer full)  {n}\n"));
+    }
+    if let Some(m) = &s.monitor {
+        let what = if m.all_drops {
+            "every drop"
+        } else {
+            "verbose interfaces"
+        };
+        out.push_str(&format!(
+            "\nMONITOR  pid {} reading events ({what})\n",
+            m.pid
+        ));
     }
     if !s.syn_counts.is_empty() {
         out.push_str("\nSYN (DDoS-protected ports)  COUNT\n");

@@ -18,10 +18,9 @@
 #include "nat.h"
 #include "natfast.h"
 
-ZFW_INLINE int zfw_egress_drop(const struct zfw_pkt *p, __u32 flags,
-			       const struct zfw_config *cfg, __u16 reason)
+ZFW_INLINE int zfw_egress_drop(const struct zfw_pkt *p, __u32 flags, __u16 reason)
 {
-	zfw_note(p, flags, cfg, ZFW_DIR_EGRESS, reason, 1);
+	zfw_note(p, flags, ZFW_DIR_EGRESS, reason, 1);
 	return TC_ACT_SHOT;
 }
 
@@ -92,7 +91,7 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 			if (d.action == ZFW_ACT_DENY) {
 				bpf_map_delete_elem(out_map, &p.k);
 				zfw_ct_epoch_bump(&p.k);
-				return zfw_egress_drop(&p, flags, cfg, ZFW_R_DROP_EGRESS_RULE);
+				return zfw_egress_drop(&p, flags, ZFW_R_DROP_EGRESS_RULE);
 			}
 			f->policy_gen = gen;
 		}
@@ -105,7 +104,7 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 	if (flags & ZFW_IF_OUTBOUND_FILTER) {
 		d = zfw_policy_lookup(&p, ZFW_DIR_EGRESS, !!(flags & ZFW_IF_PER_INTERFACE_RULES), cfg);
 		if (d.action != ZFW_ACT_ALLOW)
-			return zfw_egress_drop(&p, flags, cfg, ZFW_R_DROP_EGRESS_RULE);
+			return zfw_egress_drop(&p, flags, ZFW_R_DROP_EGRESS_RULE);
 	}
 	if (zfw_ct_create_gen(out_map, &p.k, &p, (flags & ZFW_IF_OUTBOUND_FILTER) ? gen : 0) == 0) {
 		zfw_count(ZFW_R_TRACK_NEW);

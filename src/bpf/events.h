@@ -56,12 +56,23 @@ ZFW_INLINE void zfw_emit(const struct zfw_pkt *p, __u8 dir, __u8 kind, __u16 rea
 	bpf_ringbuf_submit(e, 0);
 }
 
-/* Verdict bookkeeping: count always, emit when the interface asks for it. */
-ZFW_INLINE void zfw_note(const struct zfw_pkt *p, __u32 if_flags, const struct zfw_config *cfg,
-			 __u8 dir, __u16 reason, int is_drop)
+/* Is a `monitor --all-drops` reading (its lease in monitor_map fresh)?
+ * Asked for drops only: one array lookup and a clock read. */
+ZFW_INLINE int zfw_all_drops(void)
+{
+	__u32 zero = 0;
+	struct zfw_monitor_lease *l = bpf_map_lookup_elem(&monitor_map, &zero);
+
+	return l && l->all_drops && bpf_ktime_get_ns() <= l->expires_ns;
+}
+
+/* Verdict bookkeeping: count always, emit when the interface asks for it
+ * or, for a drop, while a monitor --all-drops holds the lease. */
+ZFW_INLINE void zfw_note(const struct zfw_pkt *p, __u32 if_flags, __u8 dir, __u16 reason,
+			 int is_drop)
 {
 	zfw_count(reason);
-	if ((if_flags & ZFW_IF_VERBOSE) || (is_drop && cfg && cfg->log_all_drops))
+	if ((if_flags & ZFW_IF_VERBOSE) || (is_drop && zfw_all_drops()))
 		zfw_emit(p, dir, ZFW_EV_VERDICT, reason, 0);
 }
 

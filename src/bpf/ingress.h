@@ -83,20 +83,20 @@ __attribute__((noinline)) int zfw_tun_cache_flow(struct __sk_buff *skb, struct z
 
 ZFW_INLINE int zfw_drop(struct zfw_ictx *c, __u16 reason)
 {
-	zfw_note(&c->p, c->flags, c->cfg, ZFW_DIR_INGRESS, reason, 1);
+	zfw_note(&c->p, c->flags, ZFW_DIR_INGRESS, reason, 1);
 	return TC_ACT_SHOT;
 }
 
 ZFW_INLINE int zfw_pass(struct zfw_ictx *c, __u16 reason)
 {
-	zfw_note(&c->p, c->flags, c->cfg, ZFW_DIR_INGRESS, reason, 0);
+	zfw_note(&c->p, c->flags, ZFW_DIR_INGRESS, reason, 0);
 	return TC_ACT_OK;
 }
 
 /* Admit a new flow: continue to prio 2, which creates its inbound state. */
 ZFW_INLINE int zfw_admit(struct __sk_buff *skb, struct zfw_ictx *c, __u16 reason)
 {
-	zfw_note(&c->p, c->flags, c->cfg, ZFW_DIR_INGRESS, reason, 0);
+	zfw_note(&c->p, c->flags, ZFW_DIR_INGRESS, reason, 0);
 	skb->cb[0] = ((__u32)ZFW_CB_MAGIC << 16) | ZFW_CB_NEW_FLOW;
 	skb->cb[1] = reason;
 	return TC_ACT_UNSPEC;
@@ -315,7 +315,7 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 		rc = zfw_tun_redirect(data, data_end, &c.p, &tun_if);
 		if (rc == TC_ACT_SHOT)
 			return zfw_drop(&c, ZFW_R_DROP_NO_TUNNEL);
-		zfw_note(&c.p, c.flags, c.cfg, ZFW_DIR_INGRESS, ZFW_R_TUNNEL, 0);
+		zfw_note(&c.p, c.flags, ZFW_DIR_INGRESS, ZFW_R_TUNNEL, 0);
 		/* for zfw_ingress, which caches the flow's way into the tun */
 		skb->cb[2] = tun_if;
 		skb->cb[3] = d.gen;

@@ -14,7 +14,7 @@
 #define ZFW_ABI_H
 
 enum zfw_abi_consts {
-	ZFW_ABI_VERSION = 4,
+	ZFW_ABI_VERSION = 5,
 	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
 	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */
 	ZFW_MAX_RANGES_PER_KEY = 128, /* port ranges under one (dst, src, proto) key */
@@ -201,13 +201,30 @@ struct zfw_watch_lease {
 	__u32 pad;
 };
 
+/* `zfw monitor` (ARCHITECTURE.md §6, monitor_map): rb_map has one reader
+ * (two would split its events between them), which holds this lease and
+ * renews it every ZFW_MONITOR_RENEW_MS.  With `--all-drops` the datapath
+ * emits an event for every drop while the lease is fresh: a reader that is
+ * killed leaves it to lapse within ZFW_MONITOR_LEASE_MS. */
+enum zfw_monitor_consts {
+	ZFW_MONITOR_RENEW_MS = 1000,
+	ZFW_MONITOR_LEASE_MS = 3000, /* 3 renew periods */
+};
+
+/* monitor_map[0]: the reader's lease (expires_ns 0: no reader). */
+struct zfw_monitor_lease {
+	__u64 expires_ns; /* CLOCK_MONOTONIC */
+	__u32 pid;        /* the reading monitor */
+	__u8 all_drops;   /* it asked for every drop */
+	__u8 pad[3];
+};
+
 /* Global settings, config_map[0]. */
 struct zfw_config {
 	__u32 abi_version;
 	__u32 policy_gen;   /* bumped on every rule change: invalidates matched_map */
 	__u8 active_set;    /* which rule set (0/1) the datapath reads */
-	__u8 log_all_drops; /* emit an event for every drop, not just verbose ifaces */
-	__u8 pad[2];
+	__u8 pad[3];
 	__u32 syn_rate;     /* per-source SYN tokens per second (0 = off) */
 	__u32 syn_burst;
 	__u32 pad2;

@@ -25,7 +25,9 @@ pub struct MonitorArgs {
     /// Exit after N events
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
-    /// Also report every drop on every interface while running
+    /// Also report every drop on every interface while running (and at
+    /// most 3 s after a killed monitor: the reader's lease lapses).  One
+    /// monitor reads at a time; a second is refused with the reader's pid
     #[arg(long)]
     pub all_drops: bool,
 }

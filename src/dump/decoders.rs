@@ -45,7 +45,7 @@ pub fn entries(maps: &Maps, info: &'static MapInfo) -> Result<Vec<Value>> {
             .map(|(_, c)| {
                 json!({
                     "abi_version": c.abi_version, "policy_gen": c.policy_gen, "active_set": c.active_set,
-                    "log_all_drops": c.log_all_drops != 0, "syn_rate": c.syn_rate, "syn_burst": c.syn_burst,
+                    "syn_rate": c.syn_rate, "syn_burst": c.syn_burst,
                     "build_id": format!("{:016x}", c.build_id),
                 })
             })

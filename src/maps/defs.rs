@@ -47,6 +47,7 @@ registry! {
     IFINDEX_IP6_MAP: "ifindex_ip6_map", Hash<u32, types::zfw_if_addrs6>, Resizable, Keys, Addrs6;
     /// The address watcher's lease (`zfw watch`, ARCHITECTURE.md §6).
     WATCH_MAP: "watch_map", Array<u32, types::zfw_watch_lease>, Fixed, Slots, Raw;
+    MONITOR_MAP: "monitor_map", Array<u32, types::zfw_monitor_lease>, Fixed, Slots, Raw;
     /// Rule keys of both rule sets, each pointing at its port ranges.
     TPROXY_MAP: "tproxy_map", Hash<types::zfw_rule_key, types::zfw_rule_span>, Resizable, Keys, RuleKeys;
     RANGE_MAP: "range_map", Array<u32, types::zfw_range>, Resizable, Slots, Ranges;
