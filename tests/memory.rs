@@ -96,3 +96,52 @@ fn status_shows_each_maps_memory_and_user_written_hashes_follow_use() {
     );
     assert_eq!(after, bpftool(&f.root, "ddos_saddr_map").0);
 }
+
+/// An older zfw's map (preallocated) stays in use, entries and flags
+/// kept, when a newer build replaces the programs over it: libbpf would
+/// refuse to reuse a pinned map whose flags differ from the object's.
+#[test]
+fn a_preallocated_map_of_an_older_build_is_reused_as_it_is() {
+    require_priv!();
+    use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
+    let lab = Lab::new();
+    lab.load();
+    lab.zfw(&["ddos", "allow", "add", "10.9.0.1"]).ok();
+    // the pin becomes a preallocated map of the same shape and contents,
+    // as zfw builds before this one created it
+    let pin = lab.root.dir.join("maps").join("ddos_saddr_map");
+    let old = MapHandle::from_pinned_path(&pin).unwrap();
+    let opts = libbpf_sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+        map_flags: 0,
+        ..Default::default()
+    };
+    let mut prealloc = MapHandle::create(
+        MapType::Hash,
+        Some("ddos_saddr_map"),
+        old.key_size(),
+        old.value_size(),
+        old.max_entries(),
+        &opts,
+    )
+    .unwrap();
+    for k in old.keys() {
+        let v = old.lookup(&k, MapFlags::ANY).unwrap().unwrap();
+        prealloc.update(&k, &v, MapFlags::ANY).unwrap();
+    }
+    drop(old);
+    std::fs::remove_file(&pin).unwrap();
+    prealloc.pin(&pin).unwrap();
+    assert_eq!(bpftool(&lab.root, "ddos_saddr_map").1 & 1, 0);
+    // pretend the pinned programs come from another build
+    lab.pretend_another_build();
+    let r = lab.zfw(&["load", "--iface", "srv0"]).ok();
+    assert!(r.stdout.contains("programs replaced"), "{}", r.stdout);
+    assert_eq!(
+        bpftool(&lab.root, "ddos_saddr_map").1 & 1,
+        0,
+        "the old map is still the pinned one"
+    );
+    let list = lab.zfw(&["ddos", "allow", "list"]).ok().stdout;
+    assert!(list.contains("10.9.0.1"), "{list}");
+}

@@ -281,6 +281,15 @@ impl Lab {
         self.zfw(&["load", "--iface", "srv0"]).ok();
     }
 
+    /// Mark the pinned programs as another build's, so that the next
+    /// `zfw load` replaces them (keeping the pinned maps).
+    pub fn pretend_another_build(&self) {
+        let maps = self.root.maps();
+        let mut cfg = maps.config().unwrap();
+        cfg.build_id ^= 1;
+        maps.set_config(&cfg).unwrap();
+    }
+
     /// A TCP connection from the client to the server's `port` (held
     /// while the stream lives).
     pub fn connect(&self, port: u16) -> TcpStream {
