@@ -25,6 +25,8 @@ pub struct Status {
     /// Events the datapath could not queue for `monitor` (rb_map full),
     /// since load; null when the root has no stats_map (older zfw)
     pub events_lost: Option<u64>,
+    /// kernel memory of every map listed, in bytes (sum of memory_bytes)
+    pub memory_bytes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -45,6 +47,8 @@ pub struct MapStatus {
     pub map_type: String,
     pub max_entries: u32,
     pub entries: usize,
+    /// kernel memory it holds (bpftool's bytes_memlock)
+    pub memory_bytes: u64,
 }
 
 pub fn status(root: &Root) -> Result<Status> {
@@ -94,6 +98,7 @@ pub fn status(root: &Root) -> Result<Status> {
             map_type: format!("{:?}", maps.map_type(info)?),
             max_entries: maps.max_entries(info)?,
             entries: maps.count(info)?,
+            memory_bytes: maps.memlock(info)?,
         });
     }
     let mut counters = BTreeMap::new();
@@ -111,11 +116,21 @@ pub fn status(root: &Root) -> Result<Status> {
         bpffs: root.dir.display().to_string(),
         programs,
         interfaces,
-        maps: map_list,
         counters,
         syn_counts,
         events_lost: crate::monitor::events_lost(&maps)?,
+        memory_bytes: map_list.iter().map(|m| m.memory_bytes).sum(),
+        maps: map_list,
     })
+}
+
+/// Bytes as MiB with one decimal (KiB below 1 MiB).
+fn mib(b: u64) -> String {
+    if b < 1 << 20 {
+        format!("{:.1} KiB", b as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+    }
 }
 
 /// Human-readable rendering.
@@ -150,13 +165,18 @@ pub fn render(s: &Status) -> String {
             if i.present { "" } else { " (interface gone)" }
         ));
     }
-    out.push_str("\nMAP                      TYPE          ENTRIES / MAX\n");
+    out.push_str("\nMAP                      TYPE              MEMORY  ENTRIES / MAX\n");
     for m in &s.maps {
         out.push_str(&format!(
-            "{:<24} {:<13} {} / {}\n",
-            m.name, m.map_type, m.entries, m.max_entries
+            "{:<24} {:<13} {:>10}  {} / {}\n",
+            m.name,
+            m.map_type,
+            mib(m.memory_bytes),
+            m.entries,
+            m.max_entries
         ));
     }
+    out.push_str(&format!("{:<38} {:>10}\n", "total", mib(s.memory_bytes)));
     if !s.counters.is_empty() {
         out.push_str("\nCOUNTER                  PACKETS\n");
         for (k, v) in &s.counters {
