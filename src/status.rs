@@ -25,6 +25,9 @@ pub struct Status {
     /// Events the datapath could not queue for `monitor` (rb_map full),
     /// since load; null when the root has no stats_map (older zfw)
     pub events_lost: Option<u64>,
+    /// A rule change whose journal record is still set: in progress, or
+    /// interrupted (ARCHITECTURE.md §7); null when none is pending
+    pub rule_change: Option<crate::rules::journal::Pending>,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,12 +118,17 @@ pub fn status(root: &Root) -> Result<Status> {
         counters,
         syn_counts,
         events_lost: crate::monitor::events_lost(&maps)?,
+        rule_change: crate::rules::journal::pending(&maps)?,
     })
 }
 
 /// Human-readable rendering.
 pub fn render(s: &Status) -> String {
-    let mut out = format!("bpffs {}\nprograms:", s.bpffs);
+    let mut out = format!("bpffs {}\n", s.bpffs);
+    if let Some(p) = &s.rule_change {
+        out.push_str(&format!("RULE CHANGE PENDING: {}\n", p.describe()));
+    }
+    out.push_str("programs:");
     for (n, id) in &s.programs {
         out.push_str(&format!(" {n}={id}"));
     }
