@@ -45,7 +45,6 @@ use crate::maps::{defs, Maps};
 use crate::netlink::route;
 use crate::rules::compile::{self, set_region};
 use crate::rules::live;
-use crate::rules::model::{Action, Direction, Prefix, Rule};
 use crate::rules::store;
 use crate::skel::{bytes_of, names, types};
 
@@ -178,15 +177,6 @@ pub fn run<T>(maps: &Maps, op: Op, f: impl FnOnce() -> Result<T>) -> Result<T> {
     r
 }
 
-/// dst prefixes that need a local route: those of ingress TPROXY rules.
-fn tproxy_dsts(rules: &[Rule]) -> BTreeSet<Prefix> {
-    rules
-        .iter()
-        .filter(|r| r.direction == Direction::Ingress && matches!(r.action, Action::Tproxy(_)))
-        .map(|r| r.dst)
-        .collect()
-}
-
 /// Bring the maps to the state that decides as the active set lists.
 fn reconcile(maps: &Maps) -> Result<()> {
     let active = live::active_set(maps)?;
@@ -199,8 +189,8 @@ fn reconcile(maps: &Maps) -> Result<()> {
     // that does not decode has added no routes (keys and ranges are
     // written before the routes).
     if let Ok(other) = live::read_set(maps, inactive) {
-        let keep = tproxy_dsts(&now.rules);
-        for p in tproxy_dsts(&other.rules).difference(&keep) {
+        let keep = store::tproxy_prefixes(&now.rules);
+        for p in store::tproxy_prefixes(&other.rules).difference(&keep) {
             route::del_local(p)?;
         }
     }
@@ -252,7 +242,7 @@ fn reconcile(maps: &Maps) -> Result<()> {
     }
 
     // 4. routes of the live TPROXY rules
-    for p in tproxy_dsts(&now.rules) {
+    for p in store::tproxy_prefixes(&now.rules) {
         route::add_local(&p)?;
     }
 

@@ -203,7 +203,7 @@ fn write_compiled(maps: &Maps, c: &Compiled) -> Result<()> {
 }
 
 /// dst prefixes that need a local route: those of ingress TPROXY rules.
-fn tproxy_prefixes(rules: &[Rule]) -> BTreeSet<Prefix> {
+pub(crate) fn tproxy_prefixes(rules: &[Rule]) -> BTreeSet<Prefix> {
     rules
         .iter()
         .filter(|r| r.direction == Direction::Ingress && matches!(r.action, Action::Tproxy(_)))
