@@ -33,7 +33,9 @@
 //!
 //! Recovery is idempotent and itself safe to kill: its record stays until
 //! it is done, so the next command simply runs it again.  A change that
-//! fails with an error (not killed) is recovered at once by the same call.
+//! fails with an error (not killed) is recovered at once by the same call;
+//! bad input (exit status 2) is refused before the first write and needs
+//! none.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -171,8 +173,16 @@ pub fn run<T>(maps: &Maps, op: Op, f: impl FnOnce() -> Result<T>) -> Result<T> {
     recover(maps)?;
     write(maps, op)?;
     let r = f();
-    if r.is_ok() || reconcile(maps).is_ok() {
-        clear(maps)?;
+    match &r {
+        // bad input is refused before the first write: nothing to undo
+        // (and a refused command changes nothing, not even policy_gen)
+        Ok(_) => clear(maps)?,
+        Err(e) if e.exit_code() == 2 => clear(maps)?,
+        Err(_) => {
+            if reconcile(maps).is_ok() {
+                clear(maps)?;
+            }
+        }
     }
     r
 }
