@@ -8,7 +8,7 @@ use crate::decode;
 use crate::error::Result;
 use crate::maps::defs::{CT_EPOCH_MAP, FLOW_TABLES};
 use crate::maps::{pending, Maps};
-use crate::net::{IPPROTO_TCP, IPPROTO_UDP};
+use crate::net::IPPROTO_TCP;
 use crate::skel::{bytes_of, types};
 
 #[derive(Debug, Serialize)]
@@ -42,8 +42,8 @@ pub fn timeout_s(proto: u8, state: u8) -> u64 {
             n::ZFW_TCP_SYN_SENT | n::ZFW_TCP_SYN_RECV => n::ZFW_TCP_OPEN_TIMEOUT_S,
             _ => n::ZFW_TCP_CLOSE_TIMEOUT_S,
         },
-        IPPROTO_UDP => n::ZFW_UDP_TIMEOUT_S,
-        _ => n::ZFW_ICMP_TIMEOUT_S,
+        // UDP and ICMP echo: the datapath's one datagram timeout
+        _ => n::ZFW_UDP_TIMEOUT_S,
     };
     s as u64
 }

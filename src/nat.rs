@@ -90,21 +90,13 @@ pub fn forward_key(rk: &types::zfw_flow_key, r: &types::zfw_nat_rev) -> types::z
     }
 }
 
-/// Idle limit of a mapping in state `state` (enum zfw_tcp_state); the
-/// datapath's `zfw_nat_timeout_ns` (src/bpf/nat.h) is the same rule.
-/// Half-open TCP (SYN_SENT, SYN_RECV: the inside host has not yet
-/// acknowledged the peer's SYN-ACK) gets ZFW_NAT_TCP_OPEN_TIMEOUT_S.
+/// Idle limit of a mapping in state `state` (enum zfw_tcp_state): the
+/// flows' rule (`conntrack::timeout_s`), as the datapath's
+/// `zfw_nat_timeout_ns` (src/bpf/nat.h) applies it.  Half-open TCP
+/// (SYN_SENT, SYN_RECV: the inside host has not yet acknowledged the peer's
+/// SYN-ACK) gets ZFW_TCP_OPEN_TIMEOUT_S.
 pub fn timeout_ns(proto: u8, state: u8) -> u64 {
-    let s = if proto != IPPROTO_TCP {
-        names::ZFW_NAT_UDP_TIMEOUT_S
-    } else {
-        match i64::from(state) {
-            names::ZFW_TCP_ESTABLISHED => names::ZFW_NAT_TCP_EST_TIMEOUT_S,
-            names::ZFW_TCP_SYN_SENT | names::ZFW_TCP_SYN_RECV => names::ZFW_NAT_TCP_OPEN_TIMEOUT_S,
-            _ => names::ZFW_NAT_TCP_CLOSE_TIMEOUT_S,
-        }
-    };
-    s as u64 * NSEC
+    crate::conntrack::timeout_s(proto, state) * NSEC
 }
 
 /// Every mapping, sorted by interface, protocol and inside source.

@@ -1,5 +1,5 @@
-//! Packet tests of the policy engine (DESIGN.md "Rules and their
-//! precedence") and of every interface flag with a datapath, IPv4 and IPv6,
+//! Packet tests of the policy engine (README.md "Rules": the
+//! precedence) and of every interface flag with a datapath, IPv4 and IPv6,
 //! through BPF_PROG_TEST_RUN on the real programs.  Rules are written with
 //! the library's store (the same path `zfw rule add` takes).
 

@@ -17,7 +17,7 @@ pub struct DdosDoc {
     pub allow: Vec<String>,
 }
 
-/// The policy document; fields in DESIGN.md's order.
+/// The policy document; fields in the order README.md "Policy files" lists them.
 #[derive(Serialize)]
 pub struct PolicyDoc {
     pub interfaces: BTreeMap<String, BTreeMap<String, bool>>,

@@ -1,4 +1,4 @@
-//! The policy file (DESIGN.md "Policy file"): parsing and validation with
+//! The policy file (README.md "Policy files"): parsing and validation with
 //! JSON paths.  Everything here is pure (no maps, no kernel) except
 //! [`Policy::check_system`], which checks the names of interfaces against
 //! the live state; both run before anything is changed.

@@ -27,7 +27,6 @@
 #define ZFW_TCP_FIN 0x01
 #define ZFW_TCP_SYN 0x02
 #define ZFW_TCP_RST 0x04
-#define ZFW_TCP_PSH 0x08
 #define ZFW_TCP_ACK 0x10
 
 #define ZFW_NSEC 1000000000ULL

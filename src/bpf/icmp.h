@@ -81,7 +81,7 @@ ZFW_INLINE int zfw_error_known(const struct zfw_pkt *in)
 }
 
 /**
- * zfw_icmp_verdict - Step 5 for ICMP/ICMPv6.
+ * zfw_icmp_verdict - step 7 (docs/ARCHITECTURE.md §3) for ICMP/ICMPv6.
  * Returns a ZFW_R_PASS_* reason (> 0) or minus a ZFW_R_DROP_* reason.
  */
 ZFW_INLINE int zfw_icmp_verdict(void *data, void *data_end, const struct zfw_pkt *p,

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * ingress.h - TC ingress prio 1: the verdict for every arriving packet.
- * The steps below follow DESIGN.md "Datapath", top to bottom.
+ * The steps are numbered as in docs/ARCHITECTURE.md §3, in code order.
  */
 #ifndef ZFW_INGRESS_H
 #define ZFW_INGRESS_H
@@ -137,7 +137,7 @@ ZFW_INLINE int zfw_is_bare_syn(const struct zfw_pkt *p)
 }
 
 /*
- * Step 4: does the packet belong to a flow we know?  Returns 1 (allow),
+ * Step 6: does the packet belong to a flow we know?  Returns 1 (allow),
  * 0 (not a known flow) or -1 (a rule change since the flow was admitted now
  * denies it: the flow is ended).  Rule changes apply to new flows at once;
  * an established flow keeps running unless an explicit deny now matches it.
@@ -219,7 +219,7 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 	if (rc != ZFW_PARSE_OK)
 		return zfw_drop(&c, ZFW_R_DROP_MALFORMED);
 
-	/* Step 3: neighbour discovery always passes; other IPv6 needs `ipv6` */
+	/* Step 2: neighbour discovery always passes; other IPv6 needs `ipv6` */
 	if (c.p.k.family == ZFW_AF_INET6) {
 		if (zfw_v6_control(&c.p))
 			return zfw_pass(&c, ZFW_R_PASS_ND);
@@ -227,14 +227,14 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 			return zfw_drop(&c, ZFW_R_DROP_IPV6_OFF);
 	}
 
-	/* Step 2: a fragment without its first fragment's verdict */
+	/* Step 3: a fragment without its first fragment's verdict */
 	if (c.p.frag == ZFW_FRAG_LATER) {
 		if (zfw_frag_allowed(&c.p))
 			return zfw_pass(&c, ZFW_R_PASS_FRAGMENT);
 		return zfw_drop(&c, ZFW_R_DROP_FRAGMENT);
 	}
 
-	/* masquerade: replies to translated flows get the inside destination back */
+	/* Step 4, masquerade: replies to translated flows get the inside destination back */
 	if (c.flags & ZFW_IF_MASQUERADE) {
 		rc = zfw_nat_in(skb, &c.p);
 		if (rc < 0)
@@ -244,14 +244,14 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 		data_end = ZFW_SKB_DATA_END(skb);
 	}
 
-	/* Step 9, first for OT responses (DESIGN step 4's exception) */
+	/* Step 5: OT responses, inspected before a known flow can admit them */
 	if ((c.flags & ZFW_IF_OT_FILTERING) && c.p.k.proto == ZFW_P_TCP) {
 		rc = zfw_ot_ingress(skb, &c.p, c.flags);
 		if (rc)
 			return zfw_drop(&c, rc);
 	}
 
-	/* Step 4: known flows, the cheapest path */
+	/* Step 6: known flows, the cheapest path */
 	rc = zfw_known_flow(skb, &c);
 	if (rc > 0) {
 		zfw_frag_note(&c.p);
@@ -266,7 +266,7 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 		return zfw_pass(&c, ZFW_R_PASS_LOCAL_SOCKET);
 	}
 
-	/* Step 5: ICMP and VRRP */
+	/* Step 7: ICMP and VRRP */
 	if (c.p.k.proto == ZFW_P_ICMP || c.p.k.proto == ZFW_P_ICMPV6) {
 		rc = zfw_icmp_verdict(data, data_end, &c.p, c.flags);
 		if (rc > 0)
@@ -278,26 +278,26 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 	if (c.p.k.proto != ZFW_P_TCP && c.p.k.proto != ZFW_P_UDP)
 		return zfw_drop(&c, ZFW_R_DROP_NO_RULE);
 
-	/* a TCP segment that is not a SYN cannot start a flow; it may still
+	/* Step 8: a TCP segment that is not a SYN cannot start a flow; it may still
 	 * belong to a tunnelled connection (no state here: the tunneler
 	 * terminates it), which only a tunnel rule lets on */
 	tun_only = c.p.k.proto == ZFW_P_TCP && !zfw_is_bare_syn(&c.p);
 	if (tun_only && !zfw_tun_flow_known(&c.p))
 		return zfw_drop(&c, ZFW_R_DROP_NO_STATE);
 
-	/* Step 7 (ahead of SSH, so that a protected port 22 stays protected): DDoS */
+	/* Step 9 (ahead of SSH, so that a protected port 22 stays protected): DDoS */
 	if ((c.flags & ZFW_IF_DDOS) && c.p.k.proto == ZFW_P_TCP && !tun_only) {
 		rc = zfw_ddos_check(&c.p, c.cfg);
 		if (rc)
 			return zfw_drop(&c, rc);
 	}
 
-	/* Step 6: SSH to an interface address */
+	/* Step 10: SSH to an interface address */
 	if (c.p.k.proto == ZFW_P_TCP && c.p.k.dport == 22 && (c.flags & ZFW_IF_SSH) && !tun_only &&
 	    zfw_if_addr_exempt(c.p.k.ifindex, c.p.k.family, c.p.k.daddr))
 		return zfw_admit(skb, &c, ZFW_R_PASS_SSH);
 
-	/* Step 8: policy */
+	/* Step 11: policy */
 	d = zfw_policy_lookup(&c.p, ZFW_DIR_INGRESS, !!(c.flags & ZFW_IF_PER_INTERFACE_RULES), c.cfg);
 	if (tun_only && d.action != ZFW_ACT_TUNNEL)
 		return zfw_drop(&c, ZFW_R_DROP_NO_STATE);
@@ -326,7 +326,7 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 }
 
 /*
- * The entry point: a packet of a cached flow is decided before the general
+ * Step 0, the entry point: a packet of a cached flow is decided before the general
  * parser (zfw_fc_fast) unless the interface wants more than the verdict of
  * it -- address translation, OT inspection, or an event per packet.
  */

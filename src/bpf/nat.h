@@ -25,7 +25,7 @@
  *
  * TCP mappings are half-open (SYN_SENT, then SYN_RECV after the peer's
  * SYN-ACK) until the inside host's ACK acknowledges the SYN-ACK; only then
- * ESTABLISHED.  Half-open mappings time out after ZFW_NAT_TCP_OPEN_TIMEOUT_S
+ * ESTABLISHED.  Half-open mappings time out after ZFW_TCP_OPEN_TIMEOUT_S
  * counted from the inside host's last packet (the peer's SYN-ACK
  * retransmissions do not prolong them), are evicted first under
  * exhaustion, and are never put in the flow cache.
@@ -46,7 +46,7 @@
  *
  * Removal: TCP mappings go after RST, or after the final ACK once both sides
  * sent FIN (leaving a masquerade_closed_map record); UDP and echo mappings
- * expire after ZFW_NAT_UDP_TIMEOUT_S idle (an expired one no longer admits
+ * expire after ZFW_UDP_TIMEOUT_S idle (an expired one no longer admits
  * replies).  Expired mappings are deleted by `zfw gc` or taken over by a new
  * flow that picks their port; `zfw conntrack flush` deletes all.
  */
@@ -191,14 +191,14 @@ ZFW_INLINE void zfw_nat_rev_key(const struct zfw_nat_key *k, const struct zfw_na
 /* Idle limit of a mapping in @state (nat::timeout_ns is the same rule). */
 ZFW_INLINE __u64 zfw_nat_timeout_ns(__u8 proto, __u8 state)
 {
-	__u64 s = ZFW_NAT_TCP_CLOSE_TIMEOUT_S;
+	__u64 s = ZFW_TCP_CLOSE_TIMEOUT_S;
 
 	if (proto != ZFW_P_TCP)
-		s = ZFW_NAT_UDP_TIMEOUT_S;
+		s = ZFW_UDP_TIMEOUT_S;
 	else if (state == ZFW_TCP_ESTABLISHED)
-		s = ZFW_NAT_TCP_EST_TIMEOUT_S;
+		s = ZFW_TCP_EST_TIMEOUT_S;
 	else if (state == ZFW_TCP_SYN_SENT || state == ZFW_TCP_SYN_RECV)
-		s = ZFW_NAT_TCP_OPEN_TIMEOUT_S;
+		s = ZFW_TCP_OPEN_TIMEOUT_S;
 	return s * ZFW_NSEC;
 }
 
@@ -576,14 +576,14 @@ __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *
 				       : !zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.daddr))
 		return 0;
 	now = zfw_nat_now();
-	if (p->k.proto != ZFW_P_TCP && now - vp->last_ns > ZFW_NAT_UDP_TIMEOUT_S * ZFW_NSEC) {
+	if (p->k.proto != ZFW_P_TCP && now - vp->last_ns > ZFW_UDP_TIMEOUT_S * ZFW_NSEC) {
 		/* an idle mapping admits nothing from outside until the inside renews it */
 		struct zfw_nat_rev *r;
 
 		zfw_nat_rev_key(k, vp, rk);
 		r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
 
-		if (!r || now - r->last_ns > ZFW_NAT_UDP_TIMEOUT_S * ZFW_NSEC)
+		if (!r || now - r->last_ns > ZFW_UDP_TIMEOUT_S * ZFW_NSEC)
 			return 0;
 	}
 	if (p->k.proto == ZFW_P_TCP) {

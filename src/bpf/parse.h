@@ -44,7 +44,6 @@ struct zfw_pkt {
 	__u8 pad[3];
 };
 
-#define ZFW_MAX_L3_OFF 64  /* Ethernet + up to two VLAN tags */
 #define ZFW_MAX_EXT_OFF 512 /* how far into IPv6 extension headers we follow */
 
 /**
@@ -268,26 +267,6 @@ ZFW_INLINE int zfw_parse_eth(void *data, void *data_end, struct zfw_pkt *p)
 	if (proto == ZFW_ETH_P_IPV6)
 		return zfw_parse_ipv6(data, data_end, off, p);
 	return ZFW_PARSE_NOT_IP;
-}
-
-/**
- * zfw_parse_ip - parse a frame that starts at the IP header (tun devices).
- */
-ZFW_INLINE int zfw_parse_ip(void *data, void *data_end, struct zfw_pkt *p)
-{
-	__u8 *b = data;
-
-	if ((void *)(b + 1) > data_end)
-		return ZFW_PARSE_BAD;
-	if ((b[0] >> 4) == 4) {
-		p->eth_proto = ZFW_ETH_P_IP;
-		return zfw_parse_ipv4(data, data_end, 0, p);
-	}
-	if ((b[0] >> 4) == 6) {
-		p->eth_proto = ZFW_ETH_P_IPV6;
-		return zfw_parse_ipv6(data, data_end, 0, p);
-	}
-	return ZFW_PARSE_BAD;
 }
 
 #endif /* ZFW_PARSE_H */

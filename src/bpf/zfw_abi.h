@@ -29,10 +29,6 @@ enum zfw_abi_consts {
 	ZFW_CB_MAGIC = 0x7a66,       /* skb->cb[0] high half: prio 1 handed this packet on */
 	ZFW_NAT_PORT_MIN = 1024,     /* masquerade: allocated ports / echo ids in MIN..65535 */
 	ZFW_NAT_RETRIES = 10,        /* port candidates (the inside port, then random) per new mapping */
-	ZFW_NAT_UDP_TIMEOUT_S = 30,  /* idle UDP / ICMP echo mappings expire */
-	ZFW_NAT_TCP_OPEN_TIMEOUT_S = 60,    /* half-open: handshake not completed by the inside host */
-	ZFW_NAT_TCP_EST_TIMEOUT_S = 3600,   /* idle established TCP mapping */
-	ZFW_NAT_TCP_CLOSE_TIMEOUT_S = 120,  /* FIN seen, final ACK not (yet) */
 	ZFW_NAT_TIME_WAIT_S = 120,   /* a closed TCP mapping's port goes to another inside host
 				      * for the same destination only after this (the peer's
 				      * TIME_WAIT; conntrack keeps TIME_WAIT 120 s) */
@@ -53,13 +49,14 @@ enum zfw_family {
 	ZFW_AF_INET6 = 10,
 };
 
-/* Flow idle limits in seconds (datapath and `zfw gc` share them). */
+/* Idle limits in seconds of flow entries and of masquerade mappings, by
+ * state (the datapath and `zfw gc` share them).  A masquerade mapping is
+ * half-open until the inside host acknowledged the peer's SYN-ACK. */
 enum zfw_timeouts {
 	ZFW_TCP_EST_TIMEOUT_S = 3600,  /* established TCP */
 	ZFW_TCP_OPEN_TIMEOUT_S = 60,   /* handshake not complete */
 	ZFW_TCP_CLOSE_TIMEOUT_S = 120, /* FIN seen, final ACK pending */
-	ZFW_UDP_TIMEOUT_S = 30,
-	ZFW_ICMP_TIMEOUT_S = 30,
+	ZFW_UDP_TIMEOUT_S = 30,        /* UDP, and ICMP echo (flows and mappings) */
 };
 
 /* Per-interface settings (diag_map value flags). */

@@ -1,5 +1,5 @@
 //! The rule model: one rule as the CLI, `apply` and `rule list --json` see
-//! it, its parsing and validation, and the DESIGN.md RULE JSON object.
+//! it, its parsing and validation, and the RULE JSON object of README.md "Policy files".
 
 use std::fmt;
 use std::str::FromStr;
@@ -220,7 +220,7 @@ impl Rule {
     }
 }
 
-/// The DESIGN.md RULE object, field for field (unknown fields rejected).
+/// The RULE object of README.md "Policy files", field for field (unknown fields rejected).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleJson {

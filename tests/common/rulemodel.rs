@@ -1,7 +1,7 @@
-//! The rule model the packet tests decide by (precedence of
-//! docs/ARCHITECTURE.md §7: longest dst, then longest src, first fitting
-//! range of a key), and the trie a full rewrite of a rule list writes:
-//! shared by tests/rules_incremental.rs and tests/crash.rs.
+//! The rule model the packet tests decide by (precedence of README.md
+//! "Rules": longest dst, then longest src, first fitting range of a key),
+//! and the trie a full rewrite of a rule list writes: shared by
+//! tests/rules_incremental.rs and tests/crash.rs.
 #![allow(dead_code)]
 
 use std::net::IpAddr;
@@ -46,7 +46,7 @@ pub fn by_key(rules: &[Rule]) -> Vec<KeyOf> {
     keys
 }
 
-/// The decision of the precedence rules (DESIGN.md): longest dst, then
+/// The decision of the precedence rules (README.md "Rules"): longest dst, then
 /// longest src; first fitting range of a key in insertion order; a key
 /// without one falls through.  None = no match (default drop).
 pub fn decide(rules: &[Rule], src: IpAddr, dst: IpAddr, port: u16) -> Option<Action> {
