@@ -338,6 +338,9 @@ fn attach_all(
     cfg.abi_version = crate::skel::names::ZFW_ABI_VERSION as u32;
     cfg.build_id = BPF_BUILD_ID;
     maps.set_config(&cfg)?;
+    // a rule change killed part-way is finished or rolled back
+    // (ARCHITECTURE.md §7)
+    crate::rules::journal::recover(&maps)?;
 
     let mut report = LoadReport {
         programs,

@@ -63,6 +63,7 @@ plain_types!(
     zfw_if_addrs4,
     zfw_if_addrs6,
     zfw_watch_lease,
+    zfw_journal,
     zfw_in6,
     zfw_flow_key,
     zfw_flow,
@@ -175,7 +176,7 @@ mod tests {
             "established"
         );
         assert_eq!(enum_name(names::ZFW_REASON, "ZFW_R_", 1), "pass_arp");
-        assert_eq!(names::ZFW_ABI_VERSION, 4);
+        assert_eq!(names::ZFW_ABI_VERSION, 5);
         assert_eq!(names::ZFW_UDP_TIMEOUT_S, 30);
     }
 }

@@ -27,6 +27,9 @@ pub struct Status {
     pub events_lost: Option<u64>,
     /// kernel memory of every map listed, in bytes (sum of memory_bytes)
     pub memory_bytes: u64,
+    /// A rule change whose journal record is still set: in progress, or
+    /// interrupted (ARCHITECTURE.md §7); null when none is pending
+    pub rule_change: Option<crate::rules::journal::Pending>,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,6 +124,7 @@ pub fn status(root: &Root) -> Result<Status> {
         events_lost: crate::monitor::events_lost(&maps)?,
         memory_bytes: map_list.iter().map(|m| m.memory_bytes).sum(),
         maps: map_list,
+        rule_change: crate::rules::journal::pending(&maps)?,
     })
 }
 
@@ -135,7 +139,11 @@ fn mib(b: u64) -> String {
 
 /// Human-readable rendering.
 pub fn render(s: &Status) -> String {
-    let mut out = format!("bpffs {}\nprograms:", s.bpffs);
+    let mut out = format!("bpffs {}\n", s.bpffs);
+    if let Some(p) = &s.rule_change {
+        out.push_str(&format!("RULE CHANGE PENDING: {}\n", p.describe()));
+    }
+    out.push_str("programs:");
     for (n, id) in &s.programs {
         out.push_str(&format!(" {n}={id}"));
     }

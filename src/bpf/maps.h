@@ -36,6 +36,8 @@ ZFW_HASH(ifindex_ip6_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_if_addrs6, 256,
 /* the address watcher's lease (zfw watch): while it is expired the two maps
  * above are not trusted for the SSH / ICMP echo exceptions */
 ZFW_HASH(watch_map, BPF_MAP_TYPE_ARRAY, __u32, struct zfw_watch_lease, 1, 0);
+/* the rule store's journal (user space only: ARCHITECTURE.md §7) */
+ZFW_HASH(journal_map, BPF_MAP_TYPE_ARRAY, __u32, struct zfw_journal, 1, 0);
 
 /* policy: rule keys, their port ranges, the dst pruning trie, decision cache */
 ZFW_HASH(tproxy_map, BPF_MAP_TYPE_HASH, struct zfw_rule_key, struct zfw_rule_span,

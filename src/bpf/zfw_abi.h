@@ -14,7 +14,7 @@
 #define ZFW_ABI_H
 
 enum zfw_abi_consts {
-	ZFW_ABI_VERSION = 4,
+	ZFW_ABI_VERSION = 5,
 	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
 	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */
 	ZFW_MAX_RANGES_PER_KEY = 128, /* port ranges under one (dst, src, proto) key */
@@ -198,6 +198,25 @@ enum zfw_watch_consts {
 struct zfw_watch_lease {
 	__u64 expires_ns; /* CLOCK_MONOTONIC */
 	__u32 pid;        /* the watcher, for `status` and `dump` */
+	__u32 pad;
+};
+
+/* journal_map[0]: the rule-store change in progress (ARCHITECTURE.md §7).
+ * Written before a rule change's first map write and cleared after its
+ * last; a record the next writing command finds is an interrupted change,
+ * which it finishes or rolls back.  op == ZFW_JOURNAL_NONE: nothing pending. */
+enum zfw_journal_op {
+	ZFW_JOURNAL_NONE = 0,
+	ZFW_JOURNAL_RULE_ADD = 1,
+	ZFW_JOURNAL_RULE_DEL = 2,
+	ZFW_JOURNAL_REPLACE = 3, /* apply, rule flush, a full two-set rewrite */
+};
+
+struct zfw_journal {
+	__u32 op;       /* enum zfw_journal_op */
+	__u32 pid;      /* the writing process */
+	__u64 started;  /* CLOCK_REALTIME seconds */
+	__u32 from_set; /* active_set when the change started */
 	__u32 pad;
 };
 

@@ -428,6 +428,7 @@ pub fn udp_echo_ok(ns: &Netns, addr: &str, timeout: Duration) -> bool {
 pub mod catch_all;
 pub mod fixture;
 pub mod router;
+pub mod rulemodel;
 pub mod tun;
 pub mod watch;
 
