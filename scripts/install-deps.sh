@@ -4,6 +4,8 @@ set -euo pipefail
 
 PKGS=(build-essential pkg-config libelf-dev zlib1g-dev clang llvm iproute2 bpftool
       make netcat-openbsd iputils-ping procps util-linux ethtool)
+# tests/crash.rs: kills zfw between two bpf() calls (strace -e inject=bpf:signal=SIGKILL)
+PKGS+=(strace)
 # make bench-traffic: nftables masquerade is the baseline zfw's masquerade is measured against
 PKGS+=(nftables)
 

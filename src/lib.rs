@@ -29,6 +29,7 @@ pub mod skel;
 pub mod status;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod top;
 pub mod watch;
 
 pub use error::{Error, Result};

@@ -93,10 +93,13 @@ impl Programs {
     }
 }
 
-fn pinned_max_entries(root: &Root, name: &str) -> Option<u32> {
-    MapHandle::from_pinned_path(root.map_path(name))
-        .ok()
-        .map(|h| h.max_entries())
+/// A pinned map's max_entries and flags: a reload keeps the map as it
+/// is, so an older build's preallocated map is reused as such (README
+/// "Memory": a fresh load gets the new flags).
+fn pinned_shape(root: &Root, name: &str) -> Option<(u32, u32)> {
+    let h = MapHandle::from_pinned_path(root.map_path(name)).ok()?;
+    let flags = h.info().ok()?.info.map_flags;
+    Some((h.max_entries(), flags))
 }
 
 /// Load the BPF object, reusing pinned maps, and pin its programs.
@@ -128,13 +131,21 @@ fn load_programs(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<()> {
             continue;
         }
         let pin = root.map_path(info.name);
-        let max = if pin.exists() {
-            pinned_max_entries(root, info.name)
+        let pinned = if pin.exists() {
+            pinned_shape(root, info.name)
         } else {
-            sizes.get(info.name).copied()
+            None
+        };
+        let max = match pinned {
+            Some((max, _)) => Some(max),
+            None if pin.exists() => None,
+            None => sizes.get(info.name).copied(),
         };
         if let Some(max) = max {
             m.set_max_entries(max).ctx(|| format!("sizing {name}"))?;
+        }
+        if let Some((_, flags)) = pinned {
+            m.set_map_flags(flags).ctx(|| format!("flags of {name}"))?;
         }
         m.set_pin_path(&pin)
             .ctx(|| format!("pin path for {name}"))?;
@@ -327,6 +338,9 @@ fn attach_all(
     cfg.abi_version = crate::skel::names::ZFW_ABI_VERSION as u32;
     cfg.build_id = BPF_BUILD_ID;
     maps.set_config(&cfg)?;
+    // a rule change killed part-way is finished or rolled back
+    // (ARCHITECTURE.md §7)
+    crate::rules::journal::recover(&maps)?;
 
     let mut report = LoadReport {
         programs,

@@ -64,6 +64,7 @@ plain_types!(
     zfw_if_addrs6,
     zfw_watch_lease,
     zfw_monitor_lease,
+    zfw_journal,
     zfw_in6,
     zfw_flow_key,
     zfw_flow,

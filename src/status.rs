@@ -34,6 +34,11 @@ pub struct Status {
     /// The `zfw monitor` reading events (its lease holds), and whether it
     /// asked for every drop (`--all-drops`)
     pub monitor: Option<MonitorStatus>,
+    /// kernel memory of every map listed, in bytes (sum of memory_bytes)
+    pub memory_bytes: u64,
+    /// A rule change whose journal record is still set: in progress, or
+    /// interrupted (ARCHITECTURE.md §7); null when none is pending
+    pub rule_change: Option<crate::rules::journal::Pending>,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,6 +59,8 @@ pub struct MapStatus {
     pub map_type: String,
     pub max_entries: u32,
     pub entries: usize,
+    /// kernel memory it holds (bpftool's bytes_memlock)
+    pub memory_bytes: u64,
 }
 
 pub fn status(root: &Root) -> Result<Status> {
@@ -103,6 +110,7 @@ pub fn status(root: &Root) -> Result<Status> {
             map_type: format!("{:?}", maps.map_type(info)?),
             max_entries: maps.max_entries(info)?,
             entries: maps.count(info)?,
+            memory_bytes: maps.memlock(info)?,
         });
     }
     let mut counters = BTreeMap::new();
@@ -120,18 +128,33 @@ pub fn status(root: &Root) -> Result<Status> {
         bpffs: root.dir.display().to_string(),
         programs,
         interfaces,
-        maps: map_list,
         counters,
         syn_counts,
         events_lost: crate::monitor::events_lost(&maps)?,
         monitor: crate::monitor::reader(&maps)?
             .map(|(pid, all_drops)| MonitorStatus { pid, all_drops }),
+        memory_bytes: map_list.iter().map(|m| m.memory_bytes).sum(),
+        maps: map_list,
+        rule_change: crate::rules::journal::pending(&maps)?,
     })
+}
+
+/// Bytes as MiB with one decimal (KiB below 1 MiB).
+fn mib(b: u64) -> String {
+    if b < 1 << 20 {
+        format!("{:.1} KiB", b as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
+    }
 }
 
 /// Human-readable rendering.
 pub fn render(s: &Status) -> String {
-    let mut out = format!("bpffs {}\nprograms:", s.bpffs);
+    let mut out = format!("bpffs {}\n", s.bpffs);
+    if let Some(p) = &s.rule_change {
+        out.push_str(&format!("RULE CHANGE PENDING: {}\n", p.describe()));
+    }
+    out.push_str("programs:");
     for (n, id) in &s.programs {
         out.push_str(&format!(" {n}={id}"));
     }
@@ -161,13 +184,18 @@ pub fn render(s: &Status) -> String {
             if i.present { "" } else { " (interface gone)" }
         ));
     }
-    out.push_str("\nMAP                      TYPE          ENTRIES / MAX\n");
+    out.push_str("\nMAP                      TYPE              MEMORY  ENTRIES / MAX\n");
     for m in &s.maps {
         out.push_str(&format!(
-            "{:<24} {:<13} {} / {}\n",
-            m.name, m.map_type, m.entries, m.max_entries
+            "{:<24} {:<13} {:>10}  {} / {}\n",
+            m.name,
+            m.map_type,
+            mib(m.memory_bytes),
+            m.entries,
+            m.max_entries
         ));
     }
+    out.push_str(&format!("{:<38} {:>10}\n", "total", mib(s.memory_bytes)));
     if !s.counters.is_empty() {
         out.push_str("\nCOUNTER                  PACKETS\n");
         for (k, v) in &s.counters {

@@ -237,10 +237,7 @@ fn a_new_build_replaces_programs_in_place_and_established_flows_survive() {
         .expect("connects");
     assert!(echo_once(&mut conn, b"one"));
     // pretend the pinned programs come from another build
-    let maps = lab.root.maps();
-    let mut cfg = maps.config().unwrap();
-    cfg.build_id ^= 1;
-    maps.set_config(&cfg).unwrap();
+    lab.pretend_another_build();
     let r = lab.zfw(&["load", "--iface", "srv0"]).ok();
     assert!(r.stdout.contains("programs replaced"), "{}", r.stdout);
     let after: serde_json::Value =

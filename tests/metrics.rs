@@ -83,18 +83,8 @@ fn metrics_are_served_over_http_and_count_the_packets_sent() {
     lab.load();
     // real traffic: an SSH connection (allowed, tracked; held open while
     // scraping) and SENT UDP datagrams to a port no rule allows (dropped)
-    let target: std::net::SocketAddr = format!("{SERVER_IP}:{ssh}").parse().unwrap();
-    let _conn = lab
-        .client
-        .enter(move || std::net::TcpStream::connect_timeout(&target, Duration::from_secs(3)))
-        .expect("SSH connects");
-    lab.client.enter(|| {
-        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        for _ in 0..SENT {
-            s.send_to(b"zfw", format!("{SERVER_IP}:9999")).unwrap();
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    });
+    let _conn = lab.connect(ssh);
+    lab.send_udp(SENT, 9999);
     std::thread::sleep(Duration::from_millis(200));
     let port = lab.server.enter(|| {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

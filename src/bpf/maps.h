@@ -9,6 +9,11 @@
 
 #include "common.h"
 
+/* Hash maps that only user space writes are BPF_F_NO_PREALLOC: their
+ * elements are allocated as entries are added, so they cost their bucket
+ * array plus what is in them, not max_entries elements (README "Memory").
+ * LRU maps cannot be, and maps the datapath inserts into stay preallocated
+ * (no allocation on the packet path). */
 #define ZFW_HASH(_name, _type, _key, _val, _max, _flags)                      \
 	struct {                                                                \
 		__uint(type, _type);                                            \
@@ -24,12 +29,16 @@ ZFW_HASH(config_map, BPF_MAP_TYPE_ARRAY, __u32, struct zfw_config, 1, 0);
 /* per-interface settings, indexed by ifindex: an array lookup is inlined by the
  * verifier, a hash lookup costs ~35 ns on every packet */
 ZFW_HASH(diag_map, BPF_MAP_TYPE_ARRAY, __u32, struct zfw_iface, 65536, 0);
-ZFW_HASH(ifindex_ip_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_if_addrs4, 256, 0);
-ZFW_HASH(ifindex_ip6_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_if_addrs6, 256, 0);
+ZFW_HASH(ifindex_ip_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_if_addrs4, 256,
+	 BPF_F_NO_PREALLOC);
+ZFW_HASH(ifindex_ip6_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_if_addrs6, 256,
+	 BPF_F_NO_PREALLOC);
 /* the address watcher's lease (zfw watch): while it is expired the two maps
  * above are not trusted for the SSH / ICMP echo exceptions */
 ZFW_HASH(watch_map, BPF_MAP_TYPE_ARRAY, __u32, struct zfw_watch_lease, 1, 0);
 ZFW_HASH(monitor_map, BPF_MAP_TYPE_ARRAY, __u32, struct zfw_monitor_lease, 1, 0);
+/* the rule store's journal (user space only: ARCHITECTURE.md §7) */
+ZFW_HASH(journal_map, BPF_MAP_TYPE_ARRAY, __u32, struct zfw_journal, 1, 0);
 
 /* policy: rule keys, their port ranges, the dst pruning trie, decision cache */
 ZFW_HASH(tproxy_map, BPF_MAP_TYPE_HASH, struct zfw_rule_key, struct zfw_rule_span,
@@ -74,17 +83,19 @@ ZFW_HASH(tun_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_tun_sta
 	 10000, 0);
 ZFW_HASH(tun_cache_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct zfw_tun_cache,
 	 ZFW_TUN_CACHE_SLOTS, 0);
-ZFW_HASH(ifindex_tun_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_tun_iface, 16, 0);
+ZFW_HASH(ifindex_tun_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_tun_iface, 16,
+	 BPF_F_NO_PREALLOC);
 
 /* DDoS */
-ZFW_HASH(ddos_dport_map, BPF_MAP_TYPE_HASH, __u32, __u32, 1024, 0);
-ZFW_HASH(ddos_saddr_map, BPF_MAP_TYPE_HASH, struct zfw_addr_key, __u32, 65536, 0);
+ZFW_HASH(ddos_dport_map, BPF_MAP_TYPE_HASH, __u32, __u32, 1024, BPF_F_NO_PREALLOC);
+ZFW_HASH(ddos_saddr_map, BPF_MAP_TYPE_HASH, struct zfw_addr_key, __u32, 65536,
+	 BPF_F_NO_PREALLOC);
 ZFW_HASH(syn_count_map, BPF_MAP_TYPE_HASH, __u32, __u64, 256, 0);
 ZFW_HASH(syn_bucket_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_addr_key, struct zfw_bucket,
 	 65536, 0);
 
 /* OT */
-ZFW_HASH(dnp3_fcode_map, BPF_MAP_TYPE_HASH, __u32, __u32, 256, 0);
+ZFW_HASH(dnp3_fcode_map, BPF_MAP_TYPE_HASH, __u32, __u32, 256, BPF_F_NO_PREALLOC);
 ZFW_HASH(modbus_state_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_modbus_key,
 	 struct zfw_modbus_val, 65536, 0);
 

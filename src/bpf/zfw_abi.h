@@ -219,6 +219,25 @@ struct zfw_monitor_lease {
 	__u8 pad[3];
 };
 
+/* journal_map[0]: the rule-store change in progress (ARCHITECTURE.md §7).
+ * Written before a rule change's first map write and cleared after its
+ * last; a record the next writing command finds is an interrupted change,
+ * which it finishes or rolls back.  op == ZFW_JOURNAL_NONE: nothing pending. */
+enum zfw_journal_op {
+	ZFW_JOURNAL_NONE = 0,
+	ZFW_JOURNAL_RULE_ADD = 1,
+	ZFW_JOURNAL_RULE_DEL = 2,
+	ZFW_JOURNAL_REPLACE = 3, /* apply, rule flush, a full two-set rewrite */
+};
+
+struct zfw_journal {
+	__u32 op;       /* enum zfw_journal_op */
+	__u32 pid;      /* the writing process */
+	__u64 started;  /* CLOCK_REALTIME seconds */
+	__u32 from_set; /* active_set when the change started */
+	__u32 pad;
+};
+
 /* Global settings, config_map[0]. */
 struct zfw_config {
 	__u32 abi_version;

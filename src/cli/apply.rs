@@ -81,6 +81,9 @@ pub fn apply(root: &Root, a: ApplyArgs) -> Result<()> {
     check_privileges()?;
     let maps = Maps::open(root)?;
     let _lock = root.lock()?;
+    // an interrupted change first, so the plan compares with what is in
+    // force (ARCHITECTURE.md §7)
+    crate::rules::journal::recover(&maps)?;
     progress.show("reading the live policy");
     let plan = apply::plan(&maps, &name, &policy, a.prune)?;
     if !a.dry_run && !plan.changes.is_empty() {

@@ -54,11 +54,20 @@ pub fn gc(root: &Root, a: GcArgs) -> Result<()> {
     crate::bpffs::check_privileges()?;
     let maps = Maps::open(root)?;
     let _lock = root.lock()?;
+    // the leftovers of an interrupted rule change (ARCHITECTURE.md §7)
+    let recovered = crate::rules::journal::recover(&maps)?.map(|p| p.op);
     let flows = crate::conntrack::gc(&maps)?;
     let nat = crate::nat::gc_nat(&maps)?;
     if a.json {
-        super::print_json(&serde_json::json!({ "flows_removed": flows, "masquerade_removed": nat }))
+        super::print_json(&serde_json::json!({
+            "flows_removed": flows,
+            "masquerade_removed": nat,
+            "rule_change_recovered": recovered,
+        }))
     } else {
+        if let Some(op) = recovered {
+            crate::outln!("zfw: finished an interrupted {op}")?;
+        }
         crate::outln!("zfw: removed {flows} expired flows and {nat} stale masquerade mappings")?;
         Ok(())
     }

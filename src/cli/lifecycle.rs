@@ -175,6 +175,7 @@ mod tests {
             &defs::CONFIG_MAP.info,
             &defs::WATCH_MAP.info,
             &defs::MONITOR_MAP.info,
+            &defs::JOURNAL_MAP.info,
             &defs::MATCHED_MAP.info,
             &defs::FLOW_CACHE_MAP.info,
             &defs::CT_EPOCH_MAP.info,

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod nat;
 pub mod ot;
 pub mod rules;
+pub mod top;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -84,6 +85,9 @@ pub enum Command {
     Monitor(audit::MonitorArgs),
     /// Prometheus metrics: print them once, or serve GET /metrics (--listen)
     Metrics(metrics::MetricsArgs),
+    /// Live view: packets/s by verdict and reason, map fill, flows (q quits)
+    #[command(long_about = top::TOP_HELP)]
+    Top(top::TopArgs),
     /// Print shell completions
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff)
@@ -123,6 +127,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Dump(a) => audit::dump(&root, a),
         Command::Monitor(a) => audit::monitor(&root, a),
         Command::Metrics(a) => metrics::metrics(&root, a),
+        Command::Top(a) => top::top(&root, a),
         Command::Completions(a) => docs::completions(a),
         Command::Manpage => docs::manpage(),
         Command::Rule(c) => rules::run(&root, c),

@@ -54,6 +54,8 @@ registry! {
     SERVICE_MAP: "service_map", Hash<u32, types::zfw_service_id>, Resizable, Keys, ServiceIds;
     /// The destination trie that prunes the rule lookup.
     DST_LPM_MAP: "dst_lpm_map", LpmTrie<types::zfw_lpm_key, types::zfw_lpm_val>, Resizable, Keys, DstPrefixes;
+    /// The rule store's journal: the change in progress (ARCHITECTURE.md §7).
+    JOURNAL_MAP: "journal_map", Array<u32, types::zfw_journal>, Fixed, Slots, Raw;
     /// Per-CPU decision cache of the rule lookup.
     MATCHED_MAP: "matched_map", PercpuArray<u32, types::zfw_match_slot>, Fixed, Decisions, Decisions;
     TCP_MAP: "tcp_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;

@@ -262,6 +262,22 @@ impl Maps {
         Ok(self.handle(m)?.max_entries())
     }
 
+    /// The kernel memory the map holds in bytes, as `bpftool map show`
+    /// reports it (`bytes_memlock`: the memlock line of the map fd's
+    /// fdinfo; for a hash map without preallocation, its buckets plus the
+    /// elements present).
+    pub fn memlock(&self, m: impl MapId) -> Result<u64> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let info = m.info()?;
+        let fd = self.handle(info)?.as_fd().as_raw_fd();
+        let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+            .ctx(|| format!("reading the fdinfo of {}", info.name))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| Error::runtime(format!("no memlock figure for {}", info.name)))
+    }
+
     pub fn map_type(&self, m: impl MapId) -> Result<MapType> {
         Ok(self.handle(m)?.map_type())
     }

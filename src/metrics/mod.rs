@@ -23,9 +23,11 @@ use prometheus_client::registry::Registry;
 
 use crate::error::{Error, Result};
 use crate::maps::{defs, Maps};
-use crate::skel::{enum_name, names};
 
+pub mod read;
 pub mod serve;
+
+pub use read::verdict;
 
 /// One documented metric: name as exposed (OpenMetrics adds `_total` to a
 /// counter's samples), type, labels and help text.
@@ -126,16 +128,6 @@ struct DirLabels {
     direction: String,
 }
 
-/// The verdict class of a reason: its name's prefix (`pass_*`, `drop_*`),
-/// else what the packet was handed to (tproxy, tunnel, nat, track, xdp).
-fn verdict(reason: &str) -> &str {
-    match reason.split('_').next().unwrap_or(reason) {
-        "pass" => "pass",
-        "drop" => "drop",
-        other => other,
-    }
-}
-
 /// The registry entry of a documented metric (its name without the
 /// `zfw_` prefix the registry adds).
 fn doc(name: &str) -> &'static MetricDoc {
@@ -169,13 +161,11 @@ fn collect(maps: &Maps) -> Result<Registry> {
 
     let packets = Family::<ReasonLabels, Counter>::default();
     register(&mut reg, "packets", &packets);
-    for (_, v) in names::ZFW_REASON.iter().filter(|(n, _)| *n != "ZFW_R_MAX") {
-        let n = crate::maps::pending::reason_count(maps, *v as u32)?;
-        let reason = enum_name(names::ZFW_REASON, "ZFW_R_", *v);
-        let verdict = verdict(&reason).to_string();
+    for c in read::packets(maps)? {
+        let (reason, verdict) = (c.reason, c.verdict);
         packets
             .get_or_create(&ReasonLabels { reason, verdict })
-            .inc_by(n);
+            .inc_by(c.packets);
     }
 
     let (entries, capacity) = (
@@ -184,16 +174,12 @@ fn collect(maps: &Maps) -> Result<Registry> {
     );
     register(&mut reg, "map_entries", &entries);
     register(&mut reg, "map_capacity", &capacity);
-    for info in defs::pinned().filter(|i| maps.handle(*i).is_ok()) {
+    for m in read::map_fill(maps)? {
         let l = MapLabels {
-            map: info.name.to_string(),
+            map: m.name.to_string(),
         };
-        entries
-            .get_or_create(&l)
-            .set(gauge_value(maps.count(info)? as u64));
-        capacity
-            .get_or_create(&l)
-            .set(i64::from(maps.max_entries(info)?));
+        entries.get_or_create(&l).set(gauge_value(m.entries));
+        capacity.get_or_create(&l).set(i64::from(m.capacity));
     }
 
     let flows = Family::<FlowLabels, Gauge>::default();
@@ -206,15 +192,8 @@ fn collect(maps: &Maps) -> Result<Registry> {
                 .or_default();
         }
     }
-    for (def, direction) in &defs::FLOW_TABLES {
-        if maps.handle(*def).is_err() {
-            continue;
-        }
-        for (k, _) in maps.entries(*def)? {
-            *by_flow
-                .entry((crate::decode::proto(k.proto), direction))
-                .or_default() += 1;
-        }
+    for (class, n) in read::flows(maps)? {
+        *by_flow.entry((class.proto, class.direction)).or_default() += n;
     }
     for ((proto, direction), n) in by_flow {
         let direction = direction.to_string();

@@ -156,7 +156,12 @@ pub struct Live {
 }
 
 pub fn read(maps: &Maps) -> Result<Live> {
-    let set = active_set(maps)?;
+    read_set(maps, active_set(maps)?)
+}
+
+/// Rule set `set` as the maps hold it (the inactive one: what an
+/// interrupted whole-set write left, ARCHITECTURE.md §7).
+pub fn read_set(maps: &Maps, set: u8) -> Result<Live> {
     let keys = set_keys(maps, set)?;
     let lo = keys.iter().map(|(_, sp)| sp.first).min().unwrap_or(0);
     let hi = keys

@@ -71,6 +71,7 @@ use crate::maps::{defs, MapId};
 use crate::netlink::route;
 use crate::rules::compile::{self, set_region, Compiled};
 use crate::rules::incremental;
+use crate::rules::journal::{self, Op};
 use crate::rules::live::{self, Live};
 use crate::rules::model::{Action, Direction, Prefix, Rule, RuleId};
 use crate::skel::{bytes_of, from_bytes, types};
@@ -129,7 +130,7 @@ fn remove_live(maps: &Maps, old: &Live, lpm: &Compiled) -> Result<()> {
 /// ids of its half of range_map): the leftovers of an interrupted write.
 /// Writes put keys first and removals take them last, so a set without
 /// keys has no trie nodes to clear.
-fn clear_set(maps: &Maps, set: u8) -> Result<()> {
+pub(crate) fn clear_set(maps: &Maps, set: u8) -> Result<()> {
     let (lo, half) = set_region(set, maps.max_entries(&defs::RANGE_MAP)?);
     for i in live::services(maps, lo, lo + half)?.keys() {
         maps.del(&defs::SERVICE_MAP, i)?;
@@ -202,7 +203,7 @@ fn write_compiled(maps: &Maps, c: &Compiled) -> Result<()> {
 }
 
 /// dst prefixes that need a local route: those of ingress TPROXY rules.
-fn tproxy_prefixes(rules: &[Rule]) -> BTreeSet<Prefix> {
+pub(crate) fn tproxy_prefixes(rules: &[Rule]) -> BTreeSet<Prefix> {
     rules
         .iter()
         .filter(|r| r.direction == Direction::Ingress && matches!(r.action, Action::Tproxy(_)))
@@ -271,21 +272,28 @@ fn write_set(maps: &Maps, old_set: &Live, rules: &[Rule]) -> Result<()> {
     cfg.active_set = next;
     cfg.policy_gen = cfg.policy_gen.wrapping_add(1);
     maps.set_config(&cfg)?;
-    remove_live(maps, old_set, &live_c)?;
+    // routes before entries: a cut removal leaves only map entries, which
+    // recovery finds (ARCHITECTURE.md §7)
     for p in before.difference(&after) {
         route::del_local(p)?;
     }
-    Ok(())
+    remove_live(maps, old_set, &live_c)
 }
 
 /// Replace the whole live rule set (both directions) with `rules`.
 pub fn replace_all(maps: &Maps, rules: &[Rule]) -> Result<()> {
-    let old = live::read(maps)?;
-    write_set(maps, &old, rules)
+    journal::run(maps, Op::Replace, || {
+        let old = live::read(maps)?;
+        write_set(maps, &old, rules)
+    })
 }
 
 /// Replace the rules of one direction, keeping the other's.
 pub fn replace_dir(maps: &Maps, dir: Direction, rules: &[Rule]) -> Result<()> {
+    journal::run(maps, Op::Replace, || replace_dir_now(maps, dir, rules))
+}
+
+fn replace_dir_now(maps: &Maps, dir: Direction, rules: &[Rule]) -> Result<()> {
     let old = live::read(maps)?;
     let mut all: Vec<Rule> = old
         .rules
@@ -315,15 +323,19 @@ pub fn add(maps: &Maps, rule: Rule) -> Result<AddOutcome> {
     for n in &rule.interfaces {
         iface_index(n)?;
     }
-    match incremental::add(maps, &rule)? {
+    journal::run(maps, Op::RuleAdd, || match incremental::add(maps, &rule)? {
         Some(o) => Ok(o),
-        None => add_full(maps, rule),
-    }
+        None => add_full_now(maps, rule),
+    })
 }
 
 /// `add` as a full two-set rewrite.
 pub fn add_full(maps: &Maps, rule: Rule) -> Result<AddOutcome> {
     rule.validate()?;
+    journal::run(maps, Op::RuleAdd, || add_full_now(maps, rule))
+}
+
+fn add_full_now(maps: &Maps, rule: Rule) -> Result<AddOutcome> {
     let old = live::read(maps)?;
     let mut new = old.rules.clone();
     let outcome = match new.iter_mut().find(|r| r.id() == rule.id()) {
@@ -356,14 +368,20 @@ pub(crate) fn no_such_rule(id: &RuleId) -> Error {
 /// Incremental, or a full rewrite when the key's remaining ranges need
 /// room range_map does not have in one piece.
 pub fn del(maps: &Maps, id: &RuleId) -> Result<()> {
-    if incremental::del(maps, id)? {
-        return Ok(());
-    }
-    del_full(maps, id)
+    journal::run(maps, Op::RuleDel, || {
+        if incremental::del(maps, id)? {
+            return Ok(());
+        }
+        del_full_now(maps, id)
+    })
 }
 
 /// `del` as a full two-set rewrite.
 pub fn del_full(maps: &Maps, id: &RuleId) -> Result<()> {
+    journal::run(maps, Op::RuleDel, || del_full_now(maps, id))
+}
+
+fn del_full_now(maps: &Maps, id: &RuleId) -> Result<()> {
     let old = live::read(maps)?;
     if !old.rules.iter().any(|r| r.id() == *id) {
         return Err(no_such_rule(id));
@@ -379,6 +397,10 @@ pub fn del_full(maps: &Maps, id: &RuleId) -> Result<()> {
 
 /// Remove every rule of the given directions; returns how many went.
 pub fn flush(maps: &Maps, dirs: &[Direction]) -> Result<usize> {
+    journal::run(maps, Op::Replace, || flush_now(maps, dirs))
+}
+
+fn flush_now(maps: &Maps, dirs: &[Direction]) -> Result<usize> {
     let old = live::read(maps)?;
     let new: Vec<Rule> = old
         .rules

@@ -280,6 +280,35 @@ impl Lab {
     pub fn load(&self) {
         self.zfw(&["load", "--iface", "srv0"]).ok();
     }
+
+    /// Mark the pinned programs as another build's, so that the next
+    /// `zfw load` replaces them (keeping the pinned maps).
+    pub fn pretend_another_build(&self) {
+        let maps = self.root.maps();
+        let mut cfg = maps.config().unwrap();
+        cfg.build_id ^= 1;
+        maps.set_config(&cfg).unwrap();
+    }
+
+    /// A TCP connection from the client to the server's `port` (held
+    /// while the stream lives).
+    pub fn connect(&self, port: u16) -> TcpStream {
+        let target: SocketAddr = format!("{SERVER_IP}:{port}").parse().unwrap();
+        self.client
+            .enter(move || TcpStream::connect_timeout(&target, Duration::from_secs(3)))
+            .expect("the client connects")
+    }
+
+    /// `n` UDP datagrams from the client to the server's `port`, 2 ms apart.
+    pub fn send_udp(&self, n: usize, port: u16) {
+        self.client.enter(move || {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            for _ in 0..n {
+                s.send_to(b"zfw", format!("{SERVER_IP}:{port}")).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+    }
 }
 
 impl Drop for Lab {
@@ -399,6 +428,7 @@ pub fn udp_echo_ok(ns: &Netns, addr: &str, timeout: Duration) -> bool {
 pub mod catch_all;
 pub mod fixture;
 pub mod router;
+pub mod rulemodel;
 pub mod tun;
 pub mod watch;
 

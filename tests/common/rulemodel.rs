@@ -1,0 +1,102 @@
+//! The rule model the packet tests decide by (precedence of README.md
+//! "Rules": longest dst, then longest src, first fitting range of a key),
+//! and the trie a full rewrite of a rule list writes: shared by
+//! tests/rules_incremental.rs and tests/crash.rs.
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+
+use zfw::maps::Maps;
+use zfw::rules::compile;
+use zfw::rules::model::{Action, Direction, Prefix, Rule};
+use zfw::rules::store;
+use zfw::skel::{bytes_of, types};
+
+pub type KeyOf = (
+    Direction,
+    u8,
+    String,
+    String,
+    Vec<(u16, u16, String, Option<String>)>,
+);
+
+/// Rules grouped by key (keys sorted, ranges in insertion order): the
+/// order of keys in a listing is the order of their spans in range_map,
+/// which in-place changes do not keep; the order inside a key is the
+/// precedence and must be kept.
+pub fn by_key(rules: &[Rule]) -> Vec<KeyOf> {
+    let mut keys: Vec<KeyOf> = Vec::new();
+    for r in rules {
+        let (d, s) = (r.dst.to_string(), r.src.to_string());
+        let range = (
+            r.ports.lo,
+            r.ports.hi,
+            r.action.to_string(),
+            r.service_id.clone(),
+        );
+        match keys
+            .iter_mut()
+            .find(|k| k.0 == r.direction && k.1 == r.proto.number() && k.2 == d && k.3 == s)
+        {
+            Some(k) => k.4.push(range),
+            None => keys.push((r.direction, r.proto.number(), d, s, vec![range])),
+        }
+    }
+    keys.sort_by(|a, b| (a.0, a.1, &a.2, &a.3).cmp(&(b.0, b.1, &b.2, &b.3)));
+    keys
+}
+
+/// The decision of the precedence rules (README.md "Rules"): longest dst, then
+/// longest src; first fitting range of a key in insertion order; a key
+/// without one falls through.  None = no match (default drop).
+pub fn decide(rules: &[Rule], src: IpAddr, dst: IpAddr, port: u16) -> Option<Action> {
+    let mut keys = by_key(rules);
+    keys.retain(|k| {
+        let d: Prefix = k.2.parse().unwrap();
+        let s: Prefix = k.3.parse().unwrap();
+        Prefix::new(dst, d.len) == d && Prefix::new(src, s.len) == s
+    });
+    keys.sort_by_key(|k| {
+        let d: Prefix = k.2.parse().unwrap();
+        let s: Prefix = k.3.parse().unwrap();
+        (std::cmp::Reverse(d.len), std::cmp::Reverse(s.len))
+    });
+    for k in keys {
+        let d: Prefix = k.2.parse().unwrap();
+        let s: Prefix = k.3.parse().unwrap();
+        for r in rules {
+            if r.dst == d && r.src == s && r.ports.lo <= port && port <= r.ports.hi {
+                return Some(r.action);
+            }
+        }
+    }
+    None
+}
+
+/// The active set's trie nodes, as bytes, sorted.
+pub fn lpm_entries(maps: &Maps) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let set = store::active_set(maps).unwrap();
+    let mut v: Vec<(Vec<u8>, Vec<u8>)> = maps
+        .entries::<types::zfw_lpm_key, types::zfw_lpm_val>(&zfw::maps::defs::DST_LPM_MAP)
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k.set == set)
+        .map(|(k, v)| (bytes_of(&k).to_vec(), bytes_of(&v).to_vec()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// What a full rewrite of `rules` would write into the trie.
+pub fn compiled_lpm(maps: &Maps, rules: &[Rule]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let set = store::active_set(maps).unwrap();
+    let max = maps.max_entries(&zfw::maps::defs::RANGE_MAP).unwrap();
+    let c = compile::compile(rules, set, max, &store::iface_index).unwrap();
+    let mut v: Vec<(Vec<u8>, Vec<u8>)> = c
+        .lpm
+        .iter()
+        .map(|(k, v)| (bytes_of(k).to_vec(), bytes_of(v).to_vec()))
+        .collect();
+    v.sort();
+    v
+}
