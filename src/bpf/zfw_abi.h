@@ -14,7 +14,7 @@
 #define ZFW_ABI_H
 
 enum zfw_abi_consts {
-	ZFW_ABI_VERSION = 4,
+	ZFW_ABI_VERSION = 5,
 	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
 	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */
 	ZFW_MAX_RANGES_PER_KEY = 128, /* port ranges under one (dst, src, proto) key */

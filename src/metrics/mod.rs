@@ -59,8 +59,8 @@ pub const METRICS: &[MetricDoc] = &[
     MetricDoc {
         name: "zfw_flows",
         kind: "gauge",
-        labels: &["proto", "direction"],
-        help: "Tracked flows by protocol and by the direction that opened them",
+        labels: &["proto", "direction", "state"],
+        help: "Tracked flows by protocol, by the direction that opened them and by state (assured: seen both ways, in the main tables; unassured)",
     },
     MetricDoc {
         name: "zfw_ddos_syns",
@@ -109,6 +109,8 @@ struct MapLabels {
 struct FlowLabels {
     proto: String,
     direction: String,
+    /// "assured" (main table) or "unassured" (README "Table pressure")
+    state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -198,28 +200,33 @@ fn collect(maps: &Maps) -> Result<Registry> {
 
     let flows = Family::<FlowLabels, Gauge>::default();
     register(&mut reg, "flows", &flows);
-    let mut by_flow: BTreeMap<(String, &str), u64> = BTreeMap::new();
-    for (_, direction) in &defs::FLOW_TABLES {
+    let mut by_flow: BTreeMap<(String, &str, bool), u64> = BTreeMap::new();
+    for t in &defs::FLOW_TABLES {
         for p in PROTOS {
             by_flow
-                .entry((crate::decode::proto(p), direction))
+                .entry((crate::decode::proto(p), t.direction, t.assured))
                 .or_default();
         }
     }
-    for (def, direction) in &defs::FLOW_TABLES {
-        if maps.handle(*def).is_err() {
+    for t in &defs::FLOW_TABLES {
+        if maps.handle(t.def).is_err() {
             continue;
         }
-        for (k, _) in maps.entries(*def)? {
+        for (k, _) in maps.entries(t.def)? {
             *by_flow
-                .entry((crate::decode::proto(k.proto), direction))
+                .entry((crate::decode::proto(k.proto), t.direction, t.assured))
                 .or_default() += 1;
         }
     }
-    for ((proto, direction), n) in by_flow {
+    for ((proto, direction, assured), n) in by_flow {
         let direction = direction.to_string();
+        let state = if assured { "assured" } else { "unassured" }.to_string();
         flows
-            .get_or_create(&FlowLabels { proto, direction })
+            .get_or_create(&FlowLabels {
+                proto,
+                direction,
+                state,
+            })
             .set(gauge_value(n));
     }
 
