@@ -5,7 +5,8 @@
 //! connection and a bidirectional UDP flow while a raw socket there sends
 //! at least FLOOD new flows from random sources to allowed ports: UDP, TCP
 //! SYNs (the router's kernel answers them with SYN+ACKs: traffic both ways,
-//! but no handshake completes) and bare SYN+ACKs.  Afterwards the three
+//! but no handshake completes) and bare SYN+ACKs, each packet twice (so
+//! that an LRU sees the flood's entries used, as it sees ours).  Afterwards the three
 //! flows still work, and their conntrack entries are the ones made before
 //! the flood (same creation time: never evicted and re-created).
 
@@ -100,7 +101,8 @@ fn track_new(lab: &RouterLab) -> u64 {
 
 /// Send raw packets from random 10.82.x.y sources to `dst` from `ns`: UDP
 /// to `udp_port`, SYNs and SYN+ACKs to `tcp_port`, in paced bursts, until
-/// `done` says enough or the time limit.  Returns the packets sent.
+/// `done` says enough or the time limit; each packet twice.  Returns the
+/// packets sent.
 fn flood(
     ns: &Netns,
     dst: Ipv4Addr,
@@ -129,7 +131,7 @@ fn flood(
                 x ^= x << 17;
                 let src = IpAddr::V4(Ipv4Addr::new(10, 82, (x >> 8) as u8, x as u8));
                 let sport = 1024 + (x >> 16) as u16 % 64000;
-                let pkt = match sent % 4 {
+                let pkt = match (sent / 2) % 4 {
                     0 | 1 => ip_packet(src, d, 17, &udp_datagram(src, d, sport, udp_port, b"f")),
                     2 => ip_packet(
                         src,
@@ -153,8 +155,12 @@ fn flood(
                         ),
                     ),
                 };
-                if sendto(fd.as_raw_fd(), &pkt, &to, MsgFlags::empty()).is_ok() {
-                    sent += 1;
+                // twice: the second packet finds (and so references) the
+                // new entry, which an LRU would otherwise evict first
+                for _ in 0..2 {
+                    if sendto(fd.as_raw_fd(), &pkt, &to, MsgFlags::empty()).is_ok() {
+                        sent += 1;
+                    }
                 }
             }
             std::thread::sleep(Duration::from_millis(1));
