@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::decode;
 use crate::error::Result;
-use crate::maps::defs::{CT_EPOCH_MAP, FLOW_TABLES};
+use crate::maps::defs::{FlowTable, CT_EPOCH_MAP, FLOW_TABLES};
 use crate::maps::{pending, Maps};
 use crate::net::IPPROTO_TCP;
 use crate::skel::{bytes_of, types};
@@ -15,6 +15,9 @@ use crate::skel::{bytes_of, types};
 pub struct FlowView {
     pub direction: String,
     pub map: String,
+    /// Seen both ways (TCP: handshake completed): in a main table, which a
+    /// flood of new flows cannot evict (README "Table pressure").
+    pub assured: bool,
     pub family: String,
     pub proto: String,
     pub src: String,
@@ -52,21 +55,16 @@ fn is_expired(now: u64, k: &types::zfw_flow_key, f: &types::zfw_flow) -> bool {
     now.saturating_sub(f.last_ns) > timeout_s(k.proto, f.state) * 1_000_000_000
 }
 
-pub fn view(
-    now: u64,
-    map: &str,
-    dir: &str,
-    k: &types::zfw_flow_key,
-    f: &types::zfw_flow,
-) -> FlowView {
+pub fn view(now: u64, table: &FlowTable, k: &types::zfw_flow_key, f: &types::zfw_flow) -> FlowView {
     let state = if k.proto == IPPROTO_TCP {
         decode::tcp_state(f.state)
     } else {
         "active".to_string()
     };
     FlowView {
-        direction: dir.to_string(),
-        map: map.to_string(),
+        direction: table.direction.to_string(),
+        map: table.def.info.name.to_string(),
+        assured: table.assured,
         family: decode::family(k.family).to_string(),
         proto: decode::proto(k.proto),
         src: decode::addr(k.family, &k.saddr).to_string(),
@@ -92,16 +90,17 @@ pub fn list(maps: &Maps) -> Result<Vec<FlowView>> {
     let now = decode::mono_now_ns();
     let pending = pending::flows(maps)?;
     let mut out = Vec::new();
-    for (def, dir) in FLOW_TABLES {
-        let map = def.info.name;
-        for (k, mut f) in maps.entries(def)? {
+    for t in &FLOW_TABLES {
+        // the flow caches count under the assured table's name (pending.rs)
+        let map = t.main.info.name;
+        for (k, mut f) in maps.entries(t.def)? {
             if let Some(p) = pending.get(&(map, bytes_of(&k).to_vec())) {
                 f.pkts_orig += p[0];
                 f.bytes_orig += p[1];
                 f.pkts_reply += p[2];
                 f.bytes_reply += p[3];
             }
-            out.push(view(now, map, dir, &k, &f));
+            out.push(view(now, t, &k, &f));
         }
     }
     Ok(out)
@@ -122,10 +121,10 @@ pub fn invalidate_flow_caches(maps: &Maps) -> Result<()> {
 /// Remove every flow; returns how many.
 pub fn flush(maps: &Maps) -> Result<usize> {
     let mut n = 0;
-    for (def, _) in FLOW_TABLES {
-        for k in maps.raw_keys(def)? {
+    for t in &FLOW_TABLES {
+        for k in maps.raw_keys(t.def)? {
             let key: types::zfw_flow_key = crate::skel::from_bytes(&k)?;
-            if maps.del(def, &key)? {
+            if maps.del(t.def, &key)? {
                 n += 1;
             }
         }
@@ -138,9 +137,9 @@ pub fn flush(maps: &Maps) -> Result<usize> {
 pub fn gc(maps: &Maps) -> Result<usize> {
     let now = decode::mono_now_ns();
     let mut n = 0;
-    for (def, _) in FLOW_TABLES {
-        for (k, f) in maps.entries(def)? {
-            if is_expired(now, &k, &f) && maps.del(def, &k)? {
+    for t in &FLOW_TABLES {
+        for (k, f) in maps.entries(t.def)? {
+            if is_expired(now, &k, &f) && maps.del(t.def, &k)? {
                 n += 1;
             }
         }
@@ -154,12 +153,12 @@ pub fn gc(maps: &Maps) -> Result<usize> {
 /// Table rendering for people.
 pub fn render(flows: &[FlowView]) -> String {
     let mut s = format!(
-        "{:<9} {:<6} {:<44} {:<44} {:<12} {:<12} {:>8} {:>8} {:>10}\n",
-        "DIR", "PROTO", "SOURCE", "DESTINATION", "IFACE", "STATE", "AGE", "IDLE", "PKTS"
+        "{:<9} {:<6} {:<44} {:<44} {:<12} {:<12} {:<9} {:>8} {:>8} {:>10}\n",
+        "DIR", "PROTO", "SOURCE", "DESTINATION", "IFACE", "STATE", "ASSURED", "AGE", "IDLE", "PKTS"
     );
     for f in flows {
         s.push_str(&format!(
-            "{:<9} {:<6} {:<44} {:<44} {:<12} {:<12} {:>8.1} {:>8.1} {:>10}\n",
+            "{:<9} {:<6} {:<44} {:<44} {:<12} {:<12} {:<9} {:>8.1} {:>8.1} {:>10}\n",
             f.direction,
             f.proto,
             endpoint(&f.src, f.sport, &f.family),
@@ -170,6 +169,7 @@ pub fn render(flows: &[FlowView]) -> String {
             } else {
                 f.state.clone()
             },
+            if f.assured { "assured" } else { "unassured" },
             f.age_s,
             f.idle_s,
             f.packets_orig + f.packets_reply

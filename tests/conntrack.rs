@@ -14,8 +14,14 @@ type FlowTable = &'static MapDef<zfw_flow_key, zfw_flow>;
 const C: &str = "10.0.0.1"; // remote peer
 const S: &str = "10.0.0.2"; // this host (an interface address)
 
+/// The flows of assured table `map` and of its unassured twin (a flow
+/// moves from the second to the first when assured: README "Table
+/// pressure").
 fn flows(f: &Fixture, map: FlowTable) -> Vec<(zfw_flow_key, zfw_flow)> {
-    f.root.maps().entries(map).unwrap()
+    let maps = f.root.maps();
+    defs::flow_tables_of(map)
+        .flat_map(|t| maps.entries(t.def).unwrap())
+        .collect()
 }
 
 fn state(f: &Fixture, map: FlowTable) -> Option<String> {
@@ -28,9 +34,11 @@ fn state(f: &Fixture, map: FlowTable) -> Option<String> {
 /// trust a verdict for a few ticks, forget theirs: time passed for them too).
 fn age(f: &Fixture, map: FlowTable, secs: u64) {
     let maps = f.root.maps();
-    for (k, mut v) in flows(f, map) {
-        v.last_ns -= secs * 1_000_000_000;
-        maps.put(map, &k, &v).unwrap();
+    for t in defs::flow_tables_of(map) {
+        for (k, mut v) in maps.entries(t.def).unwrap() {
+            v.last_ns -= secs * 1_000_000_000;
+            maps.put(t.def, &k, &v).unwrap();
+        }
     }
     zfw::conntrack::invalidate_flow_caches(&maps).unwrap();
 }

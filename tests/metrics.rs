@@ -120,7 +120,11 @@ fn metrics_are_served_over_http_and_count_the_packets_sent() {
     let inbound = sample(
         &m,
         "zfw_flows",
-        &[("proto", "tcp"), ("direction", "inbound")],
+        &[
+            ("proto", "tcp"),
+            ("direction", "inbound"),
+            ("state", "assured"),
+        ],
     );
     assert!(inbound.unwrap_or(0.0) >= 1.0, "{body}");
     let cap = sample(&m, "zfw_map_capacity", &[("map", "tcp_ingress_map")]);

@@ -154,9 +154,10 @@ fn ssh_flow_is_tracked_by_prio2_and_then_takes_the_fast_path() {
     assert_eq!(
         f.root
             .maps()
-            .count(&zfw::maps::defs::TCP_INGRESS_MAP)
+            .count(&zfw::maps::defs::TCP_INGRESS_UNASSURED_MAP)
             .unwrap(),
-        1
+        1,
+        "a new flow starts unassured"
     );
     // the reply leaves through egress, then the client's ACK is a known flow
     assert_eq!(
@@ -168,4 +169,12 @@ fn ssh_flow_is_tracked_by_prio2_and_then_takes_the_fast_path() {
         TC_ACT_OK
     );
     assert_eq!(f.counter("pass_known_flow"), 1);
+    // the completed handshake assured the flow: it moved to the main table
+    let maps = f.root.maps();
+    assert_eq!(maps.count(&zfw::maps::defs::TCP_INGRESS_MAP).unwrap(), 1);
+    assert_eq!(
+        maps.count(&zfw::maps::defs::TCP_INGRESS_UNASSURED_MAP)
+            .unwrap(),
+        0
+    );
 }

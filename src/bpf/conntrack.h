@@ -285,7 +285,7 @@ ZFW_INLINE int zfw_ct_create(void *map, const struct zfw_flow_key *key, const st
 	return zfw_ct_create_gen(map, key, p, 0);
 }
 
-/* Which table holds flows of @proto opened from @inbound side. */
+/* Which table holds the assured flows of @proto opened from @inbound side. */
 ZFW_INLINE void *zfw_ct_map(__u8 proto, int inbound)
 {
 	if (proto == ZFW_P_TCP)
@@ -293,6 +293,127 @@ ZFW_INLINE void *zfw_ct_map(__u8 proto, int inbound)
 	if (proto == ZFW_P_UDP)
 		return inbound ? (void *)&udp_ingress_map : (void *)&udp_map;
 	return 0;
+}
+
+/*
+ * Assured and unassured flows (ARCHITECTURE.md §5, README "Table
+ * pressure"), the way Linux conntrack tells them apart: a flow's first
+ * packet creates its entry in the small unassured table of its protocol and
+ * side; the entry moves to the main table (zfw_ct_map) once the flow is
+ * assured -- UDP: a packet was seen in each direction; TCP: the handshake
+ * completed (SYN, the responder's SYN+ACK, the originator's ACK), so that a
+ * SYN flood answered by a real server stays unassured.  Lookups try the
+ * main table first.  A flood of new flows therefore evicts unassured
+ * entries (LRU) and never an assured one while the assured flows fit in the
+ * main table.
+ */
+ZFW_INLINE void *zfw_ct_new_map(__u8 proto, int inbound)
+{
+	if (proto == ZFW_P_TCP)
+		return inbound ? (void *)&tcp_ingress_unassured_map : (void *)&tcp_unassured_map;
+	if (proto == ZFW_P_UDP)
+		return inbound ? (void *)&udp_ingress_unassured_map : (void *)&udp_unassured_map;
+	return 0;
+}
+
+/* Has unassured flow @f (just advanced by a packet) become assured? */
+ZFW_INLINE int zfw_ct_assured(const struct zfw_flow *f, __u8 proto)
+{
+	if (proto == ZFW_P_TCP)
+		return f->state == ZFW_TCP_ESTABLISHED;
+	return f->pkts_orig && f->pkts_reply;
+}
+
+/* zfw_ct_unassured's answer when the packet assured the flow: the entry
+ * moved to the main table. */
+#define ZFW_CT_HIT_ASSURED 3
+
+/**
+ * zfw_ct_unassured - zfw_ct_touch_get on the unassured table of @p's
+ * protocol and @inbound side; when this packet assures the flow its entry
+ * moves to the main table (ZFW_CT_HIT_ASSURED).  A global function: the
+ * verifier checks it once, not once per path of each program that looks a
+ * flow up (inlined twice per program they passed its 1,000,000 limit).
+ */
+__attribute__((noinline)) int zfw_ct_unassured(const struct zfw_flow_key *key,
+					       const struct zfw_pkt *p, int inbound, int from_orig,
+					       int revive)
+{
+	void *main, *unassured;
+	struct zfw_flow *f;
+	int rc = ZFW_CT_HIT;
+	__u64 now;
+
+	if (!key || !p)
+		return ZFW_CT_MISS;
+	main = zfw_ct_map(p->k.proto, inbound);
+	unassured = zfw_ct_new_map(p->k.proto, inbound);
+	if (!main || !unassured)
+		return ZFW_CT_MISS;
+	f = bpf_map_lookup_elem(unassured, key);
+	if (!f)
+		return ZFW_CT_MISS;
+	now = zfw_now();
+	if (zfw_flow_expired(f, now) && (!revive || p->k.proto == ZFW_P_TCP)) {
+		bpf_map_delete_elem(unassured, key);
+		zfw_ct_epoch_bump(key);
+		return ZFW_CT_MISS;
+	}
+	if (p->k.proto == ZFW_P_TCP)
+		rc = zfw_tcp_step(f, p, from_orig);
+	zfw_flow_account(f, p, from_orig, now);
+	if (rc == ZFW_CT_CLOSED) {
+		bpf_map_delete_elem(unassured, key);
+		return rc;
+	}
+	if (zfw_ct_assured(f, p->k.proto) && bpf_map_update_elem(main, key, f, BPF_ANY) == 0) {
+		bpf_map_delete_elem(unassured, key);
+		return ZFW_CT_HIT_ASSURED;
+	}
+	return rc;
+}
+
+/**
+ * zfw_ct_lookup - zfw_ct_touch_get over both tables of a flow: the main
+ * table @main (assured flows of @p's protocol, @inbound side), then its
+ * unassured twin.  *@fp points at the entry where it now lives.
+ */
+ZFW_INLINE int zfw_ct_lookup(void *main, int inbound, const struct zfw_flow_key *key,
+			     const struct zfw_pkt *p, int from_orig, int revive,
+			     struct zfw_flow **fp)
+{
+	void *unassured;
+	int rc = zfw_ct_touch_get(main, key, p, from_orig, revive, fp);
+
+	if (rc != ZFW_CT_MISS)
+		return rc;
+	rc = zfw_ct_unassured(key, p, inbound, from_orig, revive);
+	if (rc == ZFW_CT_HIT_ASSURED) {
+		*fp = bpf_map_lookup_elem(main, key);
+		return ZFW_CT_HIT;
+	}
+	unassured = zfw_ct_new_map(p->k.proto, inbound);
+	if (rc == ZFW_CT_HIT && unassured)
+		*fp = bpf_map_lookup_elem(unassured, key);
+	return rc;
+}
+
+/* Is @key tracked in either table (no update)? */
+ZFW_INLINE int zfw_ct_tracked(void *main, void *unassured, const struct zfw_flow_key *key)
+{
+	if (!main || !unassured)
+		return 0;
+	return bpf_map_lookup_elem(main, key) || bpf_map_lookup_elem(unassured, key);
+}
+
+/* Forget @key in both tables of its side (@main: the assured one). */
+ZFW_INLINE void zfw_ct_forget(void *main, int inbound, const struct zfw_flow_key *key)
+{
+	void *unassured = zfw_ct_new_map(key->proto, inbound);
+
+	bpf_map_delete_elem(main, key);
+	if (unassured)
+		bpf_map_delete_elem(unassured, key);
 }
 
 #endif /* ZFW_CONNTRACK_H */

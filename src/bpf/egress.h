@@ -35,7 +35,7 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 	struct zfw_fc_req req = {};
 	struct zfw_flow *f;
 	__u32 gen, epoch;
-	void *data, *data_end, *in_map, *out_map;
+	void *data, *data_end, *in_map, *out_map, *out_new;
 	__u32 flags;
 	int rc;
 
@@ -60,7 +60,8 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 		zfw_ot_egress(skb, &p);
 	in_map = zfw_ct_map(p.k.proto, 1);
 	out_map = zfw_ct_map(p.k.proto, 0);
-	if (!in_map || !out_map)
+	out_new = zfw_ct_new_map(p.k.proto, 0);
+	if (!in_map || !out_map || !out_new)
 		return zfw_nat_out(skb, &p, 0);
 	cfg = zfw_cfg();
 	gen = cfg ? cfg->policy_gen : 0;
@@ -75,7 +76,7 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 
 	/* the reply direction of an inbound flow prio 1 admitted */
 	zfw_flow_reverse(&p.k, &rev);
-	if (zfw_ct_touch_get(in_map, &rev, &p, 0, 0, &f) != ZFW_CT_MISS) {
+	if (zfw_ct_lookup(in_map, 1, &rev, &p, 0, 0, &f) != ZFW_CT_MISS) {
 		req.f = f;
 		req.inbound = 1;
 		req.from_orig = 0;
@@ -84,12 +85,12 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 	flags = zfw_if_flags(p.k.ifindex);
 	/* more of an outbound flow (its creator may revive an idle UDP flow);
 	 * one an egress rule admitted ends if an egress deny now matches it */
-	if (zfw_ct_touch_get(out_map, &p.k, &p, 1, 1, &f) != ZFW_CT_MISS) {
+	if (zfw_ct_lookup(out_map, 0, &p.k, &p, 1, 1, &f) != ZFW_CT_MISS) {
 		if (f && f->policy_gen && f->policy_gen != gen) {
 			d = zfw_policy_lookup(&p, ZFW_DIR_EGRESS,
 					      !!(flags & ZFW_IF_PER_INTERFACE_RULES), cfg);
 			if (d.action == ZFW_ACT_DENY) {
-				bpf_map_delete_elem(out_map, &p.k);
+				zfw_ct_forget(out_map, 0, &p.k);
 				zfw_ct_epoch_bump(&p.k);
 				return zfw_egress_drop(&p, flags, ZFW_R_DROP_EGRESS_RULE);
 			}
@@ -106,7 +107,8 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 		if (d.action != ZFW_ACT_ALLOW)
 			return zfw_egress_drop(&p, flags, ZFW_R_DROP_EGRESS_RULE);
 	}
-	if (zfw_ct_create_gen(out_map, &p.k, &p, (flags & ZFW_IF_OUTBOUND_FILTER) ? gen : 0) == 0) {
+	/* a new flow starts unassured (conntrack.h, zfw_ct_new_map) */
+	if (zfw_ct_create_gen(out_new, &p.k, &p, (flags & ZFW_IF_OUTBOUND_FILTER) ? gen : 0) == 0) {
 		zfw_count(ZFW_R_TRACK_NEW);
 		if (flags & ZFW_IF_VERBOSE)
 			zfw_emit(&p, ZFW_DIR_EGRESS, ZFW_EV_STATE, ZFW_R_TRACK_NEW,

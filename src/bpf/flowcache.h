@@ -184,6 +184,12 @@ ZFW_INLINE void zfw_fc_flush(struct zfw_flow_cache *s)
 		else
 			zfw_flow_reverse(&ct, &k);
 		f = bpf_map_lookup_elem(map, &k);
+		if (!f) {
+			/* a live UDP flow not assured yet (conntrack.h) */
+			map = zfw_ct_new_map(s->key.proto, s->inbound);
+			if (map)
+				f = bpf_map_lookup_elem(map, &k);
+		}
 		if (f && s->from_orig) {
 			f->pkts_orig += s->pkts;
 			f->bytes_orig += s->bytes;

@@ -72,12 +72,12 @@ ZFW_INLINE int zfw_error_known(const struct zfw_pkt *in)
 	in_map = zfw_ct_map(in->k.proto, 1);
 	if (!out_map || !in_map)
 		return 0;
-	/* quoted packet left as part of an outbound flow */
-	if (bpf_map_lookup_elem(out_map, &in->k))
+	/* quoted packet left as part of an outbound flow (assured or not) */
+	if (zfw_ct_tracked(out_map, zfw_ct_new_map(in->k.proto, 0), &in->k))
 		return 1;
 	/* quoted packet was our reply in an inbound flow */
 	zfw_flow_reverse(&in->k, &rev);
-	return bpf_map_lookup_elem(in_map, &rev) != 0;
+	return zfw_ct_tracked(in_map, zfw_ct_new_map(in->k.proto, 1), &rev);
 }
 
 /**

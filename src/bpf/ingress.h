@@ -165,15 +165,16 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 			return 1; /* (a tunnelled flow is no known flow: the rules decide) */
 		epoch = zfw_ct_epoch(zfw_ct_bucket(&p->k));
 	}
-	/* an inbound flow admitted earlier: the packet comes from its originator */
-	if (zfw_ct_touch_get(in_map, &p->k, p, 1, 1, &f) != ZFW_CT_MISS) {
+	/* an inbound flow admitted earlier: the packet comes from its originator
+	 * (both tables: zfw_ct_lookup) */
+	if (zfw_ct_lookup(in_map, 1, &p->k, p, 1, 1, &f) != ZFW_CT_MISS) {
 		if (f && f->policy_gen && f->policy_gen != gen) {
 			struct zfw_decision d;
 
 			d = zfw_policy_lookup(p, ZFW_DIR_INGRESS,
 					      !!(c->flags & ZFW_IF_PER_INTERFACE_RULES), c->cfg);
 			if (d.action == ZFW_ACT_DENY) {
-				bpf_map_delete_elem(in_map, &p->k);
+				zfw_ct_forget(in_map, 1, &p->k);
 				zfw_ct_epoch_bump(&p->k);
 				return -1;
 			}
@@ -187,7 +188,7 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 		return 0;
 	/* the reply of a flow opened from this side (egress created it) */
 	zfw_flow_reverse(&p->k, &rev);
-	if (zfw_ct_touch_get(out_map, &rev, p, 0, 0, &f) != ZFW_CT_MISS) {
+	if (zfw_ct_lookup(out_map, 0, &rev, p, 0, 0, &f) != ZFW_CT_MISS) {
 		zfw_known_fill(c, slot, f, 0, 0, gen, epoch);
 		return 1;
 	}

@@ -58,6 +58,18 @@ ZFW_HASH(tcp_ingress_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw
 	 65535, 0);
 ZFW_HASH(udp_ingress_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow,
 	 65535, 0);
+/* flows not assured yet (seen one way only; TCP before its handshake
+ * completed), same keys as the four tables above: a flood of new flows
+ * evicts these, never an assured flow (ARCHITECTURE.md §5, README "Table
+ * pressure") */
+ZFW_HASH(tcp_unassured_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow,
+	 16384, 0);
+ZFW_HASH(udp_unassured_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow,
+	 16384, 0);
+ZFW_HASH(tcp_ingress_unassured_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key,
+	 struct zfw_flow, 16384, 0);
+ZFW_HASH(udp_ingress_unassured_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key,
+	 struct zfw_flow, 16384, 0);
 ZFW_HASH(icmp_echo_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow,
 	 65536, 0);
 /* per-CPU cache of established flows' verdicts, and the epochs that

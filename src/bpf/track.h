@@ -31,7 +31,8 @@ ZFW_INLINE int zfw_track(struct __sk_buff *skb)
 	data_end = ZFW_SKB_DATA_END(skb);
 	if (zfw_parse_eth(data, data_end, &p) != ZFW_PARSE_OK)
 		return TC_ACT_OK;
-	map = zfw_ct_map(p.k.proto, 1);
+	/* a new flow starts unassured (conntrack.h, zfw_ct_new_map) */
+	map = zfw_ct_new_map(p.k.proto, 1);
 	if (!map)
 		return TC_ACT_OK;
 	/* flows a rule admitted remember the rule generation (see zfw_known_flow) */

@@ -8,7 +8,8 @@ use crate::maps::Maps;
 
 #[derive(Debug, Subcommand)]
 pub enum ConntrackCmd {
-    /// Show every tracked flow
+    /// Show every tracked flow, with its state: assured (seen both ways,
+    /// TCP after its handshake: kept under a flood of new flows) or unassured
     List {
         /// One JSON document
         #[arg(long)]

@@ -10,7 +10,7 @@ use crate::conntrack;
 use crate::decode::{self, addr, age_s, ifname, mono_now_ns};
 use crate::error::Result;
 use crate::iface_state;
-use crate::maps::defs::{self, FLOW_TABLES, NAT_FORWARD};
+use crate::maps::defs::{self, NAT_FORWARD};
 use crate::maps::{pending, Decode, MapDef, MapInfo, Maps};
 use crate::net::{AF_INET, AF_INET6, IPPROTO_TCP};
 use crate::skel::{names, types};
@@ -131,11 +131,11 @@ pub fn entries(maps: &Maps, info: &'static MapInfo) -> Result<Vec<Value>> {
                 })
                 .collect()
         }
-        Decode::Flows => match FLOW_TABLES.iter().find(|(d, _)| std::ptr::eq(&d.info, info)) {
-            Some((def, d)) => maps
-                .entries(*def)?
+        Decode::Flows => match defs::flow_table(info) {
+            Some(t) => maps
+                .entries(t.def)?
                 .into_iter()
-                .map(|(k, f)| serde_json::to_value(conntrack::view(now, info.name, d, &k, &f)).unwrap_or(Value::Null))
+                .map(|(k, f)| serde_json::to_value(conntrack::view(now, t, &k, &f)).unwrap_or(Value::Null))
                 .collect(),
             None => raw_entries(maps, info)?,
         },

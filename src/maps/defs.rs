@@ -62,6 +62,13 @@ registry! {
     UDP_MAP: "udp_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
     TCP_INGRESS_MAP: "tcp_ingress_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
     UDP_INGRESS_MAP: "udp_ingress_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
+    /// Flows not assured yet (seen one way; TCP before its handshake
+    /// completed): a flood evicts these, not the tables above (README
+    /// "Table pressure", src/bpf/conntrack.h).
+    TCP_UNASSURED_MAP: "tcp_unassured_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
+    UDP_UNASSURED_MAP: "udp_unassured_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
+    TCP_INGRESS_UNASSURED_MAP: "tcp_ingress_unassured_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
+    UDP_INGRESS_UNASSURED_MAP: "udp_ingress_unassured_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
     ICMP_ECHO_MAP: "icmp_echo_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
     /// Per-CPU verdicts of established flows (src/bpf/flowcache.h).
     FLOW_CACHE_MAP: "flow_cache_map", PercpuArray<u32, types::zfw_flow_cache>, Fixed, Slots, FlowCache;
@@ -96,15 +103,70 @@ registry! {
     NAT_SCRATCH_MAP: "nat_scratch_map", PercpuArray<u32, types::zfw_nat_scratch>, Scratch, Slots, Raw;
 }
 
-/// The conntrack tables, in the order `conntrack list` shows them, with the
-/// direction a flow in each was opened from.
-pub static FLOW_TABLES: [(&MapDef<types::zfw_flow_key, types::zfw_flow>, &str); 5] = [
-    (&TCP_MAP, "outbound"),
-    (&UDP_MAP, "outbound"),
-    (&ICMP_ECHO_MAP, "outbound"),
-    (&TCP_INGRESS_MAP, "inbound"),
-    (&UDP_INGRESS_MAP, "inbound"),
+/// A conntrack table: its row, the side its flows were opened from, and
+/// whether its flows are assured (seen both ways; src/bpf/conntrack.h).
+#[derive(Debug, Clone, Copy)]
+pub struct FlowTable {
+    pub def: &'static MapDef<types::zfw_flow_key, types::zfw_flow>,
+    pub direction: &'static str,
+    pub assured: bool,
+    /// The assured table of the same protocol and side (itself for an
+    /// assured table): where the flow cache adds pending counts first.
+    pub main: &'static MapDef<types::zfw_flow_key, types::zfw_flow>,
+}
+
+type FlowDef = MapDef<types::zfw_flow_key, types::zfw_flow>;
+
+/// An assured table.
+const fn assured(def: &'static FlowDef, direction: &'static str) -> FlowTable {
+    FlowTable {
+        def,
+        direction,
+        assured: true,
+        main: def,
+    }
+}
+
+/// The unassured table of `main`'s protocol and side.
+const fn unassured(def: &'static FlowDef, main: &'static FlowTable) -> FlowTable {
+    FlowTable {
+        def,
+        direction: main.direction,
+        assured: false,
+        main: main.def,
+    }
+}
+
+/// The conntrack tables, in the order `conntrack list` shows them.
+pub static FLOW_TABLES: [FlowTable; 9] = [
+    TCP_OUT,
+    UDP_OUT,
+    assured(&ICMP_ECHO_MAP, "outbound"),
+    TCP_IN,
+    UDP_IN,
+    unassured(&TCP_UNASSURED_MAP, &TCP_OUT),
+    unassured(&UDP_UNASSURED_MAP, &UDP_OUT),
+    unassured(&TCP_INGRESS_UNASSURED_MAP, &TCP_IN),
+    unassured(&UDP_INGRESS_UNASSURED_MAP, &UDP_IN),
 ];
+const TCP_OUT: FlowTable = assured(&TCP_MAP, "outbound");
+const UDP_OUT: FlowTable = assured(&UDP_MAP, "outbound");
+const TCP_IN: FlowTable = assured(&TCP_INGRESS_MAP, "inbound");
+const UDP_IN: FlowTable = assured(&UDP_INGRESS_MAP, "inbound");
+
+/// The conntrack table of row `info`, if it is one.
+pub fn flow_table(info: &MapInfo) -> Option<&'static FlowTable> {
+    FLOW_TABLES.iter().find(|t| std::ptr::eq(&t.def.info, info))
+}
+
+/// The assured table `main` and its unassured twin: where a flow of that
+/// protocol and side lives, whether assured or not (tests and tools that
+/// follow one flow look in both).
+pub fn flow_tables_of(main: &FlowDef) -> impl Iterator<Item = &'static FlowTable> + '_ {
+    FLOW_TABLES
+        .iter()
+        .filter(move |t| std::ptr::eq(t.main, main))
+}
 
 /// The two tables of masquerade mappings keyed by the outside view: TCP
 /// and UDP, then ICMP echo.
@@ -172,7 +234,7 @@ mod tests {
 
     #[test]
     fn shared_decoders_know_every_table_they_serve() {
-        let flows: Vec<&str> = FLOW_TABLES.iter().map(|(d, _)| d.info.name).collect();
+        let flows: Vec<&str> = FLOW_TABLES.iter().map(|t| t.def.info.name).collect();
         let nat: Vec<&str> = NAT_FORWARD.iter().map(|d| d.info.name).collect();
         for info in ALL {
             assert_eq!(

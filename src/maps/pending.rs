@@ -21,7 +21,9 @@ pub type FlowPending = [u64; 4];
 pub type FlowsPending = HashMap<(&'static str, Vec<u8>), FlowPending>;
 
 /// The conntrack table a cached flow's counters belong to (the choice
-/// src/bpf/flowcache.h makes when it adds them back).
+/// src/bpf/flowcache.h makes when it adds them back: this assured table, or
+/// its unassured twin when the flow is not assured yet; `conntrack list`
+/// looks the counts of both up under this name).
 fn flow_table(proto: u8, inbound: bool) -> Option<&'static str> {
     let def = match (proto, inbound) {
         (IPPROTO_TCP, false) => &defs::TCP_MAP,

@@ -61,8 +61,8 @@ pub const METRICS: &[MetricDoc] = &[
     MetricDoc {
         name: "zfw_flows",
         kind: "gauge",
-        labels: &["proto", "direction"],
-        help: "Tracked flows by protocol and by the direction that opened them",
+        labels: &["proto", "direction", "state"],
+        help: "Tracked flows by protocol, by the direction that opened them and by state (assured: seen both ways, in the main tables; unassured)",
     },
     MetricDoc {
         name: "zfw_ddos_syns",
@@ -111,6 +111,8 @@ struct MapLabels {
 struct FlowLabels {
     proto: String,
     direction: String,
+    /// "assured" (main table) or "unassured" (README "Table pressure")
+    state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -184,21 +186,28 @@ fn collect(maps: &Maps) -> Result<Registry> {
 
     let flows = Family::<FlowLabels, Gauge>::default();
     register(&mut reg, "flows", &flows);
-    let mut by_flow: BTreeMap<(String, &str), u64> = BTreeMap::new();
-    for (_, direction) in &defs::FLOW_TABLES {
+    let mut by_flow: BTreeMap<(String, &str, bool), u64> = BTreeMap::new();
+    for t in &defs::FLOW_TABLES {
         for p in PROTOS {
             by_flow
-                .entry((crate::decode::proto(p), direction))
+                .entry((crate::decode::proto(p), t.direction, t.assured))
                 .or_default();
         }
     }
     for (class, n) in read::flows(maps)? {
-        *by_flow.entry((class.proto, class.direction)).or_default() += n;
+        *by_flow
+            .entry((class.proto, class.direction, class.assured))
+            .or_default() += n;
     }
-    for ((proto, direction), n) in by_flow {
+    for ((proto, direction, assured), n) in by_flow {
         let direction = direction.to_string();
+        let state = if assured { "assured" } else { "unassured" }.to_string();
         flows
-            .get_or_create(&FlowLabels { proto, direction })
+            .get_or_create(&FlowLabels {
+                proto,
+                direction,
+                state,
+            })
             .set(gauge_value(n));
     }
 

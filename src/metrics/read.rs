@@ -81,17 +81,31 @@ pub struct FlowClass {
     pub direction: &'static str,
     /// the TCP state name (`established`, ...); `active` for other protocols
     pub state: String,
+    /// in the main tables (seen both ways), not the unassured ones
+    /// (README "Table pressure")
+    pub assured: bool,
+}
+
+impl FlowClass {
+    /// The state as `top` shows it: unassured flows say so.
+    pub fn state_text(&self) -> String {
+        if self.assured {
+            self.state.clone()
+        } else {
+            format!("{} (unassured)", self.state)
+        }
+    }
 }
 
 /// Tracked flows by protocol, direction and state (each flow table walked
 /// once, in batches).
 pub fn flows(maps: &Maps) -> Result<BTreeMap<FlowClass, u64>> {
     let mut out = BTreeMap::new();
-    for (def, direction) in &defs::FLOW_TABLES {
-        if maps.handle(*def).is_err() {
+    for t in &defs::FLOW_TABLES {
+        if maps.handle(t.def).is_err() {
             continue;
         }
-        for (k, f) in maps.entries(*def)? {
+        for (k, f) in maps.entries(t.def)? {
             let state = if k.proto == crate::net::IPPROTO_TCP {
                 crate::decode::tcp_state(f.state)
             } else {
@@ -99,8 +113,9 @@ pub fn flows(maps: &Maps) -> Result<BTreeMap<FlowClass, u64>> {
             };
             let class = FlowClass {
                 proto: crate::decode::proto(k.proto),
-                direction,
+                direction: t.direction,
                 state,
+                assured: t.assured,
             };
             *out.entry(class).or_default() += 1;
         }

@@ -62,13 +62,16 @@ pub fn render(v: &View) -> String {
         ));
     }
     out.push_str(&format!(
-        "{:<8} {:<10} {:<14} {:>10}\n",
+        "{:<8} {:<10} {:<24} {:>10}\n",
         "FLOWS", "DIRECTION", "STATE", "COUNT"
     ));
     for (c, n) in &v.flows {
         out.push_str(&format!(
-            "{:<8} {:<10} {:<14} {:>10}\n",
-            c.proto, c.direction, c.state, n
+            "{:<8} {:<10} {:<24} {:>10}\n",
+            c.proto,
+            c.direction,
+            c.state_text(),
+            n
         ));
     }
     match &v.events_lost {

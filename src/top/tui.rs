@@ -179,7 +179,7 @@ fn draw_flows(f: &mut Frame, area: Rect, v: &View) {
         Row::new([
             c.proto.clone(),
             c.direction.to_string(),
-            c.state.clone(),
+            c.state_text(),
             n.to_string(),
         ])
     });
