@@ -199,12 +199,7 @@ pub fn compile(
                 }
             }
             if pairs.len() > max_pairs {
-                return Err(Error::usage(format!(
-                    "dst {d} ({}, {}) lies under {} (dst len, src len) combinations of rules; the datapath follows at most {max_pairs}",
-                    proto.name(),
-                    dir.name(),
-                    pairs.len()
-                )));
+                return Err(too_many_pairs(*dir, *proto, d, pairs.len()));
             }
             let mut v = types::zfw_lpm_val {
                 npairs: pairs.len() as u16,
@@ -218,6 +213,17 @@ pub fn compile(
         }
     }
     Ok(out)
+}
+
+/// A dst whose trie list would name more than ZFW_MAX_PAIRS (dst len, src
+/// len) pairs (README "Limits").
+pub fn too_many_pairs(dir: Direction, proto: Proto, d: &Prefix, n: usize) -> Error {
+    let max = names::ZFW_MAX_PAIRS;
+    Error::usage(format!(
+        "dst {d} ({}, {}) lies under {n} distinct (dst length, src length) combinations of rules (its own and its covering prefixes'); the datapath follows at most {max} per address: use fewer distinct src prefix lengths under these dst prefixes, or fewer nesting levels of dst prefixes (README \"Limits\"); nothing changed",
+        proto.name(),
+        dir.name(),
+    ))
 }
 
 pub fn lpm_key(

@@ -165,6 +165,7 @@ fn run() -> zfw::Result<Report> {
     let quick = std::env::var_os("ZFW_BENCH_QUICK").is_some()
         || std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "tunnel");
     let only_store = std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "store");
+    let only = |what: &str| std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == what);
     let only_dump = std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "dump");
     let result = (|| {
         let mut c = Vec::new();
@@ -173,6 +174,12 @@ fn run() -> zfw::Result<Report> {
         }
         if std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "status") {
             return dump::status_cases(&root);
+        }
+        if only("cover") {
+            return cover_cases(&root);
+        }
+        if only("apply") {
+            return apply_cases(&root);
         }
         if !only_store {
             c.extend(cases(&bench, &root)?);
@@ -183,6 +190,7 @@ fn run() -> zfw::Result<Report> {
         if !quick {
             c.extend(apply_cases(&root)?);
             c.extend(store_cases::cases(&Maps::open(&root)?, 250_000)?);
+            c.extend(cover_cases(&root)?);
         }
         if !quick && !only_store {
             c.extend(dump::dump_cases(&root, 65_535)?);
@@ -620,6 +628,24 @@ fn policy_cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
 /// validated, diffed against the live (empty) state and written, as ns per
 /// rule (rules/second = 1e9 / ns); then the same file again, which finds
 /// nothing to change.  Medians of RUNS runs at 10k, one run at 250k.
+/// `rule add`/`rule del` of 0.0.0.0/0 over 10k, 100k and 250k rules, and
+/// of ::/0 over 250k (ZFW_BENCH_COVER_SIZES=10000,100000 picks sizes).
+fn cover_cases(root: &Root) -> zfw::Result<Vec<Case>> {
+    let maps = Maps::open(root)?;
+    let sizes: Vec<usize> = std::env::var("ZFW_BENCH_COVER_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![10_000, 100_000, 250_000]);
+    let mut out = Vec::new();
+    for &n in &sizes {
+        out.extend(store_cases::covering_cases(&maps, n, false)?);
+    }
+    if let Some(&n) = sizes.iter().max() {
+        out.extend(store_cases::covering_cases(&maps, n, true)?);
+    }
+    Ok(out)
+}
+
 fn apply_cases(root: &Root) -> zfw::Result<Vec<Case>> {
     let maps = Maps::open(root)?;
     let mut out = Vec::new();
