@@ -137,13 +137,7 @@ pub fn compile(
         });
         e.push(r);
         if e.len() > max_per_key {
-            return Err(Error::usage(format!(
-                "more than {max_per_key} port ranges for dst {} src {} {} ({})",
-                r.dst,
-                r.src,
-                r.proto.name(),
-                r.direction.name()
-            )));
+            return Err(too_many_ranges(r));
         }
     }
     if rules.len() > half as usize {
@@ -213,6 +207,19 @@ pub fn compile(
         }
     }
     Ok(out)
+}
+
+/// A key that would hold more than ZFW_MAX_RANGES_PER_KEY port ranges
+/// (README "Limits").
+pub fn too_many_ranges(r: &Rule) -> Error {
+    let max = names::ZFW_MAX_RANGES_PER_KEY;
+    Error::usage(format!(
+        "more than {max} port ranges for dst {} src {} {} ({}): one (dst, src, proto) key holds at most {max}; merge adjacent or overlapping port ranges into one, or spread the rules over more specific src or dst prefixes (README \"Limits\"); nothing changed",
+        r.dst,
+        r.src,
+        r.proto.name(),
+        r.direction.name()
+    ))
 }
 
 /// A dst whose trie list would name more than ZFW_MAX_PAIRS (dst len, src

@@ -451,13 +451,7 @@ fn add_in(maps: &Maps, rule: &Rule, obs: Observer, batch: usize) -> Result<Optio
     };
     let max_per_key = names::ZFW_MAX_RANGES_PER_KEY as usize;
     if slots.len() > max_per_key {
-        return Err(Error::usage(format!(
-            "more than {max_per_key} port ranges for dst {} src {} {} ({})",
-            rule.dst,
-            rule.src,
-            rule.proto.name(),
-            rule.direction.name()
-        )));
+        return Err(compile::too_many_ranges(rule));
     }
     let live_ranges: usize = v.keys.iter().map(|(_, sp)| sp.count as usize).sum();
     if live_ranges + 1 > v.half as usize && outcome == AddOutcome::Added {
