@@ -181,6 +181,9 @@ fn run() -> zfw::Result<Report> {
         if only("apply") {
             return apply_cases(&root);
         }
+        if only("policy") {
+            return policy_cases(&bench, &root);
+        }
         if !only_store {
             c.extend(cases(&bench, &root)?);
         }
@@ -673,9 +676,41 @@ fn apply_cases(root: &Root) -> zfw::Result<Vec<Case>> {
                 }
             }
         }
+        // 1 % of the rules changed (every 100th gets another action)
+        let mut edited = Vec::new();
+        for _ in 0..runs {
+            let json: Vec<_> = rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut r = r.clone();
+                    if i % 100 == 50 {
+                        r.action = zfw::rules::model::Action::Deny;
+                    }
+                    r.to_json()
+                })
+                .collect();
+            let text = serde_json::json!({ "ingress": json }).to_string();
+            let t = std::time::Instant::now();
+            let policy = zfw::apply::parse("bench.json", &text, &mut |_| {})?;
+            let _lock = root.lock()?;
+            let plan = zfw::apply::plan(&maps, "bench.json", &policy, false)?;
+            let diffed = t.elapsed().as_nanos() as f64;
+            zfw::apply::execute(&maps, &plan, &mut |_| {})?;
+            edited.push((t.elapsed().as_nanos() as f64 / n as f64, diffed));
+            if plan.changes.len() != n / 100 {
+                return Err(zfw::Error::runtime(
+                    "bench: edited apply changed other rules",
+                ));
+            }
+            // back to the original set for the next run
+            zfw::rules::store::replace_all(&maps, &rules)?;
+        }
+        edited.sort_by(|a, b| a.0.total_cmp(&b.0));
         for v in [&mut first, &mut again] {
             v.sort_by(|a, b| a.total_cmp(b));
         }
+        let (e_ns, e_diff) = edited[edited.len() / 2];
         out.push(Case {
             name: format!(
                 "apply {n} rules: ns per rule ({:.0} rules/s)",
@@ -689,6 +724,16 @@ fn apply_cases(root: &Root) -> zfw::Result<Vec<Case>> {
             name: format!("re-apply {n} rules, no change: ns per rule"),
             rules: n,
             ns: again[again.len() / 2],
+            floor_ns: None,
+        });
+        out.push(Case {
+            name: format!(
+                "re-apply {n} rules, 1% changed: ns per rule ({:.2} s, parse+diff {:.2} s)",
+                e_ns * n as f64 / 1e9,
+                e_diff / 1e9
+            ),
+            rules: n,
+            ns: e_ns,
             floor_ns: None,
         });
     }
