@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use common::fixture::*;
@@ -13,7 +14,7 @@ use common::packet::*;
 use common::rulemodel::{by_key, compiled_lpm, decide, lpm_entries};
 use zfw::maps::Maps;
 use zfw::rules::incremental;
-use zfw::rules::model::{Action, Direction, Rule};
+use zfw::rules::model::{Action, Direction, Prefix, Rule};
 use zfw::rules::store::{self, AddOutcome};
 
 static SPORT: AtomicU16 = AtomicU16::new(30000);
@@ -80,16 +81,7 @@ const PROBES: &[(&str, &str, u16)] = &[
 ];
 
 fn check(f: &Fixture, maps: &Maps, expected: &[Rule], what: &str) {
-    let live = store::read_live(maps).unwrap();
-    assert_eq!(by_key(&live), by_key(expected), "rule list after {what}");
-    assert_eq!(
-        lpm_entries(maps),
-        compiled_lpm(maps, expected),
-        "dst_lpm_map after {what} differs from a full rewrite"
-    );
-    for p in PROBES {
-        assert_eq!(verdict(f, p), allowed_by(expected, p), "{p:?} after {what}");
-    }
+    check_large(f, maps, expected, PROBES, what)
 }
 
 #[test]
@@ -222,11 +214,23 @@ fn observed(
     after: &[Rule],
     change: &mut dyn FnMut(&Maps, incremental::Observer),
 ) -> usize {
+    observed_with(f, maps, PROBES, before, after, change)
+}
+
+/// `observed` with these probes.
+fn observed_with(
+    f: &Fixture,
+    maps: &Maps,
+    probes: &[(&str, &str, u16)],
+    before: &[Rule],
+    after: &[Rule],
+    change: &mut dyn FnMut(&Maps, incremental::Observer),
+) -> usize {
     let mut steps = 0;
     let mut obs = || {
         steps += 1;
         store::bump_gen(maps).unwrap();
-        for p in PROBES {
+        for p in probes {
             let got = verdict(f, p);
             let (old, new) = (allowed_by(before, p), allowed_by(after, p));
             assert!(
@@ -236,7 +240,7 @@ fn observed(
         }
     };
     change(maps, &mut obs);
-    for p in PROBES {
+    for p in probes {
         assert_eq!(verdict(f, p), allowed_by(after, p), "{p:?} when done");
     }
     steps
@@ -409,4 +413,216 @@ fn an_add_cut_short_before_its_trie_writes_is_finished_by_the_same_add() {
     let mut all = base.clone();
     all.push(k);
     check(&f, &maps, &all, "the finished add");
+}
+
+/// A deterministic generator (xorshift64): the large sets are the same on
+/// every run.
+struct Gen(u64);
+
+impl Gen {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+const SRCS4: [&str; 3] = ["0.0.0.0/0", "198.51.0.0/16", "198.51.100.0/24"];
+const SRCS6: [&str; 2] = ["::/0", "2001:db8::/32"];
+
+/// `n4` IPv4 and `n6` IPv6 rules with nested dst prefixes of many lengths
+/// (under 10.64.0.0/14 and fd10::/30), a few src prefixes, allow and deny
+/// on single ports and ranges.  Ids are unique.
+fn nested_set(g: &mut Gen, n4: usize, n6: usize) -> Vec<Rule> {
+    let mut out: Vec<Rule> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut per_key = std::collections::HashMap::new();
+    while out.len() < n4 + n6 {
+        let v4 = out.len() < n4;
+        let (dst, src) = if v4 {
+            let a = 0x0a40_0000 | (g.below(4) << 16 | g.below(64) << 8 | g.below(256)) as u32;
+            let len = [8, 12, 16, 20, 24, 28, 32][g.below(7) as usize];
+            let d = Prefix::new(std::net::Ipv4Addr::from(a).into(), len);
+            (d, SRCS4[g.below(3) as usize])
+        } else {
+            let a: std::net::Ipv6Addr = format!(
+                "fd10:{:x}:{:x}::{:x}",
+                g.below(4),
+                g.below(64),
+                g.below(256)
+            )
+            .parse()
+            .unwrap();
+            let len = [16, 32, 48, 64, 128][g.below(5) as usize];
+            (Prefix::new(a.into(), len), SRCS6[g.below(2) as usize])
+        };
+        let lo = 1 + g.below(90) as u16;
+        let hi = lo + [0, 0, 5][g.below(3) as usize];
+        let action = if g.below(3) == 0 {
+            Action::Deny
+        } else {
+            Action::Allow
+        };
+        let r = rule(&dst.to_string(), src, &format!("{lo}-{hi}"), action);
+        // keys of short dst prefixes fill up: stay far below the per-key limit
+        let n = per_key.entry((r.dst, r.src)).or_insert(0usize);
+        if *n < 60 && seen.insert(r.id()) {
+            *n += 1;
+            out.push(r);
+        }
+    }
+    out
+}
+
+/// Packets inside (and beside) the rules' prefixes, from each src, to the
+/// rules' ports and to 22: (src, dst, port) as text.
+fn probes_of(g: &mut Gen, rules: &[Rule], n: usize) -> Vec<(String, String, u16)> {
+    (0..n)
+        .map(|_| {
+            let r = &rules[g.below(rules.len() as u64) as usize];
+            let (dst, src) = match r.dst.addr {
+                IpAddr::V4(a) => {
+                    let host = (g.below(1 << 8) as u32) & (u32::MAX >> r.dst.len.min(31));
+                    let src = ["192.0.2.9", "198.51.7.7", "198.51.100.7"][g.below(3) as usize];
+                    (
+                        std::net::Ipv4Addr::from(u32::from(a) | host).to_string(),
+                        src,
+                    )
+                }
+                IpAddr::V6(a) => {
+                    let host = if r.dst.len < 128 {
+                        g.below(3) as u128
+                    } else {
+                        0
+                    };
+                    let src = ["2001:db8::7", "2001:dead::7"][g.below(2) as usize];
+                    (
+                        std::net::Ipv6Addr::from(u128::from(a) | host).to_string(),
+                        src,
+                    )
+                }
+            };
+            let port = [r.ports.lo, r.ports.hi + 1, 22][g.below(3) as usize];
+            (src.to_string(), dst, port)
+        })
+        .collect()
+}
+
+fn as_probes(v: &[(String, String, u16)]) -> Vec<(&str, &str, u16)> {
+    v.iter()
+        .map(|(s, d, p)| (s.as_str(), d.as_str(), *p))
+        .collect()
+}
+
+/// The rule list, the whole trie against a full rewrite, and every probe
+/// against the model.
+fn check_large(
+    f: &Fixture,
+    maps: &Maps,
+    expected: &[Rule],
+    probes: &[(&str, &str, u16)],
+    what: &str,
+) {
+    let live = store::read_live(maps).unwrap();
+    assert_eq!(by_key(&live), by_key(expected), "rule list after {what}");
+    let (got, want) = (lpm_entries(maps), compiled_lpm(maps, expected));
+    if got != want {
+        let first = got.iter().zip(&want).position(|(a, b)| a != b);
+        panic!(
+            "dst_lpm_map after {what} differs from a full rewrite: {} nodes, {} expected, first difference at {first:?}",
+            got.len(),
+            want.len()
+        );
+    }
+    for p in probes {
+        assert_eq!(verdict(f, p), allowed_by(expected, p), "{p:?} after {what}");
+    }
+}
+
+#[test]
+fn covering_prefixes_on_a_large_set_equal_a_full_rewrite() {
+    require_priv!();
+    let f = Fixture::new();
+    let maps = f.root.maps();
+    let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+    let mut expected = nested_set(&mut g, 4000, 1000);
+    let probes = probes_of(&mut g, &expected, 300);
+    let probes = as_probes(&probes);
+    store::replace_all(&maps, &expected).unwrap();
+    let set = store::active_set(&maps).unwrap();
+    check_large(&f, &maps, &expected, &probes, "the initial full write");
+    // (rule, add?) in order; every covering add has a pair no node listed
+    let steps = [
+        (rule("0.0.0.0/0", "0.0.0.0/0", "22", Action::Allow), true),
+        (rule("::/0", "::/0", "22", Action::Allow), true),
+        (
+            rule("10.0.0.0/8", "192.0.2.0/25", "1-1000", Action::Deny),
+            true,
+        ),
+        (rule("0.0.0.0/0", "0.0.0.0/0", "80-90", Action::Deny), true),
+        (rule("10.64.0.0/15", "0.0.0.0/0", "22", Action::Deny), true),
+        (rule("fd00::/8", "2001:db8::/32", "22", Action::Deny), true),
+        (rule("0.0.0.0/0", "0.0.0.0/0", "22", Action::Allow), false),
+        (
+            rule("10.0.0.0/8", "192.0.2.0/25", "1-1000", Action::Deny),
+            false,
+        ),
+        (rule("::/0", "::/0", "22", Action::Allow), false),
+        (rule("0.0.0.0/0", "0.0.0.0/0", "80-90", Action::Deny), false),
+        (rule("10.64.0.0/15", "0.0.0.0/0", "22", Action::Deny), false),
+        (rule("fd00::/8", "2001:db8::/32", "22", Action::Deny), false),
+    ];
+    for (r, add) in steps {
+        let what = format!(
+            "{} {} src {} {}",
+            if add { "add" } else { "del" },
+            r.dst,
+            r.src,
+            r.ports
+        );
+        if add {
+            let want = model_add(&mut expected, r.clone());
+            assert_eq!(store::add(&maps, r).unwrap(), want, "{what}");
+        } else {
+            store::del(&maps, &r.id()).unwrap();
+            expected.retain(|o| o.id() != r.id());
+        }
+        assert_eq!(store::active_set(&maps).unwrap(), set, "{what} in place");
+        check_large(&f, &maps, &expected, &probes, &what);
+    }
+}
+
+#[test]
+fn every_state_of_a_covering_add_and_del_decides_as_the_old_or_the_new_set() {
+    require_priv!();
+    let f = Fixture::new();
+    let maps = f.root.maps();
+    let mut g = Gen(0x2545_f491_4f6c_dd1d);
+    let base = nested_set(&mut g, 300, 100);
+    let probes = probes_of(&mut g, &base, 40);
+    let probes = as_probes(&probes);
+    store::replace_all(&maps, &base).unwrap();
+    let nodes = lpm_entries(&maps).len();
+    for cover in [
+        rule("0.0.0.0/0", "0.0.0.0/0", "1-65535", Action::Deny),
+        rule("::/0", "::/0", "1-65535", Action::Allow),
+    ] {
+        let mut with = base.clone();
+        with.push(cover.clone());
+        let steps = observed_with(&f, &maps, &probes, &base, &with, &mut |m, obs| {
+            let o = incremental::add_observed(m, &cover, obs).unwrap();
+            assert_eq!(o, Some(AddOutcome::Added));
+        });
+        assert!(
+            steps > nodes / 4,
+            "{} wrote its descendants one by one: {steps} writes",
+            cover.dst
+        );
+        check_large(&f, &maps, &with, &probes, "the observed covering add");
+        observed_with(&f, &maps, &probes, &with, &base, &mut |m, obs| {
+            assert!(incremental::del_observed(m, &cover.id(), obs).unwrap());
+        });
+        check_large(&f, &maps, &base, &probes, "the observed covering del");
+    }
 }

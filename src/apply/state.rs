@@ -264,14 +264,32 @@ fn set_diff<T: Ord + Copy>(
 /// additions in the file's order.
 pub fn diff(from: &State, to: &State) -> Vec<Change> {
     let mut out = Vec::new();
-    let old: HashMap<RuleId, &Rule> = from.rules.iter().map(|r| (r.id(), r)).collect();
-    let new: HashMap<RuleId, &Rule> = to.rules.iter().map(|r| (r.id(), r)).collect();
-    for r in &from.rules {
+    // the common prefix of the two lists by rule id (a re-applied file
+    // keeps the live order): compared in place, no hashing (issue 19); ids
+    // are unique in each list, so the tails share no id with the prefix
+    let same = from
+        .rules
+        .iter()
+        .zip(&to.rules)
+        .take_while(|(a, b)| a.id() == b.id())
+        .count();
+    let (from_tail, to_tail) = (&from.rules[same..], &to.rules[same..]);
+    let old: HashMap<RuleId, &Rule> = from_tail.iter().map(|r| (r.id(), r)).collect();
+    let new: HashMap<RuleId, &Rule> = to_tail.iter().map(|r| (r.id(), r)).collect();
+    for r in from_tail {
         if !new.contains_key(&r.id()) {
             out.push(Change::RuleDel(r.clone()));
         }
     }
-    for r in &to.rules {
+    for (o, r) in from.rules[..same].iter().zip(&to.rules[..same]) {
+        if o != r {
+            out.push(Change::RuleUpdate {
+                old: o.clone(),
+                new: r.clone(),
+            });
+        }
+    }
+    for r in to_tail {
         match old.get(&r.id()) {
             Some(o) if *o != r => out.push(Change::RuleUpdate {
                 old: (*o).clone(),
@@ -281,18 +299,27 @@ pub fn diff(from: &State, to: &State) -> Vec<Change> {
             None => out.push(Change::RuleAdd(r.clone())),
         }
     }
+    // reordered: the rules a key keeps (in both lists) in another order.
+    // Within a key, the common prefix's rules come first on both sides
+    // and in the same order, so comparing the kept rules of the tails
+    // decides it.
     let (co, cn) = (canon(&from.rules), canon(&to.rules));
     for (k, rs) in &cn {
         let Some(os) = co.get(k) else { continue };
+        // the same ids in the same order: nothing reordered
+        if rs.len() == os.len() && rs.iter().zip(os).all(|(a, b)| a.id() == b.id()) {
+            continue;
+        }
+        let kept = |r: &&Rule, there: &HashMap<RuleId, &Rule>| there.contains_key(&r.id());
         let a: Vec<RuleId> = rs
             .iter()
+            .filter(|r| kept(r, &old))
             .map(|r| r.id())
-            .filter(|i| old.contains_key(i))
             .collect();
         let b: Vec<RuleId> = os
             .iter()
+            .filter(|r| kept(r, &new))
             .map(|r| r.id())
-            .filter(|i| new.contains_key(i))
             .collect();
         if a != b {
             out.push(Change::RuleReorder(rs[0].clone()));
@@ -442,5 +469,95 @@ mod tests {
         let b = vec![a[0].clone(), a[2].clone(), a[1].clone()];
         assert!(same_rules(&a, &b));
         assert!(summary(&ch).starts_with("2 change(s): 1 rule(s) updated, 1 ddos"));
+    }
+
+    /// The diff before its common-prefix fast path (issue 19): every id
+    /// looked up in maps of the whole lists.
+    fn reference(from: &[Rule], to: &[Rule]) -> Vec<Change> {
+        let mut out = Vec::new();
+        let old: HashMap<RuleId, &Rule> = from.iter().map(|r| (r.id(), r)).collect();
+        let new: HashMap<RuleId, &Rule> = to.iter().map(|r| (r.id(), r)).collect();
+        out.extend(
+            from.iter()
+                .filter(|r| !new.contains_key(&r.id()))
+                .map(|r| Change::RuleDel(r.clone())),
+        );
+        for r in to {
+            match old.get(&r.id()) {
+                Some(o) if *o != r => out.push(Change::RuleUpdate {
+                    old: (*o).clone(),
+                    new: r.clone(),
+                }),
+                Some(_) => {}
+                None => out.push(Change::RuleAdd(r.clone())),
+            }
+        }
+        let (co, cn) = (canon(from), canon(to));
+        for (k, rs) in &cn {
+            let Some(os) = co.get(k) else { continue };
+            let a: Vec<RuleId> = rs
+                .iter()
+                .map(|r| r.id())
+                .filter(|i| old.contains_key(i))
+                .collect();
+            let b: Vec<RuleId> = os
+                .iter()
+                .map(|r| r.id())
+                .filter(|i| new.contains_key(i))
+                .collect();
+            if a != b {
+                out.push(Change::RuleReorder(rs[0].clone()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_diff_equals_the_reference_on_edited_lists() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut below = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        let dsts = ["10.0.0.0/8", "10.1.0.0/16", "10.2.0.0/16", "192.0.2.0/24"];
+        let base: Vec<Rule> = (0..40)
+            .map(|i| rule(dsts[i % 4], &(100 + i).to_string(), Action::Allow))
+            .collect();
+        for case in 0..300 {
+            let mut to = base.clone();
+            for op in 0..1 + below(4) {
+                let n = to.len();
+                match below(5) {
+                    0 => {
+                        to.remove(below(n));
+                    }
+                    1 => to.swap(below(n), below(n)),
+                    2 => to[below(n)].action = Action::Deny,
+                    3 => to.push(rule(
+                        dsts[below(4)],
+                        &(1000 + 4 * case + op).to_string(),
+                        Action::Allow,
+                    )),
+                    _ => {
+                        let r = to.remove(below(n));
+                        to.insert(below(n), r);
+                    }
+                }
+            }
+            let (a, b) = (
+                State {
+                    rules: base.clone(),
+                    ..Default::default()
+                },
+                State {
+                    rules: to.clone(),
+                    ..Default::default()
+                },
+            );
+            assert_eq!(diff(&a, &b), reference(&base, &to), "case {case}");
+            assert_eq!(diff(&b, &a), reference(&to, &base), "case {case} backwards");
+        }
     }
 }

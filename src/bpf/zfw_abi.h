@@ -17,7 +17,10 @@ enum zfw_abi_consts {
 	ZFW_ABI_VERSION = 5,
 	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
 	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */
-	ZFW_MAX_RANGES_PER_KEY = 128, /* port ranges under one (dst, src, proto) key */
+	/* port ranges under one (dst, src, proto) key: the datapath scans them
+	 * in a bpf_loop that stops at the key's count, so the bound costs
+	 * nothing per packet (README "Limits") */
+	ZFW_MAX_RANGES_PER_KEY = 1024,
 	ZFW_MAX_PAIRS = 62,          /* (dst len, src len) pairs on one address's path */
 	ZFW_SERVICE_ID_LEN = 32,
 	ZFW_IFNAME_LEN = 16,

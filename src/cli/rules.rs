@@ -12,6 +12,7 @@ use crate::rules::store::{self, AddOutcome};
 #[derive(Debug, Subcommand)]
 pub enum RuleCmd {
     /// Add a rule (an identical live rule makes this a no-op)
+    #[command(long_about = add_help())]
     Add(AddArgs),
     /// Delete a rule (exit 2 when it does not exist)
     Del(DelArgs),
@@ -19,6 +20,23 @@ pub enum RuleCmd {
     List(ListArgs),
     /// Remove all rules (of one direction with --ingress/--egress)
     Flush(FlushArgs),
+}
+
+/// `rule add --help`: what it does and the limits (README "Limits").
+fn add_help() -> String {
+    use crate::skel::names::{ZFW_MAX_PAIRS, ZFW_MAX_RANGES_PER_KEY};
+    format!(
+        "Add a rule (an identical live rule makes this a no-op).
+
+Limits (README \"Limits\"); past either one the rule is refused (exit 2) and
+nothing changes:
+- at most {ZFW_MAX_RANGES_PER_KEY} port ranges per (dst, src, proto, direction) key: merge
+  adjacent ranges, or use more specific src or dst prefixes;
+- at most {ZFW_MAX_PAIRS} distinct (dst length, src length) combinations on one address's
+  path, per protocol and direction: the rules of its dst prefix and of every
+  rule dst prefix containing it.  Use fewer distinct src lengths under nested
+  dst prefixes, or fewer nesting levels."
+    )
 }
 
 #[derive(Debug, Args)]

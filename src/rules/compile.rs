@@ -137,13 +137,7 @@ pub fn compile(
         });
         e.push(r);
         if e.len() > max_per_key {
-            return Err(Error::usage(format!(
-                "more than {max_per_key} port ranges for dst {} src {} {} ({})",
-                r.dst,
-                r.src,
-                r.proto.name(),
-                r.direction.name()
-            )));
+            return Err(too_many_ranges(r));
         }
     }
     if rules.len() > half as usize {
@@ -199,12 +193,7 @@ pub fn compile(
                 }
             }
             if pairs.len() > max_pairs {
-                return Err(Error::usage(format!(
-                    "dst {d} ({}, {}) lies under {} (dst len, src len) combinations of rules; the datapath follows at most {max_pairs}",
-                    proto.name(),
-                    dir.name(),
-                    pairs.len()
-                )));
+                return Err(too_many_pairs(*dir, *proto, d, pairs.len()));
             }
             let mut v = types::zfw_lpm_val {
                 npairs: pairs.len() as u16,
@@ -218,6 +207,30 @@ pub fn compile(
         }
     }
     Ok(out)
+}
+
+/// A key that would hold more than ZFW_MAX_RANGES_PER_KEY port ranges
+/// (README "Limits").
+pub fn too_many_ranges(r: &Rule) -> Error {
+    let max = names::ZFW_MAX_RANGES_PER_KEY;
+    Error::usage(format!(
+        "more than {max} port ranges for dst {} src {} {} ({}): one (dst, src, proto) key holds at most {max}; merge adjacent or overlapping port ranges into one, or spread the rules over more specific src or dst prefixes (README \"Limits\"); nothing changed",
+        r.dst,
+        r.src,
+        r.proto.name(),
+        r.direction.name()
+    ))
+}
+
+/// A dst whose trie list would name more than ZFW_MAX_PAIRS (dst len, src
+/// len) pairs (README "Limits").
+pub fn too_many_pairs(dir: Direction, proto: Proto, d: &Prefix, n: usize) -> Error {
+    let max = names::ZFW_MAX_PAIRS;
+    Error::usage(format!(
+        "dst {d} ({}, {}) lies under {n} distinct (dst length, src length) combinations of rules (its own and its covering prefixes'); the datapath follows at most {max} per address: use fewer distinct src prefix lengths under these dst prefixes, or fewer nesting levels of dst prefixes (README \"Limits\"); nothing changed",
+        proto.name(),
+        dir.name(),
+    ))
 }
 
 pub fn lpm_key(

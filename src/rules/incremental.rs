@@ -97,16 +97,68 @@ fn contains(a: &Prefix, b: &Prefix) -> bool {
     a.len <= b.len && Prefix::new(b.addr, a.len) == *a
 }
 
-/// The dst_lpm_map pair list of stored prefix `d` given the group's keys:
-/// every (dst len, src len) of keys whose dst contains `d`, most specific
-/// first (the order compile.rs writes).
-fn pairs_of(d: &Prefix, group: &[(Prefix, u8)]) -> Vec<(u8, u8)> {
-    let set: BTreeSet<(u8, u8)> = group
-        .iter()
-        .filter(|(dst, _)| contains(dst, d))
-        .map(|(dst, sl)| (dst.len, *sl))
-        .collect();
-    set.into_iter().rev().collect()
+/// The src lengths of the keys of dst `d` in `keys` (a group's keys).
+fn own_srcs(d: &Prefix, keys: &[(Prefix, u8)]) -> BTreeSet<u8> {
+    keys.iter()
+        .filter(|(p, _)| p == d)
+        .map(|(_, sl)| *sl)
+        .collect()
+}
+
+/**
+ * The dst_lpm_map pair lists of stored prefix `d` (when stored) and of
+ * its stored descendants, given a group's `keys`: each lists every
+ * (dst len, src len) of keys whose dst contains the node, most specific
+ * first (the order compile.rs writes).  `d` comes first, then the others
+ * in prefix order.
+ *
+ * One pass over the keys (the pairs above `d`, the keys under it), a sort
+ * of the keys under `d`, and a walk in prefix order with a stack of the
+ * ancestors inside the subtree: O(n log n) for the whole subtree, where a
+ * list per node from all the keys would be O(n) per node (issue 19).
+ */
+fn subtree_lists(d: &Prefix, keys: &[(Prefix, u8)]) -> Vec<(Prefix, Vec<(u8, u8)>)> {
+    let mut above: BTreeSet<(u8, u8)> = BTreeSet::new();
+    let mut under: Vec<(Prefix, u8)> = Vec::new();
+    for (p, sl) in keys {
+        if p.len < d.len {
+            if contains(p, d) {
+                above.insert((p.len, *sl));
+            }
+        } else if contains(d, p) {
+            under.push((*p, *sl));
+        }
+    }
+    let above: Vec<(u8, u8)> = above.into_iter().rev().collect();
+    // prefix order (an ancestor sorts before its descendants: its address
+    // is theirs masked), src lengths longest first
+    under.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    under.dedup();
+    let mut out: Vec<(Prefix, Vec<(u8, u8)>)> = Vec::new();
+    // indexes into `out` of the stored ancestors of the current node
+    let mut stack: Vec<usize> = Vec::new();
+    let mut i = 0;
+    while i < under.len() {
+        let p = under[i].0;
+        let mut list: Vec<(u8, u8)> = Vec::new();
+        while i < under.len() && under[i].0 == p {
+            list.push((p.len, under[i].1));
+            i += 1;
+        }
+        while let Some(&top) = stack.last() {
+            if contains(&out[top].0, &p) {
+                break;
+            }
+            stack.pop();
+        }
+        match stack.last() {
+            Some(&top) => list.extend_from_slice(&out[top].1),
+            None => list.extend_from_slice(&above),
+        }
+        stack.push(out.len());
+        out.push((p, list));
+    }
+    out
 }
 
 fn lpm_val(pairs: &[(u8, u8)]) -> types::zfw_lpm_val {
@@ -126,9 +178,12 @@ type LpmWrite = (types::zfw_lpm_key, Option<types::zfw_lpm_val>);
 
 /**
  * The dst_lpm_map writes that turn the lists of group `g` from `before`
- * into `after` (the group's keys without/with one key of dst `d`): the
- * node of `d` and of its stored descendants, `d` first.  Empty when the
- * (dst len, src len) pair of the key is on `d`'s path either way.
+ * into `after` (the group's keys without/with the keys of dst `d` that
+ * change: the two differ in keys of dst `d` only): the node of `d` and of
+ * its stored descendants, `d` first.  Empty when `d`'s src lengths, and so
+ * its (dst len, src len) pairs, are the same either way.  Otherwise every
+ * node of the subtree changes: a pair of dst length `d.len` on a node
+ * under `d` can only come from `d`'s own keys.
  */
 fn lpm_changes(
     g: Group,
@@ -138,55 +193,95 @@ fn lpm_changes(
     after: &[(Prefix, u8)],
 ) -> Result<Vec<LpmWrite>> {
     let max_pairs = names::ZFW_MAX_PAIRS as usize;
-    let stored_after: BTreeSet<Prefix> = after.iter().map(|(p, _)| *p).collect();
-    let stored_before: BTreeSet<Prefix> = before.iter().map(|(p, _)| *p).collect();
-    let mut nodes: Vec<Prefix> = vec![*d];
-    nodes.extend(
-        stored_after
-            .union(&stored_before)
-            .filter(|p| p.len > d.len && contains(d, p)),
-    );
-    let mut out = Vec::new();
-    for p in nodes {
-        let key = lpm_key(g.0, g.1, g.2, set, &p);
-        if !stored_after.contains(&p) {
-            if stored_before.contains(&p) {
-                out.push((key, None));
-            }
-            continue;
+    let (was, now) = (own_srcs(d, before), own_srcs(d, after));
+    if was == now {
+        return Ok(Vec::new());
+    }
+    let lists = subtree_lists(d, after);
+    let mut out = Vec::with_capacity(lists.len() + 1);
+    if now.is_empty() {
+        // the node of d goes (was is not empty: they differ)
+        out.push((lpm_key(g.0, g.1, g.2, set, d), None));
+    }
+    for (p, list) in lists {
+        if list.len() > max_pairs {
+            return Err(too_many_pairs(g, &p, list.len()));
         }
-        let new = pairs_of(&p, after);
-        if stored_before.contains(&p) && pairs_of(&p, before) == new {
-            continue;
-        }
-        if new.len() > max_pairs {
-            return Err(Error::usage(format!(
-                "dst {p} ({}, {}) lies under {} (dst len, src len) combinations of rules; the datapath follows at most {max_pairs}",
-                g.2.name(),
-                g.0.name(),
-                new.len()
-            )));
-        }
-        out.push((key, Some(lpm_val(&new))));
+        out.push((lpm_key(g.0, g.1, g.2, set, &p), Some(lpm_val(&list))));
     }
     Ok(out)
+}
+
+/// The error of a dst whose trie list would exceed ZFW_MAX_PAIRS.
+pub(crate) fn too_many_pairs(g: Group, p: &Prefix, n: usize) -> Error {
+    compile::too_many_pairs(g.0, g.2, p, n)
 }
 
 /// A callback run after every map write the datapath can observe (tests
 /// check decisions between the writes).
 pub type Observer<'a> = &'a mut dyn FnMut();
 
-fn apply_lpm(maps: &Maps, writes: &[LpmWrite], obs: Observer) -> Result<()> {
-    for (k, v) in writes {
-        match v {
-            Some(v) => maps.put(&defs::DST_LPM_MAP, k, v)?,
-            None => {
-                maps.del(&defs::DST_LPM_MAP, k)?;
+/// dst_lpm_map writes per batch call in `add`/`del` (a covering prefix
+/// rewrites every stored descendant's list: 250,000 single updates are
+/// 250,000 syscalls).  A batch update applies its elements one at a time,
+/// in order (the kernel's generic batch loop), so the datapath sees the
+/// same sequence of states as single writes; `add_observed` and
+/// `del_observed` write one element per call to observe each of them.
+const LPM_BATCH: usize = live::BATCH as usize;
+
+fn apply_lpm(maps: &Maps, writes: &[LpmWrite], obs: Observer, batch: usize) -> Result<()> {
+    let batch = batch.max(1);
+    let mut i = 0;
+    while i < writes.len() {
+        let put = writes[i].1.is_some();
+        let mut j = i + 1;
+        while j < writes.len() && j - i < batch && writes[j].1.is_some() == put {
+            j += 1;
+        }
+        let run = &writes[i..j];
+        if run.len() == 1 || !write_batch(maps, run)? {
+            for (k, v) in run {
+                match v {
+                    Some(v) => maps.put(&defs::DST_LPM_MAP, k, v)?,
+                    None => {
+                        maps.del(&defs::DST_LPM_MAP, k)?;
+                    }
+                }
+                if batch == 1 {
+                    obs();
+                }
             }
         }
-        obs();
+        if batch > 1 {
+            obs();
+        }
+        i = j;
     }
     Ok(())
+}
+
+/// One batch call for a run of puts (or of deletes).  Ok(false): the
+/// kernel refused the batch (no batch ops, a key already gone); the caller
+/// writes the run one element at a time (idempotent: what the batch
+/// already wrote is written again with the same value, in the same order).
+fn write_batch(maps: &Maps, run: &[LpmWrite]) -> Result<bool> {
+    let h = maps.handle(&defs::DST_LPM_MAP)?;
+    let mut ks = Vec::with_capacity(run.len() * std::mem::size_of::<types::zfw_lpm_key>());
+    let mut vs = Vec::new();
+    for (k, v) in run {
+        ks.extend_from_slice(bytes_of(k));
+        if let Some(v) = v {
+            vs.extend_from_slice(bytes_of(v));
+        }
+    }
+    let n = run.len() as u32;
+    let f = libbpf_rs::MapFlags::ANY;
+    let r = if run[0].1.is_some() {
+        libbpf_rs::MapCore::update_batch(h, &ks, &vs, n, f, f)
+    } else {
+        libbpf_rs::MapCore::delete_batch(h, &ks, n, f, f)
+    };
+    Ok(r.is_ok())
 }
 
 /// Does the trie list `rule`'s (dst len, src len) pair for its dst (the
@@ -301,11 +396,16 @@ fn is_tproxy_ingress(r: &Rule) -> bool {
  * one piece for the key's ranges; the caller rewrites the whole set.
  */
 pub fn add(maps: &Maps, rule: &Rule) -> Result<Option<AddOutcome>> {
-    add_observed(maps, rule, &mut || {})
+    add_in(maps, rule, &mut || {}, LPM_BATCH)
 }
 
-/// `add`, calling `obs` after each map write.
+/// `add`, calling `obs` after each map write (trie writes one at a time).
 pub fn add_observed(maps: &Maps, rule: &Rule, obs: Observer) -> Result<Option<AddOutcome>> {
+    add_in(maps, rule, obs, 1)
+}
+
+/// `add` with trie writes in batches of `batch`, `obs` after each call.
+fn add_in(maps: &Maps, rule: &Rule, obs: Observer, batch: usize) -> Result<Option<AddOutcome>> {
     let v = view(maps)?;
     let key = rule_key(rule, v.set);
     let new_slot = encode(rule)?;
@@ -334,6 +434,7 @@ pub fn add_observed(maps: &Maps, rule: &Rule, obs: Observer) -> Result<Option<Ad
                     maps,
                     &lpm_changes(g, v.set, &rule.dst, &before, &after)?,
                     obs,
+                    batch,
                 )?;
                 bump_gen(maps)?;
             }
@@ -350,13 +451,7 @@ pub fn add_observed(maps: &Maps, rule: &Rule, obs: Observer) -> Result<Option<Ad
     };
     let max_per_key = names::ZFW_MAX_RANGES_PER_KEY as usize;
     if slots.len() > max_per_key {
-        return Err(Error::usage(format!(
-            "more than {max_per_key} port ranges for dst {} src {} {} ({})",
-            rule.dst,
-            rule.src,
-            rule.proto.name(),
-            rule.direction.name()
-        )));
+        return Err(compile::too_many_ranges(rule));
     }
     let live_ranges: usize = v.keys.iter().map(|(_, sp)| sp.count as usize).sum();
     if live_ranges + 1 > v.half as usize && outcome == AddOutcome::Added {
@@ -395,13 +490,13 @@ pub fn add_observed(maps: &Maps, rule: &Rule, obs: Observer) -> Result<Option<Ad
     };
 
     // the trie: only a new key can bring a new (dst len, src len) pair
-    let lpm = if old_span.is_none() {
+    let (lpm, before) = if old_span.is_none() {
         let before = v.group(g)?;
         let mut after = before.clone();
         after.push((rule.dst, rule.src.len));
-        lpm_changes(g, v.set, &rule.dst, &before, &after)?
+        (lpm_changes(g, v.set, &rule.dst, &before, &after)?, before)
     } else {
-        Vec::new()
+        (Vec::new(), Vec::new())
     };
 
     // 1. ranges (and their service ids) into slots no span covers
@@ -415,10 +510,14 @@ pub fn add_observed(maps: &Maps, rule: &Rule, obs: Observer) -> Result<Option<Ad
     maps.put(&defs::TPROXY_MAP, &key, &span)?;
     obs();
     // 4. publish a new pair: the dst's node, then its descendants
-    if let Err(e) = apply_lpm(maps, &lpm, obs) {
+    if let Err(e) = apply_lpm(maps, &lpm, obs, batch) {
         if old_span.is_none() {
             // put back the nodes that took the new list, then the key
-            let _ = apply_lpm(maps, &undo(&lpm, g, v.set, &v)?, &mut || {});
+            let mut after = before.clone();
+            after.push((rule.dst, rule.src.len));
+            if let Ok(undo) = lpm_changes(g, v.set, &rule.dst, &after, &before) {
+                let _ = apply_lpm(maps, &undo, &mut || {}, batch);
+            }
             let _ = maps.del(&defs::TPROXY_MAP, &key);
         }
         return Err(e);
@@ -446,34 +545,22 @@ pub fn add_observed(maps: &Maps, rule: &Rule, obs: Observer) -> Result<Option<Ad
     Ok(Some(outcome))
 }
 
-/// The writes that restore the group's nodes as they were before `lpm`.
-fn undo(lpm: &[LpmWrite], g: Group, set: u8, v: &View) -> Result<Vec<LpmWrite>> {
-    let before = v.group(g)?;
-    let mut out = Vec::new();
-    for (k, _) in lpm {
-        let p = before
-            .iter()
-            .map(|(p, _)| *p)
-            .find(|p| bytes_of(&lpm_key(g.0, g.1, g.2, set, p)) == bytes_of(k));
-        match p {
-            Some(p) => out.push((*k, Some(lpm_val(&pairs_of(&p, &before))))),
-            None => out.push((*k, None)),
-        }
-    }
-    Ok(out)
-}
-
 /**
  * Delete rule `id` in place.  Ok(false): the key's remaining ranges need
  * a free run range_map does not have; the caller rewrites the whole set.
  * A rule that does not exist is a usage error.
  */
 pub fn del(maps: &Maps, id: &RuleId) -> Result<bool> {
-    del_observed(maps, id, &mut || {})
+    del_in(maps, id, &mut || {}, LPM_BATCH)
 }
 
-/// `del`, calling `obs` after each map write.
+/// `del`, calling `obs` after each map write (trie writes one at a time).
 pub fn del_observed(maps: &Maps, id: &RuleId, obs: Observer) -> Result<bool> {
+    del_in(maps, id, obs, 1)
+}
+
+/// `del` with trie writes in batches of `batch`, `obs` after each call.
+fn del_in(maps: &Maps, id: &RuleId, obs: Observer, batch: usize) -> Result<bool> {
     let v = view(maps)?;
     let probe = Rule {
         direction: id.direction,
@@ -518,6 +605,7 @@ pub fn del_observed(maps: &Maps, id: &RuleId, obs: Observer) -> Result<bool> {
             maps,
             &lpm_removals(g, v.set, &id.dst, &before, &after)?,
             obs,
+            batch,
         )?;
         maps.del(&defs::TPROXY_MAP, &key)?;
         obs();
@@ -574,8 +662,10 @@ fn lpm_removals(
     before: &[(Prefix, u8)],
     after: &[(Prefix, u8)],
 ) -> Result<Vec<LpmWrite>> {
+    // lpm_changes puts the dst's own node first
     let mut w = lpm_changes(g, set, d, before, after)?;
-    let own = bytes_of(&lpm_key(g.0, g.1, g.2, set, d)).to_vec();
-    w.sort_by_key(|(k, _)| bytes_of(k) == own.as_slice());
+    if !w.is_empty() {
+        w.rotate_left(1);
+    }
     Ok(w)
 }

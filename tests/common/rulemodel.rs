@@ -26,6 +26,8 @@ pub type KeyOf = (
 /// precedence and must be kept.
 pub fn by_key(rules: &[Rule]) -> Vec<KeyOf> {
     let mut keys: Vec<KeyOf> = Vec::new();
+    let mut at: std::collections::HashMap<(Direction, u8, String, String), usize> =
+        Default::default();
     for r in rules {
         let (d, s) = (r.dst.to_string(), r.src.to_string());
         let range = (
@@ -34,12 +36,13 @@ pub fn by_key(rules: &[Rule]) -> Vec<KeyOf> {
             r.action.to_string(),
             r.service_id.clone(),
         );
-        match keys
-            .iter_mut()
-            .find(|k| k.0 == r.direction && k.1 == r.proto.number() && k.2 == d && k.3 == s)
-        {
-            Some(k) => k.4.push(range),
-            None => keys.push((r.direction, r.proto.number(), d, s, vec![range])),
+        let id = (r.direction, r.proto.number(), d.clone(), s.clone());
+        match at.get(&id) {
+            Some(&i) => keys[i].4.push(range),
+            None => {
+                at.insert(id, keys.len());
+                keys.push((r.direction, r.proto.number(), d, s, vec![range]));
+            }
         }
     }
     keys.sort_by(|a, b| (a.0, a.1, &a.2, &a.3).cmp(&(b.0, b.1, &b.2, &b.3)));
@@ -49,28 +52,25 @@ pub fn by_key(rules: &[Rule]) -> Vec<KeyOf> {
 /// The decision of the precedence rules (README.md "Rules"): longest dst, then
 /// longest src; first fitting range of a key in insertion order; a key
 /// without one falls through.  None = no match (default drop).
+///
+/// The keys containing the packet have distinct (dst len, src len) (the
+/// lengths fix the prefixes), so this is: among the rules whose dst, src
+/// and ports contain the packet, those of the longest (dst, src) lengths,
+/// the first of them in the list (O(n) per call, for the large sets).
 pub fn decide(rules: &[Rule], src: IpAddr, dst: IpAddr, port: u16) -> Option<Action> {
-    let mut keys = by_key(rules);
-    keys.retain(|k| {
-        let d: Prefix = k.2.parse().unwrap();
-        let s: Prefix = k.3.parse().unwrap();
-        Prefix::new(dst, d.len) == d && Prefix::new(src, s.len) == s
-    });
-    keys.sort_by_key(|k| {
-        let d: Prefix = k.2.parse().unwrap();
-        let s: Prefix = k.3.parse().unwrap();
-        (std::cmp::Reverse(d.len), std::cmp::Reverse(s.len))
-    });
-    for k in keys {
-        let d: Prefix = k.2.parse().unwrap();
-        let s: Prefix = k.3.parse().unwrap();
-        for r in rules {
-            if r.dst == d && r.src == s && r.ports.lo <= port && port <= r.ports.hi {
-                return Some(r.action);
-            }
+    let mut best: Option<((u8, u8), Action)> = None;
+    for r in rules {
+        let fits = r.dst.family() == Prefix::new(dst, 0).family()
+            && Prefix::new(dst, r.dst.len) == r.dst
+            && Prefix::new(src, r.src.len) == r.src
+            && r.ports.lo <= port
+            && port <= r.ports.hi;
+        let lens = (r.dst.len, r.src.len);
+        if fits && best.is_none_or(|(b, _)| lens > b) {
+            best = Some((lens, r.action));
         }
     }
-    None
+    best.map(|(_, a)| a)
 }
 
 /// The active set's trie nodes, as bytes, sorted.

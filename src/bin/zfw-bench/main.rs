@@ -165,6 +165,7 @@ fn run() -> zfw::Result<Report> {
     let quick = std::env::var_os("ZFW_BENCH_QUICK").is_some()
         || std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "tunnel");
     let only_store = std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "store");
+    let only = |what: &str| std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == what);
     let only_dump = std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "dump");
     let result = (|| {
         let mut c = Vec::new();
@@ -173,6 +174,15 @@ fn run() -> zfw::Result<Report> {
         }
         if std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "status") {
             return dump::status_cases(&root);
+        }
+        if only("cover") {
+            return cover_cases(&root);
+        }
+        if only("apply") {
+            return apply_cases(&root);
+        }
+        if only("policy") {
+            return policy_cases(&bench, &root);
         }
         if !only_store {
             c.extend(cases(&bench, &root)?);
@@ -183,6 +193,7 @@ fn run() -> zfw::Result<Report> {
         if !quick {
             c.extend(apply_cases(&root)?);
             c.extend(store_cases::cases(&Maps::open(&root)?, 250_000)?);
+            c.extend(cover_cases(&root)?);
         }
         if !quick && !only_store {
             c.extend(dump::dump_cases(&root, 65_535)?);
@@ -620,6 +631,24 @@ fn policy_cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
 /// validated, diffed against the live (empty) state and written, as ns per
 /// rule (rules/second = 1e9 / ns); then the same file again, which finds
 /// nothing to change.  Medians of RUNS runs at 10k, one run at 250k.
+/// `rule add`/`rule del` of 0.0.0.0/0 over 10k, 100k and 250k rules, and
+/// of ::/0 over 250k (ZFW_BENCH_COVER_SIZES=10000,100000 picks sizes).
+fn cover_cases(root: &Root) -> zfw::Result<Vec<Case>> {
+    let maps = Maps::open(root)?;
+    let sizes: Vec<usize> = std::env::var("ZFW_BENCH_COVER_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![10_000, 100_000, 250_000]);
+    let mut out = Vec::new();
+    for &n in &sizes {
+        out.extend(store_cases::covering_cases(&maps, n, false)?);
+    }
+    if let Some(&n) = sizes.iter().max() {
+        out.extend(store_cases::covering_cases(&maps, n, true)?);
+    }
+    Ok(out)
+}
+
 fn apply_cases(root: &Root) -> zfw::Result<Vec<Case>> {
     let maps = Maps::open(root)?;
     let mut out = Vec::new();
@@ -647,9 +676,41 @@ fn apply_cases(root: &Root) -> zfw::Result<Vec<Case>> {
                 }
             }
         }
+        // 1 % of the rules changed (every 100th gets another action)
+        let mut edited = Vec::new();
+        for _ in 0..runs {
+            let json: Vec<_> = rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut r = r.clone();
+                    if i % 100 == 50 {
+                        r.action = zfw::rules::model::Action::Deny;
+                    }
+                    r.to_json()
+                })
+                .collect();
+            let text = serde_json::json!({ "ingress": json }).to_string();
+            let t = std::time::Instant::now();
+            let policy = zfw::apply::parse("bench.json", &text, &mut |_| {})?;
+            let _lock = root.lock()?;
+            let plan = zfw::apply::plan(&maps, "bench.json", &policy, false)?;
+            let diffed = t.elapsed().as_nanos() as f64;
+            zfw::apply::execute(&maps, &plan, &mut |_| {})?;
+            edited.push((t.elapsed().as_nanos() as f64 / n as f64, diffed));
+            if plan.changes.len() != n / 100 {
+                return Err(zfw::Error::runtime(
+                    "bench: edited apply changed other rules",
+                ));
+            }
+            // back to the original set for the next run
+            zfw::rules::store::replace_all(&maps, &rules)?;
+        }
+        edited.sort_by(|a, b| a.0.total_cmp(&b.0));
         for v in [&mut first, &mut again] {
             v.sort_by(|a, b| a.total_cmp(b));
         }
+        let (e_ns, e_diff) = edited[edited.len() / 2];
         out.push(Case {
             name: format!(
                 "apply {n} rules: ns per rule ({:.0} rules/s)",
@@ -663,6 +724,16 @@ fn apply_cases(root: &Root) -> zfw::Result<Vec<Case>> {
             name: format!("re-apply {n} rules, no change: ns per rule"),
             rules: n,
             ns: again[again.len() / 2],
+            floor_ns: None,
+        });
+        out.push(Case {
+            name: format!(
+                "re-apply {n} rules, 1% changed: ns per rule ({:.2} s, parse+diff {:.2} s)",
+                e_ns * n as f64 / 1e9,
+                e_diff / 1e9
+            ),
+            rules: n,
+            ns: e_ns,
             floor_ns: None,
         });
     }

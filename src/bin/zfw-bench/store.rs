@@ -99,13 +99,79 @@ pub fn cases(maps: &Maps, n: usize) -> zfw::Result<Vec<Case>> {
         ("rule add, range on existing key", t_app),
         ("rule del", t_del),
     ] {
-        out.push(Case {
-            name: format!("store: {what} on {n} rules (ns per op)"),
-            rules: n,
-            ns: median(v),
-            floor_ns: None,
-        });
+        out.push(op_case(format!("{what} on"), n, v));
     }
     store::replace_all(maps, &[])?;
     Ok(out)
+}
+
+/// A row of ns per operation (median of `v`).
+fn op_case(what: String, n: usize, v: Vec<f64>) -> Case {
+    Case {
+        name: format!("store: {what} {n} rules (ns per op)"),
+        rules: n,
+        ns: median(v),
+        floor_ns: None,
+    }
+}
+
+/// `n` rules, each its own key (dst a distinct /32 or /128, src any, tcp
+/// 80): `n` trie nodes, all under 0.0.0.0/0 or ::/0.
+fn distinct_keys(n: usize, v6: bool) -> zfw::Result<Vec<Rule>> {
+    (0..n)
+        .map(|i| {
+            let i = i as u32;
+            let (dst, src) = if v6 {
+                (
+                    format!("2001:db8::{:x}:{:x}/128", i >> 16, i & 0xffff),
+                    "::/0",
+                )
+            } else {
+                (
+                    std::net::Ipv4Addr::from(0x0a00_0000 | i).to_string() + "/32",
+                    "0.0.0.0/0",
+                )
+            };
+            rule(dst, src, "80".into())
+        })
+        .collect()
+}
+
+/// Covering prefixes (issue 19): `rule add` and `rule del` of a rule on
+/// 0.0.0.0/0 (or ::/0) whose (dst len, src len) pair is new, over `n`
+/// rules that are each their own key, so every one of the `n` trie nodes
+/// lists the new pair.  Operations per row: ZFW_BENCH_COVER_OPS, default 5.
+pub fn covering_cases(maps: &Maps, n: usize, v6: bool) -> zfw::Result<Vec<Case>> {
+    let rules = distinct_keys(n, v6)?;
+    store::replace_all(maps, &rules)?;
+    let ops = std::env::var("ZFW_BENCH_COVER_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5usize)
+        .max(1);
+    let (any, all) = if v6 {
+        ("::/0", "::/0")
+    } else {
+        ("0.0.0.0/0", "0.0.0.0/0")
+    };
+    let cover = rule(any.into(), all, "22".into())?;
+    let (mut t_add, mut t_del) = (Vec::new(), Vec::new());
+    for _ in 0..ops {
+        let t = Instant::now();
+        if store::add(maps, cover.clone())? != store::AddOutcome::Added {
+            return Err(zfw::Error::runtime("bench: covering add was not an add"));
+        }
+        t_add.push(t.elapsed().as_nanos() as f64);
+        let t = Instant::now();
+        store::del(maps, &cover.id())?;
+        t_del.push(t.elapsed().as_nanos() as f64);
+    }
+    if store::read_live(maps)?.len() != n {
+        return Err(zfw::Error::runtime("bench: covering add/del lost rules"));
+    }
+    store::replace_all(maps, &[])?;
+    Ok(vec![
+        op_case(format!("rule add {any} covering"), n, t_add),
+        op_case(format!("rule del {any} covering"), n, t_del),
+    ])
 }
