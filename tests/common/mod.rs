@@ -198,6 +198,9 @@ impl Drop for BpfRoot {
             };
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+        // zfw keeps a root's lock file (removing it could let two commands
+        // lock different files); a test root is never used again
+        let _ = std::fs::remove_file(self.root().lock_path());
     }
 }
 
