@@ -21,27 +21,14 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use common::fixture::*;
 use common::packet::*;
-use common::rulemodel::{by_key, compiled_lpm, decide, lpm_entries, KeyOf};
+use common::rulemodel::{by_key, compiled_lpm, decide, lpm_entries, rule, KeyOf};
 use common::*;
 use zfw::maps::{defs, Maps};
 use zfw::rules::journal;
-use zfw::rules::model::{Action, Direction, Prefix, Rule};
+use zfw::rules::model::{Action, Prefix, Rule};
 use zfw::rules::store;
 
 static SPORT: AtomicU16 = AtomicU16::new(20000);
-
-fn rule(dst: &str, src: &str, ports: &str, action: Action) -> Rule {
-    Rule {
-        direction: Direction::Ingress,
-        dst: dst.parse().unwrap(),
-        src: src.parse().unwrap(),
-        proto: "tcp".parse().unwrap(),
-        ports: ports.parse().unwrap(),
-        action,
-        interfaces: vec![],
-        service_id: None,
-    }
-}
 
 /// The rule `rule add` adds in the tests: a /8 with a new (dst len, src
 /// len) pair, published to the /8's node and every stored descendant (the

@@ -11,29 +11,16 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use common::fixture::*;
 use common::packet::*;
-use common::rulemodel::{by_key, compiled_lpm, decide, lpm_entries};
+use common::rulemodel::{by_key, compiled_lpm, decide, lpm_entries, rule};
 use zfw::maps::Maps;
 use zfw::rules::incremental;
-use zfw::rules::model::{Action, Direction, Prefix, Rule};
+use zfw::rules::model::{Action, Prefix, Rule};
 use zfw::rules::store::{self, AddOutcome};
 
 static SPORT: AtomicU16 = AtomicU16::new(30000);
 
 fn sp() -> u16 {
     SPORT.fetch_add(1, Ordering::SeqCst)
-}
-
-fn rule(dst: &str, src: &str, ports: &str, action: Action) -> Rule {
-    Rule {
-        direction: Direction::Ingress,
-        dst: dst.parse().unwrap(),
-        src: src.parse().unwrap(),
-        proto: "tcp".parse().unwrap(),
-        ports: ports.parse().unwrap(),
-        action,
-        interfaces: vec![],
-        service_id: None,
-    }
 }
 
 /// `zfw rule add` on a rule list (the semantics of the full rewrite).

@@ -20,6 +20,20 @@ pub type KeyOf = (
     Vec<(u16, u16, String, Option<String>)>,
 );
 
+/// An ingress TCP rule without interfaces or service id.
+pub fn rule(dst: &str, src: &str, ports: &str, action: Action) -> Rule {
+    Rule {
+        direction: Direction::Ingress,
+        dst: dst.parse().unwrap(),
+        src: src.parse().unwrap(),
+        proto: "tcp".parse().unwrap(),
+        ports: ports.parse().unwrap(),
+        action,
+        interfaces: vec![],
+        service_id: None,
+    }
+}
+
 /// Rules grouped by key (keys sorted, ranges in insertion order): the
 /// order of keys in a listing is the order of their spans in range_map,
 /// which in-place changes do not keep; the order inside a key is the
