@@ -97,6 +97,21 @@ fn quiet_datapath(tag: &str) -> (Netns, BpfRoot, String) {
     (ns, root, dev)
 }
 
+/// Start `monitor ARGS` to `out` and wait until it holds the reader's lease.
+fn reading_monitor(ns: &Netns, root: &BpfRoot, args: &[&str], out: &Path) -> Monitor {
+    let m = spawn_to_file(ns, root, args, out);
+    let t0 = Instant::now();
+    while lease_holder(root) != Some(m.id()) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "monitor never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // its ring buffer is open
+    m
+}
+
 /// The pid of the monitor holding the reader's lease.
 fn lease_holder(root: &BpfRoot) -> Option<u32> {
     zfw::monitor::reader(&root.maps())
@@ -148,17 +163,8 @@ fn flood_a_stalled_monitor(
     let out: PathBuf = std::env::temp_dir().join(format!("{}.out", unique("mon")));
     let mut a = vec!["monitor", "--all-drops"];
     a.extend_from_slice(args);
-    let mut child = spawn_to_file(ns, root, &a, &out);
+    let mut child = reading_monitor(ns, root, &a, &out);
     let pid = Pid::from_raw(child.id() as i32);
-    let t0 = Instant::now();
-    while lease_holder(root) != Some(child.id()) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "monitor never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300)); // its ring buffer is open
     kill(pid, Signal::SIGSTOP).unwrap();
     send_drops(ns, root, dev, sent);
     kill(pid, Signal::SIGCONT).unwrap();
@@ -232,18 +238,8 @@ fn a_second_monitor_is_refused_while_one_reads_and_takes_over_when_it_exits() {
         std::env::temp_dir().join(format!("{}.out", unique("mona"))),
         std::env::temp_dir().join(format!("{}.out", unique("monb"))),
     );
-    let mut a = spawn_to_file(ns, root, &["monitor", "--all-drops", "--json"], &out_a);
-    let t0 = Instant::now();
-    while lease_holder(root) != Some(a.id()) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "monitor never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // its ring buffer is open; a second reader would take part of a's
-    // events: refused, in one line
-    std::thread::sleep(Duration::from_millis(300));
+    let mut a = reading_monitor(ns, root, &["monitor", "--all-drops", "--json"], &out_a);
+    // a second reader would take part of a's events: refused, in one line
     let out_r = std::env::temp_dir().join(format!("{}.out", unique("monr")));
     let mut second = spawn_to_file(ns, root, &["monitor", "--json", "--count", "1"], &out_r);
     let t0 = Instant::now();
@@ -277,37 +273,13 @@ fn a_second_monitor_is_refused_while_one_reads_and_takes_over_when_it_exits() {
     assert!(a.wait().unwrap().success());
     // a clean exit hands over at once
     assert_eq!(lease_holder(root), None);
-    let mut b = spawn_to_file(ns, root, &["monitor", "--all-drops", "--json"], &out_b);
-    let t0 = Instant::now();
-    while lease_holder(root) != Some(b.id()) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "monitor b never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    let mut b = reading_monitor(ns, root, &["monitor", "--all-drops", "--json"], &out_b);
     send_drops(ns, root, dev, 10);
     assert_eq!(wait_events(&out_b, 10), (10, 0), "b reads every drop");
     kill(Pid::from_raw(b.id() as i32), Signal::SIGINT).unwrap();
     assert!(b.wait().unwrap().success());
     let _ = std::fs::remove_file(&out_a);
     let _ = std::fs::remove_file(&out_b);
-}
-
-/// Start `monitor ARGS` to `out` and wait until it holds the reader's lease.
-fn reading_monitor(ns: &Netns, root: &BpfRoot, args: &[&str], out: &Path) -> Monitor {
-    let m = spawn_to_file(ns, root, args, out);
-    let t0 = Instant::now();
-    while lease_holder(root) != Some(m.id()) {
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "monitor never started"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300)); // its ring buffer is open
-    m
 }
 
 #[test]
