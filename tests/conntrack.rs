@@ -129,6 +129,46 @@ fn rst_from_either_side_ends_the_flow() {
     assert_eq!(f.ingress(&cin(TCP_ACK, 101, 501)), TC_ACT_SHOT);
 }
 
+/// A bare SYN skips the unassured tables before the policy step
+/// (ARCHITECTURE.md §5): a retransmitted SYN, in either direction, must
+/// advance the entry its first copy created, never replace it (a replaced
+/// entry is SYN_SENT again and the handshake's ACK would not establish it).
+#[test]
+fn a_retransmitted_syn_advances_the_flow_it_opened() {
+    require_priv!();
+    let f = Fixture::new();
+    assert_eq!(f.ingress(&cin(TCP_SYN, 100, 0)), TC_ACT_UNSPEC);
+    assert_eq!(f.egress(&sout(TCP_SYN | TCP_ACK, 500, 101)), TC_ACT_OK);
+    assert_eq!(f.ingress(&cin(TCP_SYN, 100, 0)), TC_ACT_UNSPEC);
+    let (_, v) = flows(&f, &defs::TCP_INGRESS_MAP)[0];
+    assert_eq!(zfw::decode::tcp_state(v.state), "syn_recv");
+    assert_eq!(
+        (v.pkts_orig, v.pkts_reply),
+        (2, 1),
+        "one entry took all three"
+    );
+    assert_eq!(f.ingress(&cin(TCP_ACK, 101, 501)), TC_ACT_OK);
+    assert_eq!(
+        state(&f, &defs::TCP_INGRESS_MAP).as_deref(),
+        Some("established")
+    );
+    assert_eq!(
+        f.counter("track_new"),
+        1,
+        "the retransmission opened no flow"
+    );
+
+    let out = |fl: u8, seq: u32, ack: u32| tcp_full(S, 50000, C, 443, fl, seq, ack, &[]);
+    let back = |fl: u8, seq: u32, ack: u32| tcp_full(C, 443, S, 50000, fl, seq, ack, &[]);
+    assert_eq!(f.egress(&out(TCP_SYN, 10, 0)), TC_ACT_OK);
+    assert_eq!(f.ingress(&back(TCP_SYN | TCP_ACK, 900, 11)), TC_ACT_OK);
+    assert_eq!(f.egress(&out(TCP_SYN, 10, 0)), TC_ACT_OK);
+    assert_eq!(state(&f, &defs::TCP_MAP).as_deref(), Some("syn_recv"));
+    assert_eq!(f.egress(&out(TCP_ACK, 11, 901)), TC_ACT_OK);
+    assert_eq!(state(&f, &defs::TCP_MAP).as_deref(), Some("established"));
+    assert_eq!(f.counter("track_new"), 2);
+}
+
 #[test]
 fn outbound_tcp_lifecycle_replies_allowed_then_closed() {
     require_priv!();

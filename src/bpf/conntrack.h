@@ -259,10 +259,11 @@ ZFW_INLINE int zfw_ct_touch(void *map, const struct zfw_flow_key *key, const str
  * zfw_ct_create - start tracking a flow whose first packet is @p.
  * TCP entries start only from a SYN; returns 0 on success.  @policy_gen is
  * the rule generation that admitted the flow (0: admitted by something
- * other than a rule, e.g. the SSH default; never re-checked).
+ * other than a rule, e.g. the SSH default; never re-checked); @how is
+ * BPF_ANY or BPF_NOEXIST.
  */
 ZFW_INLINE int zfw_ct_create_gen(void *map, const struct zfw_flow_key *key,
-				 const struct zfw_pkt *p, __u32 policy_gen)
+				 const struct zfw_pkt *p, __u32 policy_gen, __u64 how)
 {
 	struct zfw_flow f = {};
 	__u64 now = zfw_now();
@@ -277,12 +278,19 @@ ZFW_INLINE int zfw_ct_create_gen(void *map, const struct zfw_flow_key *key,
 	f.first_ns = now;
 	f.policy_gen = policy_gen;
 	zfw_flow_account(&f, p, 1, now);
-	return bpf_map_update_elem(map, key, &f, BPF_ANY) ? -1 : 0;
+	return bpf_map_update_elem(map, key, &f, how) ? -1 : 0;
 }
 
 ZFW_INLINE int zfw_ct_create(void *map, const struct zfw_flow_key *key, const struct zfw_pkt *p)
 {
-	return zfw_ct_create_gen(map, key, p, 0);
+	return zfw_ct_create_gen(map, key, p, 0, BPF_ANY);
+}
+
+/* The first packet of a TCP flow (a SYN without ACK, RST or FIN). */
+ZFW_INLINE int zfw_is_bare_syn(const struct zfw_pkt *p)
+{
+	return p->k.proto == ZFW_P_TCP &&
+	       (p->tcp_flags & (ZFW_TCP_SYN | ZFW_TCP_ACK | ZFW_TCP_RST | ZFW_TCP_FIN)) == ZFW_TCP_SYN;
 }
 
 /* Which table holds the assured flows of @proto opened from @inbound side. */
@@ -303,7 +311,9 @@ ZFW_INLINE void *zfw_ct_map(__u8 proto, int inbound)
  * assured -- UDP: a packet was seen in each direction; TCP: the handshake
  * completed (SYN, the responder's SYN+ACK, the originator's ACK), so that a
  * SYN flood answered by a real server stays unassured.  Lookups try the
- * main table first.  A flood of new flows therefore evicts unassured
+ * main tables of both directions first, then the unassured ones, so an
+ * assured flow costs what it did before the split; a bare SYN skips the
+ * unassured tables (zfw_ct_open).  A flood of new flows therefore evicts unassured
  * entries (LRU) and never an assured one while the assured flows fit in the
  * main table.
  */
@@ -329,29 +339,36 @@ ZFW_INLINE int zfw_ct_assured(const struct zfw_flow *f, __u8 proto)
 #define ZFW_CT_HIT_ASSURED 3
 
 /**
- * zfw_ct_unassured - zfw_ct_touch_get on the unassured table of @p's
- * protocol and @inbound side; when this packet assures the flow its entry
- * moves to the main table (ZFW_CT_HIT_ASSURED).  A global function: the
- * verifier checks it once, not once per path of each program that looks a
- * flow up (inlined twice per program they passed its 1,000,000 limit).
+ * zfw_ct_unassured_step - zfw_ct_touch_get's work on entry @f, which the
+ * caller found under @key in the unassured table of @p's protocol and side
+ * (@how: ZFW_CT_STEP_* -- inbound side, from the originator, may revive;
+ * one argument, as a BPF function takes at most five); when this packet assures the flow the entry moves to the
+ * main table (ZFW_CT_HIT_ASSURED: @f is then no longer the flow's entry).
+ * A global function: the verifier checks it once, not once per path of
+ * each program that looks a flow up (inlined twice per program they passed
+ * its 1,000,000 limit).  The caller looks the entry up itself, so a hit
+ * costs one lookup and the entry pointer needs no second one.
  */
-__attribute__((noinline)) int zfw_ct_unassured(const struct zfw_flow_key *key,
-					       const struct zfw_pkt *p, int inbound, int from_orig,
-					       int revive)
+#define ZFW_CT_STEP_INBOUND 1
+#define ZFW_CT_STEP_FROM_ORIG 2
+#define ZFW_CT_STEP_REVIVE 4
+
+__attribute__((noinline)) int zfw_ct_unassured_step(const struct zfw_flow_key *key,
+						    struct zfw_flow *f, const struct zfw_pkt *p,
+						    int how)
 {
+	int inbound = !!(how & ZFW_CT_STEP_INBOUND);
+	int from_orig = !!(how & ZFW_CT_STEP_FROM_ORIG);
+	int revive = !!(how & ZFW_CT_STEP_REVIVE);
 	void *main, *unassured;
-	struct zfw_flow *f;
 	int rc = ZFW_CT_HIT;
 	__u64 now;
 
-	if (!key || !p)
+	if (!key || !f || !p)
 		return ZFW_CT_MISS;
 	main = zfw_ct_map(p->k.proto, inbound);
 	unassured = zfw_ct_new_map(p->k.proto, inbound);
 	if (!main || !unassured)
-		return ZFW_CT_MISS;
-	f = bpf_map_lookup_elem(unassured, key);
-	if (!f)
 		return ZFW_CT_MISS;
 	now = zfw_now();
 	if (zfw_flow_expired(f, now) && (!revive || p->k.proto == ZFW_P_TCP)) {
@@ -374,28 +391,58 @@ __attribute__((noinline)) int zfw_ct_unassured(const struct zfw_flow_key *key,
 }
 
 /**
- * zfw_ct_lookup - zfw_ct_touch_get over both tables of a flow: the main
- * table @main (assured flows of @p's protocol, @inbound side), then its
- * unassured twin.  *@fp points at the entry where it now lives.
+ * zfw_ct_unassured - zfw_ct_touch_get on the unassured table of @p's
+ * protocol and @inbound side.  *@fp points at the entry where it now lives
+ * (the main table when this packet assured the flow).
  */
-ZFW_INLINE int zfw_ct_lookup(void *main, int inbound, const struct zfw_flow_key *key,
-			     const struct zfw_pkt *p, int from_orig, int revive,
-			     struct zfw_flow **fp)
+ZFW_INLINE int zfw_ct_unassured(int inbound, const struct zfw_flow_key *key,
+				const struct zfw_pkt *p, int from_orig, int revive,
+				struct zfw_flow **fp)
 {
-	void *unassured;
-	int rc = zfw_ct_touch_get(main, key, p, from_orig, revive, fp);
+	void *unassured = zfw_ct_new_map(p->k.proto, inbound);
+	void *main = zfw_ct_map(p->k.proto, inbound);
+	struct zfw_flow *f;
+	int rc;
 
-	if (rc != ZFW_CT_MISS)
-		return rc;
-	rc = zfw_ct_unassured(key, p, inbound, from_orig, revive);
+	*fp = 0;
+	if (!unassured || !main)
+		return ZFW_CT_MISS;
+	f = bpf_map_lookup_elem(unassured, key);
+	if (!f)
+		return ZFW_CT_MISS;
+	rc = zfw_ct_unassured_step(key, f, p,
+				   (inbound ? ZFW_CT_STEP_INBOUND : 0) |
+					   (from_orig ? ZFW_CT_STEP_FROM_ORIG : 0) |
+					   (revive ? ZFW_CT_STEP_REVIVE : 0));
 	if (rc == ZFW_CT_HIT_ASSURED) {
 		*fp = bpf_map_lookup_elem(main, key);
 		return ZFW_CT_HIT;
 	}
-	unassured = zfw_ct_new_map(p->k.proto, inbound);
-	if (rc == ZFW_CT_HIT && unassured)
-		*fp = bpf_map_lookup_elem(unassured, key);
+	if (rc == ZFW_CT_HIT)
+		*fp = f;
 	return rc;
+}
+
+/**
+ * zfw_ct_open - start tracking a flow whose first packet is @p in the
+ * unassured table @map of its protocol and @inbound side (@policy_gen as
+ * for zfw_ct_create_gen).  The lookups before the policy step skip the
+ * unassured table for a bare SYN (the common first packet pays one missed
+ * lookup, not two), so an entry may already be there: the SYN is then a
+ * retransmission, or it follows an expired attempt, and it advances that
+ * entry instead of replacing it.  Returns 0 when a new entry was created,
+ * 1 when an existing one took the packet, -1 on failure.
+ */
+ZFW_INLINE int zfw_ct_open(void *map, int inbound, const struct zfw_flow_key *key,
+			   const struct zfw_pkt *p, __u32 policy_gen)
+{
+	struct zfw_flow *f;
+
+	if (zfw_ct_create_gen(map, key, p, policy_gen, BPF_NOEXIST) == 0)
+		return 0;
+	if (zfw_ct_unassured(inbound, key, p, 1, 1, &f) != ZFW_CT_MISS)
+		return 1;
+	return zfw_ct_create_gen(map, key, p, policy_gen, BPF_ANY);
 }
 
 /* Is @key tracked in either table (no update)? */

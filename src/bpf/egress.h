@@ -37,7 +37,7 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 	__u32 gen, epoch;
 	void *data, *data_end, *in_map, *out_map, *out_new;
 	__u32 flags;
-	int rc;
+	int rc, inbound;
 
 	p.k.ifindex = skb->ifindex;
 	p.wire_len = skb->len;
@@ -74,18 +74,35 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 	req.epoch = epoch;
 	req.dir = ZFW_DIR_EGRESS;
 
-	/* the reply direction of an inbound flow prio 1 admitted */
+	/* the reply direction of an inbound flow prio 1 admitted, or more of
+	 * an outbound flow (its creator may revive an idle UDP flow): assured
+	 * flows first, then unassured ones, which a bare SYN skips
+	 * (conntrack.h, zfw_ct_open) */
 	zfw_flow_reverse(&p.k, &rev);
-	if (zfw_ct_lookup(in_map, 1, &rev, &p, 0, 0, &f) != ZFW_CT_MISS) {
+	inbound = 1;
+	if (zfw_ct_touch_get(in_map, &rev, &p, 0, 0, &f) == ZFW_CT_MISS) {
+		inbound = 0;
+		if (zfw_ct_touch_get(out_map, &p.k, &p, 1, 1, &f) == ZFW_CT_MISS) {
+			inbound = -1;
+			if (!zfw_is_bare_syn(&p)) {
+				inbound = 1;
+				if (zfw_ct_unassured(1, &rev, &p, 0, 0, &f) == ZFW_CT_MISS) {
+					inbound = 0;
+					if (zfw_ct_unassured(0, &p.k, &p, 1, 1, &f) == ZFW_CT_MISS)
+						inbound = -1;
+				}
+			}
+		}
+	}
+	if (inbound == 1) {
 		req.f = f;
 		req.inbound = 1;
 		req.from_orig = 0;
 		return zfw_nat_out(skb, &p, &req);
 	}
 	flags = zfw_if_flags(p.k.ifindex);
-	/* more of an outbound flow (its creator may revive an idle UDP flow);
-	 * one an egress rule admitted ends if an egress deny now matches it */
-	if (zfw_ct_lookup(out_map, 0, &p.k, &p, 1, 1, &f) != ZFW_CT_MISS) {
+	/* one an egress rule admitted ends if an egress deny now matches it */
+	if (inbound == 0) {
 		if (f && f->policy_gen && f->policy_gen != gen) {
 			d = zfw_policy_lookup(&p, ZFW_DIR_EGRESS,
 					      !!(flags & ZFW_IF_PER_INTERFACE_RULES), cfg);
@@ -108,7 +125,7 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 			return zfw_egress_drop(&p, flags, ZFW_R_DROP_EGRESS_RULE);
 	}
 	/* a new flow starts unassured (conntrack.h, zfw_ct_new_map) */
-	if (zfw_ct_create_gen(out_new, &p.k, &p, (flags & ZFW_IF_OUTBOUND_FILTER) ? gen : 0) == 0) {
+	if (zfw_ct_open(out_new, 0, &p.k, &p, (flags & ZFW_IF_OUTBOUND_FILTER) ? gen : 0) == 0) {
 		zfw_count(ZFW_R_TRACK_NEW);
 		if (flags & ZFW_IF_VERBOSE)
 			zfw_emit(&p, ZFW_DIR_EGRESS, ZFW_EV_STATE, ZFW_R_TRACK_NEW,

@@ -130,12 +130,6 @@ ZFW_INLINE int zfw_v6_control(const struct zfw_pkt *p)
 	return 0;
 }
 
-ZFW_INLINE int zfw_is_bare_syn(const struct zfw_pkt *p)
-{
-	return p->k.proto == ZFW_P_TCP &&
-	       (p->tcp_flags & (ZFW_TCP_SYN | ZFW_TCP_ACK | ZFW_TCP_RST | ZFW_TCP_FIN)) == ZFW_TCP_SYN;
-}
-
 /*
  * Step 6: does the packet belong to a flow we know?  Returns 1 (allow),
  * 0 (not a known flow) or -1 (a rule change since the flow was admitted now
@@ -148,6 +142,7 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 	struct zfw_flow_cache *slot = 0;
 	struct zfw_flow_key rev;
 	struct zfw_flow *f;
+	int inbound;
 	void *in_map = zfw_ct_map(p->k.proto, 1);
 	void *out_map = zfw_ct_map(p->k.proto, 0);
 	__u32 gen = c->cfg ? c->cfg->policy_gen : 0;
@@ -165,9 +160,26 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 			return 1; /* (a tunnelled flow is no known flow: the rules decide) */
 		epoch = zfw_ct_epoch(zfw_ct_bucket(&p->k));
 	}
-	/* an inbound flow admitted earlier: the packet comes from its originator
-	 * (both tables: zfw_ct_lookup) */
-	if (zfw_ct_lookup(in_map, 1, &p->k, p, 1, 1, &f) != ZFW_CT_MISS) {
+	/* an inbound flow admitted earlier (the packet comes from its
+	 * originator), or the reply of a flow opened from this side (egress
+	 * created it): assured flows first, then unassured ones, which a bare
+	 * SYN skips (conntrack.h, zfw_ct_open) */
+	zfw_flow_reverse(&p->k, &rev);
+	inbound = 1;
+	if (zfw_ct_touch_get(in_map, &p->k, p, 1, 1, &f) == ZFW_CT_MISS) {
+		if (zfw_is_bare_syn(p))
+			return 0;
+		inbound = 0;
+		if (zfw_ct_touch_get(out_map, &rev, p, 0, 0, &f) == ZFW_CT_MISS) {
+			inbound = 1;
+			if (zfw_ct_unassured(1, &p->k, p, 1, 1, &f) == ZFW_CT_MISS) {
+				inbound = 0;
+				if (zfw_ct_unassured(0, &rev, p, 0, 0, &f) == ZFW_CT_MISS)
+					return 0;
+			}
+		}
+	}
+	if (inbound) {
 		if (f && f->policy_gen && f->policy_gen != gen) {
 			struct zfw_decision d;
 
@@ -183,16 +195,8 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 		zfw_known_fill(c, slot, f, 1, 1, gen, epoch);
 		return 1;
 	}
-	/* a bare SYN opens a flow; it is no reply (simultaneous open aside) */
-	if (zfw_is_bare_syn(p))
-		return 0;
-	/* the reply of a flow opened from this side (egress created it) */
-	zfw_flow_reverse(&p->k, &rev);
-	if (zfw_ct_lookup(out_map, 0, &rev, p, 0, 0, &f) != ZFW_CT_MISS) {
-		zfw_known_fill(c, slot, f, 0, 0, gen, epoch);
-		return 1;
-	}
-	return 0;
+	zfw_known_fill(c, slot, f, 0, 0, gen, epoch);
+	return 1;
 }
 
 ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, __u32 flags,

@@ -41,7 +41,7 @@ ZFW_INLINE int zfw_track(struct __sk_buff *skb)
 
 		gen = cfg ? cfg->policy_gen : 0;
 	}
-	if (zfw_ct_create_gen(map, &p.k, &p, gen) == 0) {
+	if (zfw_ct_open(map, 1, &p.k, &p, gen) == 0) {
 		zfw_count(ZFW_R_TRACK_NEW);
 		if (zfw_if_flags(p.k.ifindex) & ZFW_IF_VERBOSE)
 			zfw_emit(&p, ZFW_DIR_INGRESS, ZFW_EV_STATE, ZFW_R_TRACK_NEW,
