@@ -170,8 +170,12 @@ fn top_on_a_terminal_shows_real_counts_refreshes_and_quits_on_q() {
     std::thread::sleep(Duration::from_millis(200));
 
     let mut top = PtyTop::start(&lab.root);
-    let s = top.wait_screen("the drop_no_rule row", |s| {
+    // a screen read while top is drawing holds half a frame: wait for
+    // every row this test reads, not only the first one
+    let s = top.wait_screen("the drop_no_rule, tcp flow and map rows", |s| {
         total(s, "drop_no_rule") == Some(SENT)
+            && row(s, "tcp").is_some()
+            && row(s, "tcp_ingress_map").is_some()
     });
     assert!(s.contains("Packets/s by verdict"), "{s}");
     assert!(total(&s, "drop").unwrap() >= SENT, "{s}");
