@@ -63,7 +63,6 @@ struct zfw_decision {
 	__u32 range_idx;
 	__u16 tproxy_port;
 	__u8 action; /* enum zfw_action, ZFW_ACT_NONE = no match */
-	__u8 cached;
 	__u32 gen;   /* the rule generation the decision was made under */
 };
 
@@ -200,9 +199,9 @@ ZFW_INLINE void zfw_match_key_of(const struct zfw_pkt *p, __u8 dir, struct zfw_m
  * over the words of its zfw_match_key, computed from the packet directly so
  * that no key copy is needed on the (tight) stack.
  */
-ZFW_INLINE __u32 zfw_match_tail(const struct zfw_pkt *p, __u8 dir)
+ZFW_INLINE __u32 zfw_match_tail(const struct zfw_pkt *p)
 {
-	/* dport | family << 16 | proto << 24, then dir: the key's last words */
+	/* dport | family << 16 | proto << 24: the key's last words but dir */
 	return (__u32)p->k.dport | ((__u32)p->k.family << 16) | ((__u32)p->k.proto << 24);
 }
 
@@ -219,7 +218,7 @@ ZFW_INLINE __u32 zfw_match_slot_of(const struct zfw_pkt *p, __u8 dir)
 		h ^= h >> 15;
 	}
 	h = (h ^ p->k.ifindex) * 0x9e3779b1;
-	h = (h ^ zfw_match_tail(p, dir)) * 0x9e3779b1;
+	h = (h ^ zfw_match_tail(p)) * 0x9e3779b1;
 	h = (h ^ dir) * 0x9e3779b1;
 	h ^= h >> 15;
 	return h & (ZFW_MATCH_SLOTS - 1);
@@ -272,7 +271,6 @@ ZFW_INLINE struct zfw_decision zfw_policy_lookup(const struct zfw_pkt *p, __u8 d
 		d.action = ms->val.action;
 		d.tproxy_port = ms->val.tproxy_port;
 		d.range_idx = ms->val.range_idx;
-		d.cached = 1;
 		return d;
 	}
 

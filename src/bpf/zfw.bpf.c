@@ -26,7 +26,7 @@ struct zfw_btf_anchor {
 	enum zfw_hook hook;
 	enum zfw_dir dir;
 	enum zfw_event_kind kind;
-	enum zfw_abi_consts consts;
+	enum zfw_limits limits;
 	enum zfw_timeouts timeouts;
 	enum zfw_nat_fin nat_fin;
 	enum zfw_nat_err nat_err;

@@ -13,7 +13,7 @@
 #ifndef ZFW_ABI_H
 #define ZFW_ABI_H
 
-enum zfw_abi_consts {
+enum zfw_limits {
 	ZFW_ABI_VERSION = 5,
 	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
 	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */

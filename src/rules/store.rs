@@ -288,23 +288,6 @@ pub fn replace_all(maps: &Maps, rules: &[Rule]) -> Result<()> {
     })
 }
 
-/// Replace the rules of one direction, keeping the other's.
-pub fn replace_dir(maps: &Maps, dir: Direction, rules: &[Rule]) -> Result<()> {
-    journal::run(maps, Op::Replace, || replace_dir_now(maps, dir, rules))
-}
-
-fn replace_dir_now(maps: &Maps, dir: Direction, rules: &[Rule]) -> Result<()> {
-    let old = live::read(maps)?;
-    let mut all: Vec<Rule> = old
-        .rules
-        .iter()
-        .filter(|r| r.direction != dir)
-        .cloned()
-        .collect();
-    all.extend(rules.iter().filter(|r| r.direction == dir).cloned());
-    write_set(maps, &old, &all)
-}
-
 #[derive(Debug, PartialEq, Eq)]
 pub enum AddOutcome {
     Added,
