@@ -71,6 +71,7 @@ fn a_cached_flow_is_admitted_and_every_packet_counted() {
     assert_eq!(s["current"], true);
 
     let before = flow(&f);
+    let pending_before = pending(&f);
     let data = cin(TCP_ACK | TCP_PSH, 102, 501, b"hello");
     for _ in 0..5 {
         assert_eq!(f.ingress(&data), TC_ACT_OK);
@@ -91,6 +92,27 @@ fn a_cached_flow_is_admitted_and_every_packet_counted() {
         n(&after, "bytes_reply") - n(&before, "bytes_reply"),
         3 * (20 + 20 + 2)
     );
+    // the counts above are equal whether the table or the cache admitted
+    // the packets: the slots' pending packets say the cache did
+    let pending_after = pending(&f);
+    assert_eq!(pending_after.0 - pending_before.0, 5, "ingress slot");
+    // the first reply takes the table and fills the egress slot
+    assert_eq!(pending_after.1 - pending_before.1, 2, "egress slot");
+}
+
+/// Pending (not yet folded into the table) packets of this CPU's ingress
+/// and egress cache slots of the SSH flow.
+fn pending(f: &Fixture) -> (u64, u64) {
+    let slots = f.flow_cache_slots();
+    let of = |hook: &str| -> u64 {
+        slots
+            .iter()
+            .filter(|s| s["hook"] == hook && s["current"] == true)
+            .filter(|s| s["dst"] == format!("{S}:22") || s["src"] == format!("{S}:22"))
+            .map(|s| s["pending_packets"].as_u64().unwrap())
+            .sum()
+    };
+    (of("ingress"), of("egress"))
 }
 
 #[test]

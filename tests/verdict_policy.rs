@@ -270,12 +270,22 @@ fn decisions_are_cached_and_a_rule_change_invalidates_the_cache() {
     let id = rule("fd07::/64", "::/0", "udp", "9", Action::Allow).id();
     store::del(&maps, &id).unwrap();
     assert!(!udp_ok(&f, "fd99::1", "fd07::1", 9));
-    // repeated packets of one decision are served from the cache
-    let hits = maps.count(&zfw::maps::defs::MATCHED_MAP).unwrap();
+    // repeated packets of one decision are served from the cache: poison
+    // the cached "no match" with "allow" (same key, same generation), and
+    // only a packet answered from the cache is let through
+    assert!(!udp_ok(&f, "fd99::1", "fd07::1", 9));
+    let allow = zfw::rules::compile::action_code(Action::Allow).0;
+    let poisoned = zfw::testkit::decisions::poison_cached_actions(&maps, allow).unwrap();
+    assert!(poisoned >= 1, "the decision is in the cache");
     for _ in 0..3 {
-        assert!(!udp_ok(&f, "fd99::1", "fd07::1", 9));
+        assert!(
+            udp_ok(&f, "fd99::1", "fd07::1", 9),
+            "the decision was served from the cache"
+        );
     }
-    assert_eq!(maps.count(&zfw::maps::defs::MATCHED_MAP).unwrap(), hits);
+    // and a rule change retires the poisoned entry with the rest
+    store::add(&maps, rule("fd08::/64", "::/0", "udp", "9", Action::Allow)).unwrap();
+    assert!(!udp_ok(&f, "fd99::1", "fd07::1", 9));
 }
 
 #[test]

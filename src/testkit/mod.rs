@@ -4,6 +4,7 @@
 //! compiled with the `testkit` cargo feature (the tests enable it through
 //! the crate's dev-dependency on itself; zfw-bench requires it).
 
+pub mod decisions;
 pub mod packet;
 pub mod rules;
 pub mod run;

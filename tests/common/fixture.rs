@@ -108,6 +108,31 @@ impl Fixture {
         matches!(self.ingress(frame), TC_ACT_OK | TC_ACT_UNSPEC)
     }
 
+    /// Every verdict-reason counter, indexed by `enum zfw_reason` value.
+    pub fn reason_counts(&self) -> Vec<u64> {
+        let maps = self.root.maps();
+        zfw::skel::names::ZFW_REASON
+            .iter()
+            .map(|(_, v)| zfw::status::reason_count(&maps, *v as u32).unwrap())
+            .collect()
+    }
+
+    /// Run the ingress chain on `frame`: its TC action and the reasons
+    /// (lower case, without `ZFW_R_`) whose counters it moved, in enum
+    /// order.
+    pub fn decide(&self, frame: &[u8]) -> (u32, Vec<String>) {
+        let before = self.reason_counts();
+        let action = self.ingress(frame);
+        let after = self.reason_counts();
+        let moved = zfw::skel::names::ZFW_REASON
+            .iter()
+            .zip(before.iter().zip(&after))
+            .filter(|(_, (b, a))| a != b)
+            .map(|((n, _), _)| n.trim_start_matches("ZFW_R_").to_ascii_lowercase())
+            .collect();
+        (action, moved)
+    }
+
     pub fn counter(&self, reason: &str) -> u64 {
         let v = zfw::skel::names::ZFW_REASON
             .iter()

@@ -30,23 +30,7 @@ fn check_first_packet_bypasses_cache(
     policy.run(&f, IFINDEX)?;
     let (deny, _) = zfw::rules::compile::action_code(Action::Deny);
     // poison every cached decision (all CPUs' slots) with "deny"
-    let h = maps.handle(&defs::MATCHED_MAP)?;
-    for (slot, per_cpu) in maps.percpu_entries(&defs::MATCHED_MAP)? {
-        if per_cpu.iter().all(|s| s.key.family == 0) {
-            continue;
-        }
-        let vals: Vec<Vec<u8>> = per_cpu
-            .into_iter()
-            .map(|mut s| {
-                s.val.action = deny;
-                zfw::skel::bytes_of(&s).to_vec()
-            })
-            .collect();
-        libbpf_rs::MapCore::update_percpu(h, &slot.to_ne_bytes(), &vals, libbpf_rs::MapFlags::ANY)
-            .map_err(|e| {
-                zfw::Error::runtime(format!("poisoning {}: {e}", defs::MATCHED_MAP.info.name))
-            })?;
-    }
+    zfw::testkit::decisions::poison_cached_actions(maps, deny)?;
     let cached = policy.run(&f, IFINDEX)?.retval;
     let fresh = first.run(&f, IFINDEX)?.retval;
 
