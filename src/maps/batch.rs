@@ -1,4 +1,6 @@
-//! Batch reads (BPF_MAP_LOOKUP_BATCH) that report their failures.
+//! Batch reads (BPF_MAP_LOOKUP_BATCH) that report their failures, and
+//! batch writes (BPF_MAP_UPDATE_BATCH, BPF_MAP_DELETE_BATCH) that keep
+//! the order of single writes ([`update`], [`delete`]).
 //!
 //! libbpf-rs 0.27's `lookup_batch` iterator ends silently on any error but
 //! ENOENT, which would make a short read look like a smaller map.  This
@@ -9,10 +11,10 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 
-use libbpf_rs::{MapCore, MapHandle};
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
 use nix::libc;
 
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 
 /// Keys and values of a batch read, as flat buffers.
 pub struct Entries {
@@ -125,4 +127,143 @@ pub fn read(h: &MapHandle, name: &str, batch: u32, range: Option<(u32, u32)>) ->
         }
         prev = Some(next.clone());
     }
+}
+
+/// The number of elements the kernel reports done after a batch write of
+/// `asked` elements that returned `ret` (an older kernel leaves the count
+/// as given when it fails before its first element).
+fn done(ret: i32, count: u32, asked: u32) -> usize {
+    if ret != 0 && count >= asked {
+        0
+    } else {
+        count.min(asked) as usize
+    }
+}
+
+/// One batch write call: from element `at`, `count` elements asked (and
+/// set to those done); returns the call's result (0 or -errno).
+type BatchCall<'a> = dyn FnMut(usize, &mut u32) -> i32 + 'a;
+
+/**
+ * Drive `n` element writes in order: `call` for up to `batch` elements at a
+ * time, and `single` for an element a batch stopped at (whose error is the
+ * one reported), after which batching goes on if the batch had made
+ * progress.  With `skip_missing`, an element the batch stopped at with
+ * ENOENT is passed over (a delete of a key already gone).
+ */
+fn drive(
+    n: usize,
+    batch: u32,
+    skip_missing: bool,
+    call: &mut BatchCall,
+    single: &mut dyn FnMut(usize) -> Result<()>,
+) -> Result<()> {
+    let mut batching = true;
+    let mut at = 0;
+    while at < n {
+        if batching {
+            let asked = (n - at).min(batch.max(1) as usize) as u32;
+            let mut count = asked;
+            let ret = call(at, &mut count);
+            let d = done(ret, count, asked);
+            at += d;
+            if ret == 0 {
+                continue;
+            }
+            if skip_missing && -ret == libc::ENOENT {
+                at += 1;
+                continue;
+            }
+            batching = d > 0;
+        }
+        single(at)?;
+        at += 1;
+    }
+    Ok(())
+}
+
+fn opts() -> libbpf_sys::bpf_map_batch_opts {
+    libbpf_sys::bpf_map_batch_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+        ..Default::default()
+    }
+}
+
+/**
+ * Write `keys[i] -> values[i]` (flat buffers of the map's key and value
+ * size) in BPF_MAP_UPDATE_BATCH calls of at most `batch` elements, in
+ * order.  The kernel's batch loop (generic_map_update_batch) applies one
+ * element at a time with the single-update code, and stops only at an
+ * element boundary (an element that fails; a process killed meanwhile
+ * returns when the call does): every state a reader sees, and every state
+ * a kill leaves, is one of the sequence of single updates
+ * (ARCHITECTURE.md §7).  An element the batch refuses is written alone,
+ * whose error names `name`; a kernel without batch writes gets single
+ * updates throughout.
+ */
+pub fn update(h: &MapHandle, name: &str, keys: &[u8], values: &[u8], batch: u32) -> Result<()> {
+    let (ks, vs) = (h.key_size() as usize, h.value_size() as usize);
+    let n = keys.len().checked_div(ks).unwrap_or(0);
+    if values.len() != n * vs {
+        return Err(Error::runtime(format!(
+            "writing {name}: {n} keys, {} bytes of values",
+            values.len()
+        )));
+    }
+    let fd = h.as_fd().as_raw_fd();
+    let o = opts();
+    drive(
+        n,
+        batch,
+        false,
+        // SAFETY: both buffers hold `count` elements from element `at`
+        // (checked above, and drive asks at most n - at); the kernel only
+        // reads them, and the fd is a live map borrowed from `h`.
+        &mut |at, count| unsafe {
+            libbpf_sys::bpf_map_update_batch(
+                fd,
+                keys[at * ks..].as_ptr().cast(),
+                values[at * vs..].as_ptr().cast(),
+                count,
+                &o,
+            )
+        },
+        &mut |at| {
+            h.update(
+                &keys[at * ks..(at + 1) * ks],
+                &values[at * vs..(at + 1) * vs],
+                MapFlags::ANY,
+            )
+            .ctx(|| format!("writing {name}"))
+        },
+    )
+}
+
+/**
+ * Delete `keys` (a flat buffer of the map's key size) in
+ * BPF_MAP_DELETE_BATCH calls of at most `batch` elements, in order, with
+ * the guarantees of [`update`].  A key that is not there is passed over
+ * (the kernel's batch stops at it; the next call starts after it).
+ */
+pub fn delete(h: &MapHandle, name: &str, keys: &[u8], batch: u32) -> Result<()> {
+    let ks = h.key_size() as usize;
+    let n = keys.len().checked_div(ks).unwrap_or(0);
+    let fd = h.as_fd().as_raw_fd();
+    let o = opts();
+    drive(
+        n,
+        batch,
+        true,
+        // SAFETY: `keys` holds `count` keys from element `at`; the kernel
+        // only reads them; the fd is borrowed from `h`.
+        &mut |at, count| unsafe {
+            libbpf_sys::bpf_map_delete_batch(fd, keys[at * ks..].as_ptr().cast(), count, &o)
+        },
+        &mut |at| match h.delete(&keys[at * ks..(at + 1) * ks]) {
+            Err(e) if e.kind() != libbpf_rs::ErrorKind::NotFound => {
+                Err(e).ctx(|| format!("deleting from {name}"))
+            }
+            _ => Ok(()),
+        },
+    )
 }

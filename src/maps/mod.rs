@@ -37,6 +37,9 @@ impl Root {
     }
 }
 
+/// Elements per batch write (put_many, del_many).
+const WRITE_BATCH: u32 = 8192;
+
 /// The pinned maps of one root, opened once.
 pub struct Maps {
     pub root: Root,
@@ -190,6 +193,40 @@ impl Maps {
         }
     }
 
+    /// Write every (key, value) of `items` in batch calls, in order
+    /// (maps::batch::update: the states between are those of single puts).
+    pub fn put_many<K: plain::Plain, V: plain::Plain>(
+        &self,
+        m: impl MapOf<K, V>,
+        items: &[(K, V)],
+    ) -> Result<()> {
+        let (info, h) = self.typed(m)?;
+        let mut ks = Vec::with_capacity(std::mem::size_of::<K>() * items.len());
+        let mut vs = Vec::with_capacity(std::mem::size_of::<V>() * items.len());
+        for (k, v) in items {
+            ks.extend_from_slice(bytes_of(k));
+            vs.extend_from_slice(bytes_of(v));
+        }
+        batch::update(h, info.name, &ks, &vs, WRITE_BATCH)
+    }
+
+    /// Delete `keys` in batch calls, in order; a key that is not there is
+    /// passed over.  Array slots are zeroed, as by `del`.
+    pub fn del_many<K: plain::Plain>(&self, m: impl KeyedBy<K>, keys: &[K]) -> Result<()> {
+        let info = m.info()?;
+        info.check_key::<K>()?;
+        let h = self.handle(info)?;
+        let mut ks = Vec::with_capacity(std::mem::size_of_val(keys));
+        for k in keys {
+            ks.extend_from_slice(bytes_of(k));
+        }
+        if matches!(h.map_type(), MapType::Array) {
+            let zero = vec![0u8; h.value_size() as usize * keys.len()];
+            return batch::update(h, info.name, &ks, &zero, WRITE_BATCH);
+        }
+        batch::delete(h, info.name, &ks, WRITE_BATCH)
+    }
+
     /// Every (key, value) of a hash/array map.
     pub fn entries<K: plain::Plain + Default, V: plain::Plain + Default>(
         &self,
@@ -197,8 +234,11 @@ impl Maps {
     ) -> Result<Vec<(K, V)>> {
         let (info, h) = self.typed(m)?;
         let name = info.name;
-        // hash tables: batch reads (one syscall per 4096 entries)
-        if matches!(h.map_type(), MapType::Hash | MapType::LruHash) {
+        // hash tables and tries: batch reads (one syscall per 4096 entries)
+        if matches!(
+            h.map_type(),
+            MapType::Hash | MapType::LruHash | MapType::LpmTrie
+        ) {
             if let Ok(e) = batch::read(h, name, 4096, None) {
                 return e.iter().map(|(k, v)| pair(name, k, v)).collect();
             }
@@ -251,9 +291,11 @@ impl Maps {
             Count::Decisions => self.cached_decisions()?.len(),
             // a few batch calls instead of one syscall per key (tproxy_map
             // holds up to 800k); key by key if batching fails
-            Count::Keys if h.map_type() == MapType::Hash => batch::read(h, info.name, 8192, None)
-                .map(|e| e.len())
-                .unwrap_or_else(|_| h.keys().count()),
+            Count::Keys if matches!(h.map_type(), MapType::Hash | MapType::LpmTrie) => {
+                batch::read(h, info.name, 8192, None)
+                    .map(|e| e.len())
+                    .unwrap_or_else(|_| h.keys().count())
+            }
             Count::Keys => h.keys().count(),
         })
     }

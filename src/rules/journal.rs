@@ -216,27 +216,30 @@ fn reconcile(maps: &Maps) -> Result<()> {
         .collect();
     let have = maps.entries(&defs::DST_LPM_MAP)?;
     let mut seen = BTreeSet::new();
+    let (mut stale, mut fix) = (Vec::new(), Vec::new());
     for (k, v) in &have {
         let kb = bytes_of(k).to_vec();
         match want.get(&kb) {
             Some(w) if k.set == active => {
                 if bytes_of(w) != bytes_of(v) {
-                    maps.put(&defs::DST_LPM_MAP, k, w)?;
+                    fix.push((*k, *w));
                 }
                 seen.insert(kb);
             }
             // a node of the inactive set, or a stray node of the active one
-            _ => {
-                maps.del(&defs::DST_LPM_MAP, k)?;
-            }
+            _ => stale.push(*k),
         }
     }
     for (kb, w) in &want {
         if !seen.contains(kb) {
-            let k: types::zfw_lpm_key = crate::skel::from_bytes(kb)?;
-            maps.put(&defs::DST_LPM_MAP, &k, w)?;
+            fix.push((crate::skel::from_bytes(kb)?, *w));
         }
     }
+    // each node write moves only the packets whose longest stored prefix
+    // it is from the old decision to the new one, so their order is free
+    // and batch calls keep the property (ARCHITECTURE.md §7)
+    maps.del_many(&defs::DST_LPM_MAP, &stale)?;
+    maps.put_many(&defs::DST_LPM_MAP, &fix)?;
 
     // 3. labels of free slots in the active half
     let (lo, half) = set_region(active, range_max);
@@ -245,11 +248,11 @@ fn reconcile(maps: &Maps) -> Result<()> {
         .iter()
         .flat_map(|(_, sp)| sp.first..sp.first.saturating_add(sp.count))
         .collect();
-    for i in live::services(maps, lo, lo + half)?.keys() {
-        if !used.contains(i) {
-            maps.del(&defs::SERVICE_MAP, i)?;
-        }
-    }
+    let free: Vec<u32> = live::services(maps, lo, lo + half)?
+        .into_keys()
+        .filter(|i| !used.contains(i))
+        .collect();
+    maps.del_many(&defs::SERVICE_MAP, &free)?;
 
     // 4. routes of the live TPROXY rules
     for p in store::tproxy_prefixes(&now.rules) {

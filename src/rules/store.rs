@@ -62,9 +62,7 @@
 
 use std::collections::BTreeSet;
 
-use libbpf_rs::{MapCore, MapFlags};
-
-use crate::error::{Context, Error, Result};
+use crate::error::{Error, Result};
 use crate::ifaddr;
 use crate::maps::Maps;
 use crate::maps::{defs, MapId};
@@ -74,9 +72,7 @@ use crate::rules::incremental;
 use crate::rules::journal::{self, Op};
 use crate::rules::live::{self, Live};
 use crate::rules::model::{Action, Direction, Prefix, Rule, RuleId};
-use crate::skel::{bytes_of, from_bytes, types};
-
-const BATCH: usize = live::BATCH as usize;
+use crate::skel::types;
 
 pub use live::active_set;
 
@@ -94,36 +90,15 @@ pub fn read_live(maps: &Maps) -> Result<Vec<Rule>> {
     Ok(live::read(maps)?.rules)
 }
 
-fn delete_keys(maps: &Maps, keys: &[types::zfw_rule_key]) -> Result<()> {
-    let h = maps.handle(&defs::TPROXY_MAP)?;
-    for chunk in keys.chunks(BATCH) {
-        let mut buf = Vec::with_capacity(std::mem::size_of_val(chunk));
-        for k in chunk {
-            buf.extend_from_slice(bytes_of(k));
-        }
-        if h.delete_batch(&buf, chunk.len() as u32, MapFlags::ANY, MapFlags::ANY)
-            .is_err()
-        {
-            for k in chunk {
-                maps.del(&defs::TPROXY_MAP, k)?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Delete what the live set `old` holds: trie nodes first (`lpm`, compiled
 /// from its rules), then service ids, then keys, so that a set whose keys
 /// are gone has nothing else left either.
 fn remove_live(maps: &Maps, old: &Live, lpm: &Compiled) -> Result<()> {
-    for (k, _) in &lpm.lpm {
-        maps.del(&defs::DST_LPM_MAP, k)?;
-    }
-    for i in &old.service_slots {
-        maps.del(&defs::SERVICE_MAP, i)?;
-    }
+    let nodes: Vec<types::zfw_lpm_key> = lpm.lpm.iter().map(|(k, _)| *k).collect();
+    maps.del_many(&defs::DST_LPM_MAP, &nodes)?;
+    maps.del_many(&defs::SERVICE_MAP, &old.service_slots)?;
     let keys: Vec<types::zfw_rule_key> = old.keys.iter().map(|(k, _)| *k).collect();
-    delete_keys(maps, &keys)
+    maps.del_many(&defs::TPROXY_MAP, &keys)
 }
 
 /// Delete every entry of rule set `set` (keys, dst trie nodes, service
@@ -132,9 +107,8 @@ fn remove_live(maps: &Maps, old: &Live, lpm: &Compiled) -> Result<()> {
 /// keys has no trie nodes to clear.
 pub(crate) fn clear_set(maps: &Maps, set: u8) -> Result<()> {
     let (lo, half) = set_region(set, maps.max_entries(&defs::RANGE_MAP)?);
-    for i in live::services(maps, lo, lo + half)?.keys() {
-        maps.del(&defs::SERVICE_MAP, i)?;
-    }
+    let labels: Vec<u32> = live::services(maps, lo, lo + half)?.into_keys().collect();
+    maps.del_many(&defs::SERVICE_MAP, &labels)?;
     let keys: Vec<types::zfw_rule_key> = live::all_keys(maps)?
         .into_iter()
         .map(|(k, _)| k)
@@ -143,17 +117,14 @@ pub(crate) fn clear_set(maps: &Maps, set: u8) -> Result<()> {
     if keys.is_empty() {
         return Ok(());
     }
-    let mut lpm: Vec<types::zfw_lpm_key> = Vec::new();
-    for k in maps.raw_keys(&defs::DST_LPM_MAP)? {
-        let k: types::zfw_lpm_key = from_bytes(&k)?;
-        if k.set == set {
-            lpm.push(k);
-        }
-    }
-    for k in &lpm {
-        maps.del(&defs::DST_LPM_MAP, k)?;
-    }
-    delete_keys(maps, &keys)
+    let lpm: Vec<types::zfw_lpm_key> = maps
+        .entries::<types::zfw_lpm_key, types::zfw_lpm_val>(&defs::DST_LPM_MAP)?
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.set == set)
+        .collect();
+    maps.del_many(&defs::DST_LPM_MAP, &lpm)?;
+    maps.del_many(&defs::TPROXY_MAP, &keys)
 }
 
 fn capacity(maps: &Maps, m: impl MapId, used: usize, adding: usize) -> Result<()> {
@@ -167,39 +138,14 @@ fn capacity(maps: &Maps, m: impl MapId, used: usize, adding: usize) -> Result<()
     Ok(())
 }
 
-/// Write a compiled (inactive) set: keys first (see clear_set).
+/// Write a compiled (inactive) set: keys first (see clear_set), in batch
+/// calls (ARCHITECTURE.md §7: a cut batch is a cut sequence of puts).
 fn write_compiled(maps: &Maps, c: &Compiled) -> Result<()> {
-    let th = maps.handle(&defs::TPROXY_MAP)?;
-    for chunk in c.keys.chunks(BATCH) {
-        let mut ks = Vec::new();
-        let mut vs = Vec::new();
-        for (k, v) in chunk {
-            ks.extend_from_slice(bytes_of(k));
-            vs.extend_from_slice(bytes_of(v));
-        }
-        th.update_batch(&ks, &vs, chunk.len() as u32, MapFlags::ANY, MapFlags::ANY)
-            .ctx(|| "writing tproxy_map".into())?;
-    }
-    let rh = maps.handle(&defs::RANGE_MAP)?;
-    let mut at = c.base;
-    for chunk in c.ranges.chunks(BATCH) {
-        let mut ks = Vec::with_capacity(chunk.len() * 4);
-        let mut vs = Vec::with_capacity(std::mem::size_of_val(chunk));
-        for r in chunk {
-            ks.extend_from_slice(&at.to_ne_bytes());
-            vs.extend_from_slice(bytes_of(r));
-            at += 1;
-        }
-        rh.update_batch(&ks, &vs, chunk.len() as u32, MapFlags::ANY, MapFlags::ANY)
-            .ctx(|| "writing range_map".into())?;
-    }
-    for (i, s) in &c.services {
-        maps.put(&defs::SERVICE_MAP, i, s)?;
-    }
-    for (k, v) in &c.lpm {
-        maps.put(&defs::DST_LPM_MAP, k, v)?;
-    }
-    Ok(())
+    maps.put_many(&defs::TPROXY_MAP, &c.keys)?;
+    let slots: Vec<(u32, types::zfw_range)> = (c.base..).zip(c.ranges.iter().copied()).collect();
+    maps.put_many(&defs::RANGE_MAP, &slots)?;
+    maps.put_many(&defs::SERVICE_MAP, &c.services)?;
+    maps.put_many(&defs::DST_LPM_MAP, &c.lpm)
 }
 
 /// dst prefixes that need a local route: those of ingress TPROXY rules.
