@@ -1,9 +1,10 @@
 //! Crash consistency of rule writes (ARCHITECTURE.md §7, README "When a
 //! rule command is killed"): the real `zfw` binary is killed with SIGKILL
 //! at its N-th bpf() call (`strace -e inject=bpf:signal=SIGKILL:when=N`,
-//! nothing test-only in the binary), for every N of `rule add`, `rule del`,
-//! `rule flush` and `apply --prune` on a small rule set, and at a stride of
-//! positions of `apply --prune` on a 1k-rule set.  After each kill:
+//! nothing test-only in the binary), for every N of `rule add` and
+//! `rule del` on a small rule set and of `rule add`, `rule del`,
+//! `rule flush` and `apply --prune` on a 1k-rule set, and at sampled N of
+//! `rule add` and `apply --prune` on a 250k-rule set.  After each kill:
 //! (a) every probe packet (BPF_PROG_TEST_RUN) is decided as the old or the
 //!     new rule set decides it, and a state without a journal record
 //!     already decides as it lists;
@@ -75,47 +76,37 @@ fn small_set() -> Vec<Rule> {
     v
 }
 
-/// What `apply --prune` switches the small set to: overlapping, not equal.
-fn other_set() -> Vec<Rule> {
-    let mut v = vec![rule("10.0.0.0/8", "0.0.0.0/0", "22", Action::Deny)];
-    for n in 16..48 {
-        v.push(rule(
-            &format!("10.1.{n}.0/24"),
-            "0.0.0.0/0",
-            "80-81",
-            Action::Allow,
-        ));
-    }
-    for n in 8..24 {
-        v.push(rule(
-            &format!("10.2.{n}.7/32"),
-            "192.0.2.0/24",
-            "443",
-            Action::Allow,
-        ));
-    }
-    v
-}
-
-/// `n` rules: /24s and /32s under one /8.
+/// About `n` rules under one /8: host /32s (alternately with a source
+/// prefix), and a /24 over each run of 256; `salt` shifts the addresses,
+/// so two salts give overlapping, unequal sets.
 fn big_set(n: usize, salt: usize) -> Vec<Rule> {
-    let mut v = vec![rule("10.0.0.0/8", "0.0.0.0/0", "22", Action::Allow)];
-    for i in 0..n - 1 {
-        let (b, c) = ((i + salt) / 200, (i + salt) % 200);
-        if i % 2 == 0 {
-            v.push(rule(
-                &format!("10.{}.{c}.0/24", 10 + b),
+    // the /8 changes its action, and service ids their label, with the salt
+    let a8 = [Action::Allow, Action::Deny][salt % 2];
+    let mut v = vec![rule("10.0.0.0/8", "0.0.0.0/0", "22", a8)];
+    for j in salt..salt + n - 1 {
+        let (x, y, z) = (10 + j / 65536, (j / 256) % 256, j % 256);
+        v.push(match (z, j % 2) {
+            (0, _) => rule(
+                &format!("10.{x}.{y}.0/24"),
                 "0.0.0.0/0",
                 "80",
                 Action::Allow,
-            ));
-        } else {
-            v.push(rule(
-                &format!("10.{}.{c}.9/32", 10 + b),
+            ),
+            (_, 0) => rule(
+                &format!("10.{x}.{y}.{z}/32"),
                 "192.0.2.0/24",
                 "443",
                 Action::Allow,
-            ));
+            ),
+            _ => rule(
+                &format!("10.{x}.{y}.{z}/32"),
+                "0.0.0.0/0",
+                "80",
+                Action::Deny,
+            ),
+        });
+        if j % 7 == 0 {
+            v.last_mut().unwrap().service_id = Some(format!("svc{j}-{}", salt % 3));
         }
     }
     v
@@ -238,14 +229,15 @@ fn consistent(f: &Fixture, maps: &Maps, m: &Model, what: &str) -> Vec<Rule> {
         keys.len(),
         "tproxy_map entries beside the listed keys {what}"
     );
+    let lpm = compiled_lpm(maps, &listed);
     assert_eq!(
         lpm_entries(maps),
-        compiled_lpm(maps, &listed),
+        lpm,
         "dst_lpm_map of the active set {what}"
     );
     assert_eq!(
         maps.count(&defs::DST_LPM_MAP).unwrap(),
-        compiled_lpm(maps, &listed).len(),
+        lpm.len(),
         "dst_lpm_map entries of the inactive set {what}"
     );
     assert_eq!(
@@ -260,9 +252,6 @@ fn consistent(f: &Fixture, maps: &Maps, m: &Model, what: &str) -> Vec<Rule> {
     );
     listed
 }
-
-/// Kill positions sampled from a large command.
-const SAMPLES: usize = 96;
 
 /// The probes and what the old and the new set decide for each (the model
 /// is slow on 1k rules; most listings are one of the two).
@@ -301,9 +290,9 @@ struct Case<'a> {
     before: Vec<Rule>,
     after: Vec<Rule>,
     args: Vec<String>,
-    /// kill positions: every one (1), or 0 for about `SAMPLES` spread
-    /// over the command's calls
-    stride: usize,
+    /// kill positions: every one (None), or about this many spread over
+    /// the command's calls
+    samples: Option<usize>,
     probe_limit: usize,
 }
 
@@ -319,11 +308,15 @@ fn crash_case(f: &Fixture, case: &Case) -> (usize, usize) {
     assert_eq!(by_key(&got), by_key(&case.after), "{}", case.name);
 
     let (mut tried, mut landed) = (0, 0);
-    let stride = match case.stride {
-        0 => (calls - opens).div_ceil(SAMPLES).max(1),
-        n => n,
+    // every position from the first map access, or `n` spread evenly
+    // (each in the middle of its share of the calls)
+    let (stride, mut pos) = match case.samples {
+        None => (1, opens + 1),
+        Some(n) => {
+            let s = (calls - opens).div_ceil(n).max(1);
+            (s, opens + 1 + s / 2)
+        }
     };
-    let mut pos = opens + 1;
     let mut status_seen = false;
     while pos <= calls + 1 {
         store::replace_all(&maps, &case.before).unwrap();
@@ -441,7 +434,7 @@ fn a_killed_rule_add_or_del_is_finished_or_rolled_back_at_every_position() {
             before: s.clone(),
             after: with.clone(),
             args: add,
-            stride: 1,
+            samples: None,
             probe_limit: 400,
         },
         Case {
@@ -449,7 +442,7 @@ fn a_killed_rule_add_or_del_is_finished_or_rolled_back_at_every_position() {
             before: with,
             after: s,
             args: del,
-            stride: 1,
+            samples: None,
             probe_limit: 400,
         },
     ] {
@@ -462,54 +455,122 @@ fn a_killed_rule_add_or_del_is_finished_or_rolled_back_at_every_position() {
     }
 }
 
-#[test]
-fn a_killed_flush_or_apply_is_finished_or_rolled_back_at_every_position() {
-    require_priv!();
-    let f = Fixture::new();
-    let s = small_set();
-    let o = other_set();
-    let file = policy_file(&o);
-    for case in [
-        Case {
-            name: "rule flush",
-            before: s.clone(),
-            after: Vec::new(),
-            args: strs(&["rule", "flush"]),
-            stride: 1,
-            probe_limit: 400,
-        },
-        Case {
-            name: "apply --prune",
-            before: s,
-            after: o,
-            args: vec!["apply".into(), "--prune".into(), file.path_str()],
-            stride: 1,
-            probe_limit: 400,
-        },
-    ] {
-        let (tried, landed) = crash_case(&f, &case);
-        assert!(
-            landed + 1 >= tried,
-            "{}: kills that did not land",
-            case.name
-        );
-    }
+/// `rule add` / `rule del` of [`ADD`], `rule flush` and `apply --prune`
+/// from `before` to `after`, killed at every position or about `samples`.
+fn four_cases(
+    before: &[Rule],
+    after: &[Rule],
+    file: &TempFile,
+    samples: Option<usize>,
+    probe_limit: usize,
+) -> Vec<Case<'static>> {
+    let mut with = before.to_vec();
+    with.push(added());
+    let cmd = |c: &[&str]| {
+        let mut v = strs(c);
+        v.extend(strs(ADD));
+        v
+    };
+    let case = |name, before: &[Rule], after: &[Rule], args| Case {
+        name,
+        before: before.to_vec(),
+        after: after.to_vec(),
+        args,
+        samples,
+        probe_limit,
+    };
+    vec![
+        case("rule add", before, &with, cmd(&["rule", "add"])),
+        case("rule del", &with, before, cmd(&["rule", "del"])),
+        case("rule flush", before, &[], strs(&["rule", "flush"])),
+        case(
+            "apply --prune",
+            before,
+            after,
+            vec!["apply".into(), "--prune".into(), file.path_str()],
+        ),
+    ]
 }
 
 #[test]
-fn a_killed_apply_of_1k_rules_is_finished_or_rolled_back_at_sampled_positions() {
+fn a_killed_command_on_1k_rules_is_finished_or_rolled_back_at_every_position() {
     require_priv!();
     let f = Fixture::new();
     let before = big_set(1000, 0);
-    let after = big_set(1000, 500);
+    let after = big_set(1000, 501);
     let file = policy_file(&after);
-    let case = Case {
-        name: "apply --prune (1k rules)",
-        before,
-        after,
-        args: vec!["apply".into(), "--prune".into(), file.path_str()],
-        stride: 0,
-        probe_limit: 300,
-    };
-    crash_case(&f, &case);
+    let mut positions = 0;
+    for case in four_cases(&before, &after, &file, None, 300) {
+        let (tried, landed) = crash_case(&f, &case);
+        assert!(
+            landed + 1 >= tried,
+            "{}: kills that did not land",
+            case.name
+        );
+        positions += tried;
+    }
+    eprintln!("1k rules: {positions} kill positions, leftovers found: 0");
+}
+
+#[test]
+fn a_killed_command_on_250k_rules_is_finished_or_rolled_back_at_sampled_positions() {
+    require_priv!();
+    let f = Fixture::new();
+    let before = big_set(250_000, 0);
+    let after = big_set(250_000, 100_001);
+    let file = policy_file(&after);
+    let cases = four_cases(&before, &after, &file, Some(SAMPLES_250K), 200);
+    // rule add (the write sequence issue 17 found cut short) and apply
+    for case in cases
+        .iter()
+        .filter(|c| c.name != "rule del" && c.name != "rule flush")
+    {
+        crash_case(&f, case);
+    }
+}
+
+/// Kill positions sampled from each command on 250k rules.
+const SAMPLES_250K: usize = 3;
+
+/// The set size of the capacity test: tproxy_map holds two of them.
+const HALF: usize = 40;
+
+#[test]
+fn the_leftovers_of_a_killed_switch_do_not_take_the_room_of_the_next_apply() {
+    require_priv!();
+    let f = Fixture::with_sizes(&[("tproxy_map", 2 * HALF as u32)]);
+    let maps = f.root.maps();
+    let sets: Vec<Vec<Rule>> = (0..3).map(|i| big_set(HALF, 1001 * i)).collect();
+    let files: Vec<TempFile> = sets.iter().map(|s| policy_file(s)).collect();
+    let apply = |i: usize| vec!["apply".into(), "--prune".into(), files[i].path_str()];
+    store::replace_all(&maps, &sets[0]).unwrap();
+    let (_, calls, opens) = traced(&f, &apply(1), None);
+    let mut left = 0;
+    for pos in opens + 1..=calls {
+        store::replace_all(&maps, &sets[0]).unwrap();
+        if !traced(&f, &apply(1), Some(pos)).0 {
+            continue;
+        }
+        let keys = maps.count(&defs::TPROXY_MAP).unwrap();
+        let live = store::read_live(&maps).unwrap().len();
+        if keys > live {
+            left += 1;
+        }
+        // the full map holds the live set, the leftovers and nothing more:
+        // the next apply has room only once the leftovers are reclaimed
+        let r = zfw(None, &f.root, &["apply", "--prune", &files[2].path_str()]);
+        assert_eq!(
+            r.code, 0,
+            "killed at bpf call {pos} of {calls} with {keys} keys for {live} live rules: {}",
+            r.stderr
+        );
+        let listed = store::read_live(&maps).unwrap();
+        assert_eq!(by_key(&listed), by_key(&sets[2]), "killed at {pos}");
+        assert_eq!(
+            maps.count(&defs::TPROXY_MAP).unwrap(),
+            HALF,
+            "killed at {pos}"
+        );
+    }
+    assert!(left > 0, "no kill left entries beside the live set");
 }
