@@ -444,17 +444,51 @@ pub fn ping_ok(ns: &Netns, dst: &str) -> bool {
 
 /// `zfw --bpffs ROOT ARGS` in `ns`, started in the background (stdin
 /// closed, output piped) so several can run at once.
-pub fn zfw_spawn(ns: &Netns, root: &BpfRoot, args: &[&str]) -> std::process::Child {
+pub fn zfw_spawn(ns: &Netns, root: &BpfRoot, args: &[&str]) -> Spawned {
     let net = format!("--net={}", ns.path().display());
     let d = root.dir.display().to_string();
-    Command::new("nsenter")
+    let child = Command::new("nsenter")
         .args([net.as_str(), env!("CARGO_BIN_EXE_zfw"), "--bpffs", &d])
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("spawn zfw")
+        .expect("spawn zfw");
+    Spawned(Some(child))
+}
+
+/// A zfw process a test started: killed and reaped when dropped, so a
+/// failing assertion does not leave a server or monitor running.
+pub struct Spawned(Option<std::process::Child>);
+
+impl Spawned {
+    /// Wait for the process to end by itself, with what it printed.
+    pub fn wait_with_output(mut self) -> std::io::Result<std::process::Output> {
+        self.0.take().expect("running").wait_with_output()
+    }
+}
+
+impl std::ops::Deref for Spawned {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        self.0.as_ref().expect("running")
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("running")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Like [`zfw`] in `ns`, with `input` on stdin.

@@ -3,14 +3,13 @@
 #![allow(dead_code)]
 
 use std::io::BufRead;
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
 
 pub struct Watch {
-    pub child: Child,
+    pub child: Spawned,
     pub lines: Arc<Mutex<Vec<String>>>,
 }
 
