@@ -252,3 +252,70 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod layout_tests {
+    //! The registry's layout and type checks, on real rows.
+    use libbpf_rs::MapType;
+
+    use crate::maps::defs;
+    use crate::skel::types;
+
+    #[test]
+    fn a_map_of_another_layout_is_named_with_the_difference() {
+        let tcp = &defs::TCP_MAP.info;
+        let k = std::mem::size_of::<types::zfw_flow_key>() as u32;
+        let v = std::mem::size_of::<types::zfw_flow>() as u32;
+        assert_eq!(tcp.check_layout(MapType::LruHash, k, v), Ok(()));
+        assert_eq!(
+            tcp.check_layout(MapType::LruHash, k - 4, v).unwrap_err(),
+            format!(
+                "{} has {}-byte keys and {v}-byte values, this zfw expects \
+                 types::zfw_flow_key ({k} bytes) and types::zfw_flow ({v} bytes)",
+                tcp.name,
+                k - 4
+            )
+        );
+        assert!(tcp
+            .check_layout(MapType::LruHash, k, v + 8)
+            .unwrap_err()
+            .contains(&format!("{}-byte values", v + 8)));
+        assert_eq!(
+            tcp.check_layout(MapType::Hash, k, v).unwrap_err(),
+            format!("{} is a Hash map, this zfw expects LruHash", tcp.name)
+        );
+        // a per-CPU map's value size is the element's, not rounded to 8
+        let scratch = &defs::NAT_SCRATCH_MAP.info;
+        let sv = std::mem::size_of::<types::zfw_nat_scratch>() as u32;
+        assert_eq!(scratch.check_layout(MapType::PercpuArray, 4, sv), Ok(()));
+        assert!(scratch
+            .check_layout(MapType::PercpuArray, 4, sv.next_multiple_of(8) + 8)
+            .is_err());
+        // ring buffers have neither keys nor values
+        let rb = &defs::RB_MAP.info;
+        assert_eq!(rb.check_layout(MapType::RingBuf, 0, 0), Ok(()));
+        assert!(rb.check_layout(MapType::Array, 0, 0).is_err());
+    }
+
+    #[test]
+    fn name_based_calls_are_checked_against_the_row() {
+        let tcp = &defs::TCP_MAP.info;
+        assert!(tcp
+            .check_types::<types::zfw_flow_key, types::zfw_flow>()
+            .is_ok());
+        let e = tcp
+            .check_types::<types::zfw_nat_key, types::zfw_flow>()
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        let nk = std::mem::size_of::<types::zfw_nat_key>();
+        assert!(
+            e.to_string().contains(&format!("not zfw_nat_key ({nk})")),
+            "{e}"
+        );
+        assert!(tcp.check_key::<u32>().is_err());
+        assert!(defs::DDOS_DPORT_MAP.info.check_key::<u32>().is_ok());
+        // user input (`dump --map`, `--map-size`) is looked up by name
+        assert!(defs::by_name(tcp.name).is_some_and(|i| std::ptr::eq(i, tcp)));
+        assert!(defs::by_name(&format!("{}p", tcp.name)).is_none());
+    }
+}

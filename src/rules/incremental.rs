@@ -15,7 +15,7 @@ use crate::netlink::route;
 use crate::rules::compile::{self, lpm_key, rule_key, set_region};
 use crate::rules::live::{self, decode_key, Span};
 use crate::rules::model::{Action, Direction, Family, Prefix, Proto, Rule, RuleId};
-use crate::rules::store::{bump_gen, iface_index, no_such_rule, AddOutcome};
+use crate::rules::sets::{bump_gen, iface_index, no_such_rule, AddOutcome};
 use crate::skel::{bytes_of, names, types};
 
 type Group = (Direction, Family, Proto);

@@ -47,7 +47,7 @@ use crate::maps::{defs, Maps};
 use crate::netlink::route;
 use crate::rules::compile::{self, set_region};
 use crate::rules::live;
-use crate::rules::store;
+use crate::rules::sets;
 use crate::skel::{bytes_of, names, types};
 
 /// What kind of change a journal record announces.
@@ -199,16 +199,16 @@ fn reconcile(maps: &Maps) -> Result<()> {
     // that does not decode has added no routes (keys and ranges are
     // written before the routes).
     if let Ok(other) = live::read_set(maps, inactive) {
-        let keep = store::tproxy_prefixes(&now.rules);
-        for p in store::tproxy_prefixes(&other.rules).difference(&keep) {
+        let keep = sets::tproxy_prefixes(&now.rules);
+        for p in sets::tproxy_prefixes(&other.rules).difference(&keep) {
             route::del_local(p)?;
         }
     }
-    store::clear_set(maps, inactive)?;
+    sets::clear_set(maps, inactive)?;
 
     // 2. the active set's trie as a full rewrite would write it
     let range_max = maps.max_entries(&defs::RANGE_MAP)?;
-    let want = compile::compile(&now.rules, active, range_max, &store::iface_index)?;
+    let want = compile::compile(&now.rules, active, range_max, &sets::iface_index)?;
     let want: HashMap<Vec<u8>, types::zfw_lpm_val> = want
         .lpm
         .into_iter()
@@ -255,10 +255,10 @@ fn reconcile(maps: &Maps) -> Result<()> {
     maps.del_many(&defs::SERVICE_MAP, &free)?;
 
     // 4. routes of the live TPROXY rules
-    for p in store::tproxy_prefixes(&now.rules) {
+    for p in sets::tproxy_prefixes(&now.rules) {
         route::add_local(&p)?;
     }
 
     // 5. no cached decision of an intermediate state survives
-    store::bump_gen(maps)
+    sets::bump_gen(maps)
 }

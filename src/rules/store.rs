@@ -63,26 +63,20 @@
 use std::collections::BTreeSet;
 
 use crate::error::{Error, Result};
-use crate::ifaddr;
 use crate::maps::Maps;
 use crate::maps::{defs, MapId};
 use crate::netlink::route;
-use crate::rules::compile::{self, set_region, Compiled};
+use crate::rules::compile::{self, Compiled};
 use crate::rules::incremental;
 use crate::rules::journal::{self, Op};
 use crate::rules::live::{self, Live};
-use crate::rules::model::{Action, Direction, Prefix, Rule, RuleId};
+use crate::rules::model::{Direction, Rule, RuleId};
+use crate::rules::sets;
 use crate::skel::types;
 
 pub use live::active_set;
-
-/// Resolve an interface name (or `#N` for one that has gone) to its index.
-pub fn iface_index(name: &str) -> Result<u32> {
-    if let Some(n) = name.strip_prefix('#') {
-        return n.parse().map_err(|_| Error::UnknownIface(name.to_string()));
-    }
-    ifaddr::index_of(name)
-}
+pub use sets::{bump_gen, iface_index, AddOutcome};
+pub(crate) use sets::{clear_set, no_such_rule, tproxy_prefixes};
 
 /// Every live rule (both directions), keys in range order, ranges in
 /// insertion order.
@@ -98,32 +92,6 @@ fn remove_live(maps: &Maps, old: &Live, lpm: &Compiled) -> Result<()> {
     maps.del_many(&defs::DST_LPM_MAP, &nodes)?;
     maps.del_many(&defs::SERVICE_MAP, &old.service_slots)?;
     let keys: Vec<types::zfw_rule_key> = old.keys.iter().map(|(k, _)| *k).collect();
-    maps.del_many(&defs::TPROXY_MAP, &keys)
-}
-
-/// Delete every entry of rule set `set` (keys, dst trie nodes, service
-/// ids of its half of range_map): the leftovers of an interrupted write.
-/// Writes put keys first and removals take them last, so a set without
-/// keys has no trie nodes to clear.
-pub(crate) fn clear_set(maps: &Maps, set: u8) -> Result<()> {
-    let (lo, half) = set_region(set, maps.max_entries(&defs::RANGE_MAP)?);
-    let labels: Vec<u32> = live::services(maps, lo, lo + half)?.into_keys().collect();
-    maps.del_many(&defs::SERVICE_MAP, &labels)?;
-    let keys: Vec<types::zfw_rule_key> = live::all_keys(maps)?
-        .into_iter()
-        .map(|(k, _)| k)
-        .filter(|k| k.set == set)
-        .collect();
-    if keys.is_empty() {
-        return Ok(());
-    }
-    let lpm: Vec<types::zfw_lpm_key> = maps
-        .entries::<types::zfw_lpm_key, types::zfw_lpm_val>(&defs::DST_LPM_MAP)?
-        .into_iter()
-        .map(|(k, _)| k)
-        .filter(|k| k.set == set)
-        .collect();
-    maps.del_many(&defs::DST_LPM_MAP, &lpm)?;
     maps.del_many(&defs::TPROXY_MAP, &keys)
 }
 
@@ -148,28 +116,12 @@ fn write_compiled(maps: &Maps, c: &Compiled) -> Result<()> {
     maps.put_many(&defs::DST_LPM_MAP, &c.lpm)
 }
 
-/// dst prefixes that need a local route: those of ingress TPROXY rules.
-pub(crate) fn tproxy_prefixes(rules: &[Rule]) -> BTreeSet<Prefix> {
-    rules
-        .iter()
-        .filter(|r| r.direction == Direction::Ingress && matches!(r.action, Action::Tproxy(_)))
-        .map(|r| r.dst)
-        .collect()
-}
-
 /// Remove the local routes the live TPROXY rules needed (`unload --all`).
 pub fn remove_routes(maps: &Maps) -> Result<()> {
     for p in tproxy_prefixes(&read_live(maps)?) {
         route::del_local(&p)?;
     }
     Ok(())
-}
-
-/// Invalidate every cached decision (matched_map) in O(1).
-pub fn bump_gen(maps: &Maps) -> Result<()> {
-    let mut cfg = maps.config()?;
-    cfg.policy_gen = cfg.policy_gen.wrapping_add(1);
-    maps.set_config(&cfg)
 }
 
 /// Make `rules` (both directions, insertion order, unique ids) the live
@@ -234,16 +186,6 @@ pub fn replace_all(maps: &Maps, rules: &[Rule]) -> Result<()> {
     })
 }
 
-#[derive(Debug, PartialEq, Eq)]
-pub enum AddOutcome {
-    Added,
-    /// An identical rule was live: nothing changed.
-    Unchanged,
-    /// A rule with the same key and ports got the new action/interfaces/id
-    /// (it keeps its place in the order).
-    Updated,
-}
-
 /// Add one rule: incrementally (see the module doc), or by a full rewrite
 /// when the active half of range_map has no contiguous room left for the
 /// key's ranges (which compacts it).
@@ -280,17 +222,6 @@ fn add_full_now(maps: &Maps, rule: Rule) -> Result<AddOutcome> {
     };
     write_set(maps, &old, &new)?;
     Ok(outcome)
-}
-
-pub(crate) fn no_such_rule(id: &RuleId) -> Error {
-    Error::usage(format!(
-        "no such {} rule: dst {} src {} {} ports {}",
-        id.direction.name(),
-        id.dst,
-        id.src,
-        id.proto.name(),
-        id.ports
-    ))
 }
 
 /// Delete the rule `id`; a rule that does not exist is a usage error.
