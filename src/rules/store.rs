@@ -16,49 +16,9 @@
 //! range_map: the new set's ranges are contiguous from its half's start.
 //!
 //! Single-rule write (`rule add`, `rule del`): only the affected key of the
-//! ACTIVE set changes, in an order such that every state the datapath can
-//! observe between two map writes decides every packet as the old or the
-//! new rule set would.  The datapath reads (policy.h): the dst_lpm_map node
-//! of the packet's longest stored dst prefix D, whose pair list names the
-//! (dst len, src len) combinations to probe; tproxy_map for each of them;
-//! the probed key's span of range_map.  Each of these single writes is
-//! atomic for a reader (a hash or trie update swaps a whole element; a
-//! range_map slot is only written while no span covers it).  Add:
-//! 1. write the key's new range list into range_map slots no live span
-//!    covers (appended right after its span if that slot is free, else the
-//!    whole list copied into the first free run): unreachable so far;
-//! 2. TPROXY: add the local route;
-//! 3. point the key at the new span (new key: insert it).  An existing key
-//!    switches from its old list to its new one in one update.  A new key
-//!    whose (dst len, src len) pair is already on its dst's path is probed
-//!    from now on: that single insert is the whole change.  A new key with
-//!    a new pair is not probed yet (no list names its pair);
-//! 4. publish the new pair: the dst prefix's node (inserted if new, its
-//!    list = pairs of its stored ancestors and itself), then every stored
-//!    descendant's list.  A packet whose longest stored prefix already has
-//!    the new list probes the new key (present since step 3) and otherwise
-//!    exactly the old keys; one whose node still has the old list never
-//!    probes the new key, and no other key differs: old decision;
-//! 5. bump policy_gen: cached decisions taken before (with the old
-//!    generation) stop counting; later ones see every write above;
-//! 6. forget the service ids of slots a moved span left.
-//!
-//! Delete runs the same steps backwards: a key losing one of several
-//! ranges gets a shrunk span (first or last range) or a copy of its
-//! remaining list in free slots, then the span update, then the gen bump;
-//! a key losing its last range first has its pair unpublished (descendant
-//! lists, then its dst node: updated, or deleted when no key with that dst
-//! is left), then the key is deleted (nothing probes it any more), then the
-//! gen bump, then the route and service ids go.
-//!
-//! Freed slots are reused only by a later command, never within the one
-//! that freed them; a program still scanning an old span when a later
-//! command rewrites those slots would have to stay inside one BPF program
-//! run for the whole of that command's start-up (milliseconds): TC programs
-//! run in microseconds with preemption off, so we accept that window.
-//! Free space is the complement of the live spans (read from tproxy_map);
-//! when no run of free slots is long enough the change falls back to the
-//! whole-set write, which compacts.
+//! active set changes, in place; incremental.rs gives the order of its
+//! writes beside the code, and why every state between two of them decides
+//! as the old or the new rule set.
 
 use std::collections::BTreeSet;
 
