@@ -1,9 +1,11 @@
 //! Rules: the model (model.rs), its compilation into map contents
 //! (compile.rs), reading the live rule set back (live.rs), and writing it:
 //! whole-set rewrites (store.rs) and single-rule changes (incremental.rs),
-//! under the journal that makes a killed change recoverable (journal.rs).
+//! under the journal that makes a killed change recoverable (journal.rs);
+//! each rule's hit counters (counters.rs).
 
 pub mod compile;
+pub mod counters;
 pub mod incremental;
 pub mod journal;
 pub mod live;
