@@ -336,7 +336,9 @@ ZFW_INLINE void zfw_rule_hit(const struct zfw_decision *d, const struct zfw_pkt 
 		return;
 	s->packets += 1;
 	s->bytes += p->wire_len;
-	s->last_ns = bpf_ktime_get_ns();
+	/* the coarse clock (a tick's resolution) is plenty for a last-hit age
+	 * and costs no clocksource read */
+	s->last_ns = bpf_ktime_get_coarse_ns();
 }
 
 #endif /* ZFW_POLICY_H */

@@ -383,7 +383,7 @@ struct zfw_range {
 struct zfw_rule_stats {
 	__u64 packets;
 	__u64 bytes;   /* skb->len of those packets */
-	__u64 last_ns; /* bpf_ktime_get_ns() of the latest, 0: never */
+	__u64 last_ns; /* bpf_ktime_get_coarse_ns() of the latest, 0: never */
 };
 
 /* service_map value, keyed by range index. */
