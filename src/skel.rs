@@ -73,6 +73,7 @@ plain_types!(
     zfw_rule_key,
     zfw_rule_span,
     zfw_range,
+    zfw_rule_stats,
     zfw_service_id,
     zfw_lpm_key,
     zfw_lpm_val,
@@ -144,7 +145,8 @@ mod tests {
         assert_eq!(std::mem::size_of::<types::zfw_flow_key>(), 44);
         assert_eq!(std::mem::size_of::<types::zfw_flow>(), 64);
         assert_eq!(std::mem::size_of::<types::zfw_rule_key>(), 40);
-        assert_eq!(std::mem::size_of::<types::zfw_range>(), 24);
+        assert_eq!(std::mem::size_of::<types::zfw_range>(), 32);
+        assert_eq!(std::mem::size_of::<types::zfw_rule_stats>(), 24);
         assert_eq!(std::mem::size_of::<types::zfw_lpm_key>(), 24);
         assert_eq!(std::mem::size_of::<types::zfw_event>(), 64);
         assert_eq!(std::mem::size_of::<types::zfw_config>(), 32);
@@ -177,7 +179,7 @@ mod tests {
             "established"
         );
         assert_eq!(enum_name(names::ZFW_REASON, "ZFW_R_", 1), "pass_arp");
-        assert_eq!(names::ZFW_ABI_VERSION, 5);
+        assert_eq!(names::ZFW_ABI_VERSION, 6);
         assert_eq!(names::ZFW_UDP_TIMEOUT_S, 30);
     }
 }

@@ -78,6 +78,7 @@ fn check_documented(text: &str) -> Exposition {
 fn metrics_are_served_over_http_and_count_the_packets_sent() {
     require_priv!();
     const SENT: usize = 7;
+    const RULE_FLOWS: usize = 3;
     let lab = Lab::new();
     let ssh = tcp_listen(&lab.server, "0.0.0.0:22").serve_echo();
     lab.load();
@@ -85,6 +86,12 @@ fn metrics_are_served_over_http_and_count_the_packets_sent() {
     // scraping) and SENT UDP datagrams to a port no rule allows (dropped)
     let _conn = lab.connect(ssh);
     lab.send_udp(SENT, 9999);
+    // a rule with a service id that admits RULE_FLOWS flows (one datagram each)
+    let add = "rule add --dst 10.77.0.2/32 --proto udp --ports 5320 --service-id svc-m";
+    lab.zfw(&add.split(' ').collect::<Vec<_>>()).ok();
+    for _ in 0..RULE_FLOWS {
+        lab.send_udp(1, 5320);
+    }
     std::thread::sleep(Duration::from_millis(200));
     let port = lab.server.enter(|| {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -139,8 +146,25 @@ fn metrics_are_served_over_http_and_count_the_packets_sent() {
     assert_eq!(sample(&m, "zfw_events_lost", &[]), Some(0.0));
     assert_eq!(
         sample(&m, "zfw_rules", &[("direction", "ingress")]),
-        Some(0.0)
+        Some(1.0)
     );
+    let rule = [
+        ("direction", "ingress"),
+        ("rule", "udp 10.77.0.2/32 from 0.0.0.0/0 5320"),
+        ("service_id", "svc-m"),
+    ];
+    // Ethernet, IPv4, UDP and the 3 bytes send_udp sends
+    let frame = (14 + 20 + 8 + 3) as f64;
+    assert_eq!(
+        sample(&m, "zfw_rule_packets", &rule),
+        Some(RULE_FLOWS as f64),
+        "{body}"
+    );
+    assert_eq!(
+        sample(&m, "zfw_rule_bytes", &rule),
+        Some(RULE_FLOWS as f64 * frame)
+    );
+    assert_eq!(sample(&m, "zfw_rule_series_omitted", &[]), Some(0.0));
     // read-only, one path
     assert_eq!(http(&lab.server, "GET", &addr, "/").unwrap().0, 404);
     assert_eq!(http(&lab.server, "POST", &addr, "/metrics").unwrap().0, 405);
@@ -149,6 +173,18 @@ fn metrics_are_served_over_http_and_count_the_packets_sent() {
     // printed once: the same families
     let once = lab.zfw(&["metrics"]).ok();
     check_documented(&once.stdout);
+    // the cap on per-rule series: none, or only rules with a service id
+    let none = lab.zfw(&["metrics", "--rule-series", "0"]).ok().stdout;
+    assert!(!none.contains("zfw_rule_packets_total{"), "{none}");
+    assert!(none.contains("\nzfw_rule_series_omitted 1\n"), "{none}");
+    let svc = lab
+        .zfw(&["metrics", "--rule-series-service-only"])
+        .ok()
+        .stdout;
+    assert!(svc.contains("service_id=\"svc-m\""), "{svc}");
+    let r = lab.zfw(&["metrics", "--rule-series", "lots"]);
+    assert_eq!((r.code, r.stderr.lines().count()), (2, 1), "{}", r.stderr);
+    assert!(r.stderr.contains("--rule-series 'lots'"), "{}", r.stderr);
 }
 
 #[test]

@@ -160,6 +160,7 @@ fn top_on_a_terminal_shows_real_counts_refreshes_and_quits_on_q() {
     require_priv!();
     const SENT: u64 = 7;
     const MORE: u64 = 5;
+    const RULE_FLOWS: u64 = 4;
     let lab = Lab::new();
     let ssh = tcp_listen(&lab.server, "0.0.0.0:22").serve_echo_forever();
     lab.load();
@@ -167,14 +168,21 @@ fn top_on_a_terminal_shows_real_counts_refreshes_and_quits_on_q() {
     // SENT datagrams to a port no rule allows (drop_no_rule)
     let _conn = lab.connect(ssh);
     lab.send_udp(SENT as usize, 9999);
+    // and a rule that admits RULE_FLOWS flows: its hits are a top rule
+    let add = "rule add --dst 10.77.0.2/32 --proto udp --ports 5310 --service-id svc-top";
+    lab.zfw(&add.split(' ').collect::<Vec<_>>()).ok();
+    for _ in 0..RULE_FLOWS {
+        lab.send_udp(1, 5310);
+    }
     std::thread::sleep(Duration::from_millis(200));
 
     let mut top = PtyTop::start(&lab.root);
     // a screen read while top is drawing holds half a frame: wait for
     // every row this test reads, not only the first one
-    let s = top.wait_screen("the drop_no_rule, tcp flow and map rows", |s| {
+    let s = top.wait_screen("the drop_no_rule, tcp flow, rule and map rows", |s| {
         total(s, "drop_no_rule") == Some(SENT)
             && row(s, "tcp").is_some()
+            && row(s, "ingress").is_some()
             && row(s, "tcp_ingress_map").is_some()
     });
     assert!(s.contains("Packets/s by verdict"), "{s}");
@@ -185,17 +193,31 @@ fn top_on_a_terminal_shows_real_counts_refreshes_and_quits_on_q() {
     let map = row(&s, "tcp_ingress_map").unwrap_or_else(|| panic!("no map row\n{s}"));
     assert_eq!(map.last().unwrap(), "1/65535", "{s}");
     assert!(s.contains("events lost 0"), "{s}");
-    assert!(
-        s.contains("top rules: not shown - the datapath keeps no per-rule counters yet"),
+    // the rule's row: its key, service id and action, its total of hits
+    let rule = row(&s, "ingress").unwrap();
+    assert_eq!(
+        rule[1..7],
+        [
+            "udp",
+            "10.77.0.2/32",
+            "from",
+            "0.0.0.0/0",
+            "5310",
+            "[svc-top]"
+        ],
         "{s}"
     );
+    assert_eq!(rule.last().unwrap(), &RULE_FLOWS.to_string(), "{s}");
+    assert!(s.contains("Top rules by hits/s"), "{s}");
+    assert!(s.contains("top rules: 1 shown of 1 with counters"), "{s}");
     // arrays always hold every slot: no fill bar for them
     assert!(row(&s, "config_map").is_none(), "{s}");
 
     // it refreshes: more drops show up, with a rate
     lab.send_udp(MORE as usize, 9999);
-    let s = top.wait_screen("the new total", |s| {
-        total(s, "drop_no_rule") == Some(SENT + MORE)
+    lab.send_udp(1, 5310);
+    let s = top.wait_screen("the new totals", |s| {
+        total(s, "drop_no_rule") == Some(SENT + MORE) && total(s, "ingress") == Some(RULE_FLOWS + 1)
     });
     let r = row(&s, "drop_no_rule").unwrap();
     assert_ne!(r[1], "-", "a rate once there is an interval: {s}");
@@ -263,8 +285,21 @@ fn top_without_a_terminal_prints_blocks_with_the_right_rates() {
     require_priv!();
     const BEFORE: u64 = 3;
     const SENT: u64 = 250;
+    const DENIED: u64 = 40;
     let f = Fixture::new();
     let drop = udp("10.0.0.1", 40000, "10.0.0.2", 9999, b"q");
+    let denied = udp("10.0.0.1", 40000, "10.0.0.2", 7000, b"q");
+    let deny = zfw::rules::model::Rule {
+        direction: zfw::rules::model::Direction::Ingress,
+        dst: "10.0.0.0/24".parse().unwrap(),
+        src: "0.0.0.0/0".parse().unwrap(),
+        proto: "udp".parse().unwrap(),
+        ports: "7000".parse().unwrap(),
+        action: zfw::rules::model::Action::Deny,
+        interfaces: vec![],
+        service_id: None,
+    };
+    zfw::rules::store::add(&f.root.maps(), deny).unwrap();
     for _ in 0..BEFORE {
         assert_eq!(f.ingress(&drop), TC_ACT_SHOT);
     }
@@ -297,6 +332,10 @@ fn top_without_a_terminal_prints_blocks_with_the_right_rates() {
     }
     for _ in 0..SENT {
         assert_eq!(f.ingress(&drop), TC_ACT_SHOT);
+    }
+    // and DENIED packets a rule drops: its hits
+    for _ in 0..DENIED {
+        assert_eq!(f.ingress(&denied), TC_ACT_SHOT);
     }
     let st = child.wait().unwrap();
     reader.join().unwrap();
@@ -341,6 +380,34 @@ fn top_without_a_terminal_prints_blocks_with_the_right_rates() {
         );
     }
     assert_eq!(counted, SENT, "every drop counted once\n{text}");
+    // the deny rule's row in each block: HITS in the interval, TOTAL; all
+    // DENIED hits land in some interval, the rate is HITS / interval
+    let mut hits = 0;
+    for (i, b) in text.split("\n\n").enumerate() {
+        let w: Vec<&str> = b
+            .lines()
+            .find(|l| l.starts_with("ingress udp 10.0.0.0/24 from 0.0.0.0/0 7000 deny"))
+            .map(|l| l.split_whitespace().collect())
+            .unwrap_or_default();
+        if w.is_empty() {
+            assert_eq!(hits, 0, "block {i}: the rule row went away\n{text}");
+            continue;
+        }
+        let n = w.len();
+        let (rate, d, tot): (f64, u64, u64) = (
+            w[n - 3].parse().unwrap(),
+            w[n - 2].parse().unwrap(),
+            w[n - 1].parse().unwrap(),
+        );
+        hits += d;
+        assert_eq!(tot, hits, "block {i}\n{text}");
+        let want = d as f64 / blocks[i].interval_s;
+        assert!(
+            (rate - want).abs() <= 0.05 + want * 0.002,
+            "block {i}\n{text}"
+        );
+    }
+    assert_eq!(hits, DENIED, "{text}");
     assert!(text.contains("EVENTS LOST 0"), "{text}");
 }
 
@@ -374,11 +441,11 @@ fn readme_and_help_document_top() {
         assert!(help.contains(word), "--help lacks {word}: {help}");
         assert!(readme.contains(word), "README lacks {word}");
     }
-    assert!(help.contains("no per-rule counters"), "{help}");
-    assert!(readme.contains("keeps no per-rule"), "README");
+    assert!(help.contains("top rules"), "{help}");
+    assert!(help.contains("hits/s"), "{help}");
+    assert!(readme.contains("top rules by hits/s"), "README");
     // README's example block is what `top` prints: its first and last lines
     assert!(readme.contains("\nzfw top: interval 1.000 s, policy generation"));
-    assert!(
-        readme.contains("\ntop rules: not shown - the datapath keeps no per-rule counters yet\n")
-    );
+    assert!(readme.contains("\nTOP RULE "));
+    assert!(readme.contains("\ntop rules: 1 shown of 1 with counters, by hits/s"));
 }

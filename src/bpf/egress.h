@@ -107,6 +107,7 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 			d = zfw_policy_lookup(&p, ZFW_DIR_EGRESS,
 					      !!(flags & ZFW_IF_PER_INTERFACE_RULES), cfg);
 			if (d.action == ZFW_ACT_DENY) {
+				zfw_rule_hit(&d, &p);
 				zfw_ct_forget(out_map, 0, &p.k);
 				zfw_ct_epoch_bump(&p.k);
 				return zfw_egress_drop(&p, flags, ZFW_R_DROP_EGRESS_RULE);
@@ -121,6 +122,7 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 
 	if (flags & ZFW_IF_OUTBOUND_FILTER) {
 		d = zfw_policy_lookup(&p, ZFW_DIR_EGRESS, !!(flags & ZFW_IF_PER_INTERFACE_RULES), cfg);
+		zfw_rule_hit(&d, &p);
 		if (d.action != ZFW_ACT_ALLOW)
 			return zfw_egress_drop(&p, flags, ZFW_R_DROP_EGRESS_RULE);
 	}

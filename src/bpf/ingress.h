@@ -186,6 +186,7 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 			d = zfw_policy_lookup(p, ZFW_DIR_INGRESS,
 					      !!(c->flags & ZFW_IF_PER_INTERFACE_RULES), c->cfg);
 			if (d.action == ZFW_ACT_DENY) {
+				zfw_rule_hit(&d, p);
 				zfw_ct_forget(in_map, 1, &p->k);
 				zfw_ct_epoch_bump(&p->k);
 				return -1;
@@ -306,6 +307,10 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 	d = zfw_policy_lookup(&c.p, ZFW_DIR_INGRESS, !!(c.flags & ZFW_IF_PER_INTERFACE_RULES), c.cfg);
 	if (tun_only && d.action != ZFW_ACT_TUNNEL)
 		return zfw_drop(&c, ZFW_R_DROP_NO_STATE);
+	/* a new flow's decision (a tunnelled connection's later segments are
+	 * no new flow) */
+	if (!tun_only)
+		zfw_rule_hit(&d, &c.p);
 	switch (d.action) {
 	case ZFW_ACT_ALLOW:
 		zfw_frag_note(&c.p);

@@ -50,6 +50,9 @@ ZFW_HASH(dst_lpm_map, BPF_MAP_TYPE_LPM_TRIE, struct zfw_lpm_key, struct zfw_lpm_
 	 800000, BPF_F_NO_PREALLOC);
 ZFW_HASH(matched_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct zfw_match_slot,
 	 ZFW_MATCH_SLOTS, 0);
+/* per-rule counters, indexed by zfw_range.stat (ARCHITECTURE.md §7 "Counters") */
+ZFW_HASH(rule_stats_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct zfw_rule_stats,
+	 ZFW_RULE_STATS_SLOTS, 0);
 
 /* connection state */
 ZFW_HASH(tcp_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow, 65535, 0);

@@ -60,7 +60,7 @@
 #include "parse.h"
 
 struct zfw_decision {
-	__u32 range_idx;
+	__u32 stat;        /* the rule's counter (zfw_range.stat), 0: none */
 	__u16 tproxy_port;
 	__u8 action; /* enum zfw_action, ZFW_ACT_NONE = no match */
 	__u32 gen;   /* the rule generation the decision was made under */
@@ -151,7 +151,7 @@ static long zfw_range_cb(__u32 i, void *ctx)
 	}
 	s->d.action = r->action;
 	s->d.tproxy_port = r->tproxy_port;
-	s->d.range_idx = idx;
+	s->d.stat = r->stat;
 	s->found = 1;
 	return 1;
 }
@@ -255,7 +255,7 @@ ZFW_INLINE struct zfw_match_slot *zfw_match_slot(const struct zfw_pkt *p, __u8 d
 ZFW_INLINE struct zfw_decision zfw_policy_lookup(const struct zfw_pkt *p, __u8 dir,
 						 int per_if, const struct zfw_config *cfg)
 {
-	struct zfw_decision d = { .range_idx = ~0U };
+	struct zfw_decision d = {};
 	struct zfw_match_slot *ms;
 	struct zfw_lpm_key lk = {};
 	struct zfw_lpm_val *lv;
@@ -270,7 +270,7 @@ ZFW_INLINE struct zfw_decision zfw_policy_lookup(const struct zfw_pkt *p, __u8 d
 	if (ms && ms->val.gen == gen && zfw_match_is(&ms->key, p, dir)) {
 		d.action = ms->val.action;
 		d.tproxy_port = ms->val.tproxy_port;
-		d.range_idx = ms->val.range_idx;
+		d.stat = ms->val.stat;
 		return d;
 	}
 
@@ -312,10 +312,33 @@ out:
 		ms->val.gen = gen;
 		ms->val.action = d.action;
 		ms->val.tproxy_port = d.tproxy_port;
-		ms->val.range_idx = d.range_idx;
+		ms->val.stat = d.stat;
 		ms->val.pad = 0;
 	}
 	return d;
+}
+
+/**
+ * zfw_rule_hit - count packet @p on the rule that decided it (@d).
+ * Called where a decision starts or ends a flow (ARCHITECTURE.md §3 step
+ * 11, §4 egress), never for established flows: their fast path stays as it
+ * was.  A cached decision carries the rule's counter like a fresh one.
+ */
+ZFW_INLINE void zfw_rule_hit(const struct zfw_decision *d, const struct zfw_pkt *p)
+{
+	struct zfw_rule_stats *s;
+	__u32 id = d->stat;
+
+	if (!id)
+		return;
+	s = bpf_map_lookup_elem(&rule_stats_map, &id);
+	if (!s)
+		return;
+	s->packets += 1;
+	s->bytes += p->wire_len;
+	/* the coarse clock (a tick's resolution) is plenty for a last-hit age
+	 * and costs no clocksource read */
+	s->last_ns = bpf_ktime_get_coarse_ns();
 }
 
 #endif /* ZFW_POLICY_H */

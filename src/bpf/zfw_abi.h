@@ -14,7 +14,7 @@
 #define ZFW_ABI_H
 
 enum zfw_limits {
-	ZFW_ABI_VERSION = 5,
+	ZFW_ABI_VERSION = 6,
 	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
 	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */
 	/* port ranges under one (dst, src, proto) key: the datapath scans them
@@ -29,6 +29,7 @@ enum zfw_limits {
 	ZFW_FLOW_CACHE_JIFFIES = 32, /* a cached flow verdict is trusted this many ticks */
 	ZFW_CT_EPOCH_BUCKETS = 1024, /* ct_epoch_map: per-bucket epochs, then one global */
 	ZFW_TUN_CACHE_SLOTS = 1024,  /* tun_cache_map slots per CPU (a power of two) */
+	ZFW_RULE_STATS_SLOTS = 65536, /* rule_stats_map's default size: counter ids 1..N-1 */
 	ZFW_CB_MAGIC = 0x7a66,       /* skb->cb[0] high half: prio 1 handed this packet on */
 	ZFW_NAT_PORT_MIN = 1024,     /* masquerade: allocated ports / echo ids in MIN..65535 */
 	ZFW_NAT_RETRIES = 10,        /* port candidates (the inside port, then random) per new mapping */
@@ -368,6 +369,21 @@ struct zfw_range {
 	__u8 action;       /* enum zfw_action */
 	__u8 nif;          /* 0 = any interface */
 	__u32 ifindex[ZFW_MAX_RULE_IFACES];
+	__u32 stat;        /* the rule's rule_stats_map slot, 0: none (ARCHITECTURE.md §7
+			    * "Counters": stable while the rule is unchanged) */
+	__u32 pad;
+};
+
+/*
+ * rule_stats_map value (per-CPU, indexed by zfw_range.stat): what the rule
+ * decided.  Counted on the first packet of each flow the rule admits or
+ * denies (and when a deny ends a flow an older rule set admitted), never
+ * on the packets of established flows (README "Rule counters").
+ */
+struct zfw_rule_stats {
+	__u64 packets;
+	__u64 bytes;   /* skb->len of those packets */
+	__u64 last_ns; /* bpf_ktime_get_coarse_ns() of the latest, 0: never */
 };
 
 /* service_map value, keyed by range index. */
@@ -414,7 +430,8 @@ struct zfw_match_key {
 
 struct zfw_match_val {
 	__u32 gen;         /* zfw_config.policy_gen at the time of the decision */
-	__u32 range_idx;   /* range_map index of the rule, ~0 for no match */
+	__u32 stat;        /* the rule's zfw_range.stat (0: none, or no match), so that a
+			    * cached decision counts on its rule too */
 	__u16 tproxy_port;
 	__u8 action;       /* enum zfw_action */
 	__u8 pad;

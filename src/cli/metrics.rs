@@ -7,7 +7,7 @@ use clap::Args;
 use crate::bpffs::Root;
 use crate::error::{Error, Result};
 use crate::maps::Maps;
-use crate::metrics::serve;
+use crate::metrics::{rules, serve, RuleSeries};
 
 #[derive(Debug, Args)]
 #[command(after_help = metrics_help())]
@@ -21,6 +21,14 @@ pub struct MetricsArgs {
         default_missing_value = serve::DEFAULT_LISTEN
     )]
     pub listen: Option<String>,
+    /// Per-rule series (zfw_rule_packets, zfw_rule_bytes) for at most N
+    /// rules, those with the most packets first; `all` for every rule
+    /// (default: 100)
+    #[arg(long, value_name = "N|all")]
+    pub rule_series: Option<String>,
+    /// Per-rule series only for rules that have a service id
+    #[arg(long)]
+    pub rule_series_service_only: bool,
 }
 
 fn metrics_help() -> String {
@@ -29,11 +37,18 @@ fn metrics_help() -> String {
 
 pub fn metrics(root: &Root, a: MetricsArgs) -> Result<()> {
     let addr = a.listen.as_deref().map(serve::parse_listen).transpose()?;
+    let series = RuleSeries {
+        max: match &a.rule_series {
+            Some(s) => rules::parse_max(s).map_err(Error::usage)?,
+            None => Some(rules::DEFAULT_MAX),
+        },
+        service_only: a.rule_series_service_only,
+    };
     crate::bpffs::check_privileges()?;
     // fail now, with the usual line, when nothing is loaded
     let maps = Maps::open(root)?;
     let Some(addr) = addr else {
-        let text = crate::metrics::exposition(&maps)?;
+        let text = crate::metrics::exposition(&maps, &series)?;
         let mut out = std::io::stdout().lock();
         return match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
             Ok(()) => Ok(()),
@@ -42,7 +57,7 @@ pub fn metrics(root: &Root, a: MetricsArgs) -> Result<()> {
         };
     };
     drop(maps);
-    serve::serve(root, addr, |bound| {
+    serve::serve(root, addr, &series, |bound| {
         eprintln!("zfw: serving http://{bound}/metrics");
     })
 }

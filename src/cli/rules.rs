@@ -1,4 +1,4 @@
-//! `zfw rule add|del|list|flush`.
+//! `zfw rule add|del|list|flush|reset-counters`.
 
 use clap::{Args, Subcommand};
 
@@ -6,6 +6,7 @@ use crate::bpffs::{check_privileges, Root};
 use crate::error::{Error, Result};
 use crate::iface_state;
 use crate::maps::Maps;
+use crate::rules::counters::{self, Counted, Hits};
 use crate::rules::model::{Action, Direction, Ports, Prefix, Proto, Rule, RuleId};
 use crate::rules::store::{self, AddOutcome};
 
@@ -16,11 +17,28 @@ pub enum RuleCmd {
     Add(AddArgs),
     /// Delete a rule (exit 2 when it does not exist)
     Del(DelArgs),
-    /// List the live rules
+    /// List the live rules with their hit counters
+    #[command(long_about = LIST_HELP)]
     List(ListArgs),
     /// Remove all rules (of one direction with --ingress/--egress)
     Flush(FlushArgs),
+    /// Set every rule's hit counters (packets, bytes, last hit) to zero
+    ResetCounters,
 }
+
+/// `rule list --help`: what the counter columns count (README "Rule counters").
+const LIST_HELP: &str = "List the live rules with their hit counters.
+
+PACKETS and BYTES count the first packets of the flows each rule admitted
+or denied (a flow's later packets take the established fast path and are
+not counted), plus packets a deny ended of flows an older rule set had
+admitted; LAST HIT is how long ago the latest was, `-` never.  A rule
+keeps its counters while it stays unchanged (rule add of other rules,
+apply, zfw load again); a new or changed rule starts at 0.  `rule
+reset-counters` (or `--zero` here) sets them to 0.  `export` and `apply`
+never carry counters.  A rule shows `-` for all three when rule_stats_map
+had no free counter for it (zfw load --map-size rule_stats_map=N on a
+fresh load).";
 
 /// `rule add --help`: what it does and the limits (README "Limits").
 fn add_help() -> String {
@@ -96,9 +114,13 @@ pub struct ListArgs {
     /// Only rules of this protocol
     #[arg(long, value_name = "tcp|udp")]
     pub proto: Option<String>,
-    /// Print the RULE objects as one JSON array
+    /// Print the RULE objects as one JSON array, each with a "counters"
+    /// object {packets, bytes, last_hit_s} (null: no counter)
     #[arg(long)]
     pub json: bool,
+    /// Reset every rule's counters after listing them
+    #[arg(long)]
+    pub zero: bool,
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +197,13 @@ pub fn run(root: &Root, cmd: RuleCmd) -> Result<()> {
             Ok(())
         }
         RuleCmd::List(a) => list(root, a),
+        RuleCmd::ResetCounters => {
+            let maps = open(root)?;
+            let _lock = root.lock()?;
+            counters::reset_all(&maps)?;
+            crate::outln!("zfw: rule counters reset")?;
+            Ok(())
+        }
         RuleCmd::Flush(a) => {
             let dirs = match (a.ingress, a.egress) {
                 (true, _) => vec![Direction::Ingress],
@@ -248,23 +277,60 @@ fn list(root: &Root, a: ListArgs) -> Result<()> {
         })
         .transpose()?;
     let maps = open(root)?;
-    let rules: Vec<Rule> = store::read_live(&maps)?
+    let rules: Vec<Counted> = counters::live_counted(&maps)?
         .into_iter()
-        .filter(|r| r.direction == dir)
-        .filter(|r| dst.is_none_or(|d| r.dst == d))
-        .filter(|r| proto.is_none_or(|p| r.proto == p))
+        .filter(|c| c.rule.direction == dir)
+        .filter(|c| dst.is_none_or(|d| c.rule.dst == d))
+        .filter(|c| proto.is_none_or(|p| c.rule.proto == p))
         .collect();
+    let now = crate::decode::mono_now_ns();
     if a.json {
-        let v: Vec<_> = rules.iter().map(Rule::to_json).collect();
-        return super::print_json(&v);
+        let v: Vec<serde_json::Value> = rules.iter().map(|c| counted_json(c, now)).collect();
+        super::print_json(&v)?;
+    } else {
+        crate::out!("{}", table(&rules, now))?;
     }
-    crate::out!("{}", table(&rules))?;
+    if a.zero {
+        let _lock = root.lock()?;
+        counters::reset_all(&maps)?;
+    }
     Ok(())
 }
 
-/// The C zfw's listing columns: type, service id, proto, origin,
-/// destination, ports, mapping, interfaces.
-pub fn table(rules: &[Rule]) -> String {
+/// Seconds since `last_ns` (None: never hit).
+fn last_hit_s(h: &Hits, now: u64) -> Option<f64> {
+    (h.last_ns != 0).then(|| crate::decode::age_s(now, h.last_ns))
+}
+
+/// A RULE object with its `counters` (null: the rule has no counter).
+pub fn counted_json(c: &Counted, now: u64) -> serde_json::Value {
+    let mut v = serde_json::to_value(c.rule.to_json()).unwrap_or_default();
+    v["counters"] = match &c.hits {
+        Some(h) => serde_json::json!({
+            "packets": h.packets,
+            "bytes": h.bytes,
+            "last_hit_s": last_hit_s(h, now),
+        }),
+        None => serde_json::Value::Null,
+    };
+    v
+}
+
+/// An age in the listing: `12s`, `5m`, `3h`, `2d`; `-` never.
+fn age_text(s: Option<f64>) -> String {
+    match s {
+        None => "-".into(),
+        Some(s) if s < 120.0 => format!("{}s", s as u64),
+        Some(s) if s < 7200.0 => format!("{}m", (s / 60.0) as u64),
+        Some(s) if s < 172_800.0 => format!("{}h", (s / 3600.0) as u64),
+        Some(s) => format!("{}d", (s / 86400.0) as u64),
+    }
+}
+
+/// The C zfw's listing columns (type, service id, proto, origin,
+/// destination, ports, mapping, interfaces), then the counters: packets,
+/// bytes, last hit.
+pub fn table(rules: &[Counted], now: u64) -> String {
     let mut rows = vec![[
         "type".to_string(),
         "service id".into(),
@@ -274,13 +340,25 @@ pub fn table(rules: &[Rule]) -> String {
         "ports".into(),
         "mapping".into(),
         "interfaces".into(),
+        "packets".into(),
+        "bytes".into(),
+        "last hit".into(),
     ]];
-    for r in rules {
+    for c in rules {
+        let r = &c.rule;
         let (ty, mapping) = match r.action {
             Action::Allow => ("ALLOW", "-".to_string()),
             Action::Deny => ("DENY", "-".to_string()),
             Action::Tproxy(p) => ("TPROXY", format!("-> {p}")),
             Action::Tunnel => ("TUNNEL", "-> tun".to_string()),
+        };
+        let (packets, bytes, last) = match &c.hits {
+            Some(h) => (
+                h.packets.to_string(),
+                h.bytes.to_string(),
+                age_text(last_hit_s(h, now)),
+            ),
+            None => ("-".into(), "-".into(), "-".into()),
         };
         rows.push([
             ty.to_string(),
@@ -295,9 +373,12 @@ pub fn table(rules: &[Rule]) -> String {
             } else {
                 r.interfaces.join(",")
             },
+            packets,
+            bytes,
+            last,
         ]);
     }
-    let mut w = [0usize; 8];
+    let mut w = [0usize; 11];
     for row in &rows {
         for (i, c) in row.iter().enumerate() {
             w[i] = w[i].max(c.len());

@@ -12,14 +12,16 @@ pub const TOP_HELP: &str = "Live view of the datapath, refreshed once a second.
 
 Shows packets/s and totals by verdict and by verdict reason (the per-CPU
 counters `status` shows), every pinned map's fill (entries / capacity, fullest
-first), tracked flows by protocol, direction and state, and ring-buffer events
-lost. On a terminal it is a full-screen view: q, Esc or Ctrl-C quits and
+first), the top rules by hits/s, tracked flows by protocol, direction and
+state, and ring-buffer events lost. On a terminal it is a full-screen view: q, Esc or Ctrl-C quits and
 restores the terminal. When stdout is not a terminal, or with --once or
 --count, it prints a plain text block after every second instead (rates over
 that second, PACKETS = packets in it, TOTAL = since load), blocks separated by
 a blank line.
 
-There are no \"top rules\" rows: the datapath keeps no per-rule counters yet.";
+The \"top rules\" rows rank the rules by hits/s in the last interval: the
+first packets of the flows each rule admitted or denied (rule list's PACKETS
+column), the 10 busiest that were ever hit.";
 
 #[derive(Debug, Args)]
 pub struct TopArgs {

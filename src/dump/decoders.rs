@@ -13,6 +13,7 @@ use crate::iface_state;
 use crate::maps::defs::{self, NAT_FORWARD};
 use crate::maps::{pending, Decode, MapDef, MapInfo, Maps};
 use crate::net::{AF_INET, AF_INET6, IPPROTO_TCP};
+use crate::rules::counters;
 use crate::skel::{names, types};
 
 fn prefix(family: u8, w: &[u32; 4], len: u8) -> String {
@@ -125,12 +126,13 @@ pub fn entries(maps: &Maps, info: &'static MapInfo) -> Result<Vec<Value>> {
                         "src": addr(k.family, &k.src).to_string(), "dst": addr(k.family, &k.dst).to_string(),
                         "dport": k.dport, "ifindex": k.ifindex, "iface": ifname(k.ifindex),
                         "action": decode::action(v.action), "tproxy_port": v.tproxy_port,
-                        "range": if v.range_idx == u32::MAX { Value::Null } else { json!(v.range_idx) },
+                        "rule_counter": if v.stat == 0 { Value::Null } else { json!(v.stat) },
                         "generation": v.gen, "valid": v.gen == gen,
                     })
                 })
                 .collect()
         }
+        Decode::RuleStats => rule_stats_entries(maps, now)?,
         Decode::Flows => match defs::flow_table(info) {
             Some(t) => maps
                 .entries(t.def)?
@@ -381,9 +383,32 @@ fn range_entries(maps: &Maps) -> Result<Vec<Value>> {
         out.push(json!({
             "index": i, "ports": format!("{}-{}", r.lo, r.hi), "action": decode::action(r.action),
             "tproxy_port": r.tproxy_port, "interfaces": ifs,
+            "counter": if r.stat == 0 { Value::Null } else { json!(r.stat) },
         }));
     }
     Ok(out)
+}
+
+/// rule_stats_map: one object per live rule with a counter, with the
+/// rule's fields (as `rule list --json` prints them) and its counts.
+fn rule_stats_entries(maps: &Maps, now: u64) -> Result<Vec<Value>> {
+    Ok(counters::live_counted(maps)?
+        .into_iter()
+        .filter_map(|c| {
+            let h = c.hits?;
+            let mut v = serde_json::to_value(c.rule.to_json()).unwrap_or(Value::Null);
+            v["direction"] = json!(c.rule.direction.name());
+            v["counter"] = json!(c.stat);
+            v["packets"] = json!(h.packets);
+            v["bytes"] = json!(h.bytes);
+            v["last_hit_s"] = if h.last_ns == 0 {
+                Value::Null
+            } else {
+                json!(age_s(now, h.last_ns))
+            };
+            Some(v)
+        })
+        .collect())
 }
 
 /// Maps without a decoder of their own: keys and values in hex.

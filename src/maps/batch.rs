@@ -40,6 +40,61 @@ impl Entries {
     }
 }
 
+/// Bytes of one entry's value in a batch buffer: the value, or for a
+/// per-CPU map one copy per possible CPU, each rounded up to 8 bytes (the
+/// kernel's layout; [`Entries::iter`] then yields all copies of an entry).
+pub fn value_stride(h: &MapHandle) -> Result<usize> {
+    let vs = h.value_size() as usize;
+    if !h.map_type().is_percpu() {
+        return Ok(vs);
+    }
+    let cpus = libbpf_rs::num_possible_cpus()
+        .map_err(|e| Error::runtime(format!("counting the possible CPUs: {e}")))?;
+    Ok(vs.div_ceil(8) * 8 * cpus)
+}
+
+/**
+ * Write `count` entries (flat `keys`, and `values` laid out as
+ * [`value_stride`] says) in one BPF_MAP_UPDATE_BATCH call; the error
+ * names `name`.  (libbpf-rs's update_batch refuses per-CPU buffers.)
+ */
+pub fn write(h: &MapHandle, name: &str, keys: &[u8], values: &[u8], count: u32) -> Result<()> {
+    let stride = value_stride(h)?;
+    if count == 0 {
+        return Ok(());
+    }
+    if keys.len() != h.key_size() as usize * count as usize
+        || values.len() != stride * count as usize
+    {
+        return Err(Error::runtime(format!(
+            "writing {name} in batches: buffers do not hold {count} entries"
+        )));
+    }
+    let opts = libbpf_sys::bpf_map_batch_opts {
+        sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
+        ..Default::default()
+    };
+    let mut n = count;
+    // SAFETY: both buffers hold `count` entries of the sizes the kernel
+    // expects for this map (checked above), the fd is a live map.
+    let ret = unsafe {
+        libbpf_sys::bpf_map_update_batch(
+            h.as_fd().as_raw_fd(),
+            keys.as_ptr().cast(),
+            values.as_ptr().cast(),
+            &mut n,
+            &opts,
+        )
+    };
+    if ret < 0 {
+        return Err(Error::runtime(format!(
+            "writing {name} in batches: {} (after {n} entries)",
+            std::io::Error::from_raw_os_error(-ret)
+        )));
+    }
+    Ok(())
+}
+
 /**
  * Read the entries of `h` in batches of `batch`.  For an ARRAY map
  * `range` limits the read to the slots `[lo, hi)` (hash maps: None).
@@ -47,7 +102,7 @@ impl Entries {
  */
 pub fn read(h: &MapHandle, name: &str, batch: u32, range: Option<(u32, u32)>) -> Result<Entries> {
     let ks = h.key_size() as usize;
-    let vs = h.value_size() as usize;
+    let vs = value_stride(h)?;
     let mut out = Entries {
         key_size: ks,
         value_size: vs,

@@ -58,6 +58,9 @@ registry! {
     JOURNAL_MAP: "journal_map", Array<u32, types::zfw_journal>, Fixed, Slots, Raw;
     /// Per-CPU decision cache of the rule lookup.
     MATCHED_MAP: "matched_map", PercpuArray<u32, types::zfw_match_slot>, Fixed, Decisions, Decisions;
+    /// Per-rule hit counters, per CPU, indexed by `zfw_range.stat`
+    /// (ARCHITECTURE.md §7 "Counters").
+    RULE_STATS_MAP: "rule_stats_map", PercpuArray<u32, types::zfw_rule_stats>, Resizable, Slots, RuleStats;
     TCP_MAP: "tcp_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
     UDP_MAP: "udp_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
     TCP_INGRESS_MAP: "tcp_ingress_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;

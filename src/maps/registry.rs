@@ -52,6 +52,8 @@ pub enum Decode {
     ServiceIds,
     DstPrefixes,
     Decisions,
+    /// rule_stats_map: the live rules' counters.
+    RuleStats,
     /// A conntrack table (see `defs::FLOW_TABLES`).
     Flows,
     FlowCache,

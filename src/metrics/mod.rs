@@ -25,7 +25,10 @@ use crate::error::{Error, Result};
 use crate::maps::{defs, Maps};
 
 pub mod read;
+pub mod rules;
 pub mod serve;
+
+pub use rules::RuleSeries;
 
 pub use read::verdict;
 
@@ -94,6 +97,24 @@ pub const METRICS: &[MetricDoc] = &[
         labels: &["direction"],
         help: "Live rules by direction",
     },
+    MetricDoc {
+        name: "zfw_rule_packets",
+        kind: "counter",
+        labels: &["direction", "rule", "service_id"],
+        help: "First packets of the flows a rule admitted or denied (rule list's PACKETS; --rule-series caps how many rules are exposed)",
+    },
+    MetricDoc {
+        name: "zfw_rule_bytes",
+        kind: "counter",
+        labels: &["direction", "rule", "service_id"],
+        help: "Bytes of those packets (rule list's BYTES)",
+    },
+    MetricDoc {
+        name: "zfw_rule_series_omitted",
+        kind: "gauge",
+        labels: &[],
+        help: "Rules with counters that got no zfw_rule_* series (--rule-series cap or --rule-series-service-only)",
+    },
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -130,6 +151,15 @@ struct DirLabels {
     direction: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    direction: String,
+    /// `proto dst from src ports` (rules::rule_label)
+    rule: String,
+    /// empty when the rule has none
+    service_id: String,
+}
+
 /// The registry entry of a documented metric (its name without the
 /// `zfw_` prefix the registry adds).
 fn doc(name: &str) -> &'static MetricDoc {
@@ -158,7 +188,7 @@ fn gauge_value(n: u64) -> i64 {
 }
 
 /// Read the maps into a fresh registry.
-fn collect(maps: &Maps) -> Result<Registry> {
+fn collect(maps: &Maps, series: &RuleSeries) -> Result<Registry> {
     let mut reg = Registry::with_prefix("zfw");
 
     let packets = Family::<ReasonLabels, Counter>::default();
@@ -251,8 +281,9 @@ fn collect(maps: &Maps) -> Result<Registry> {
     let rules = Family::<DirLabels, Gauge>::default();
     register(&mut reg, "rules", &rules);
     let mut by_dir: BTreeMap<&str, u64> = [("ingress", 0), ("egress", 0)].into();
-    for r in crate::rules::store::read_live(maps)? {
-        *by_dir.entry(r.direction.name()).or_default() += 1;
+    let counted = crate::rules::counters::live_counted(maps)?;
+    for c in &counted {
+        *by_dir.entry(c.rule.direction.name()).or_default() += 1;
     }
     for (direction, n) in by_dir {
         let direction = direction.to_string();
@@ -260,12 +291,34 @@ fn collect(maps: &Maps) -> Result<Registry> {
             .get_or_create(&DirLabels { direction })
             .set(gauge_value(n));
     }
+
+    let (packets, bytes) = (
+        Family::<RuleLabels, Counter>::default(),
+        Family::<RuleLabels, Counter>::default(),
+    );
+    register(&mut reg, "rule_packets", &packets);
+    register(&mut reg, "rule_bytes", &bytes);
+    let (shown, omitted) = rules::pick(counted, series);
+    for c in &shown {
+        let l = RuleLabels {
+            direction: c.rule.direction.name().to_string(),
+            rule: rules::rule_label(c),
+            service_id: c.rule.service_id.clone().unwrap_or_default(),
+        };
+        let h = c.hits.unwrap_or_default();
+        packets.get_or_create(&l).inc_by(h.packets);
+        bytes.get_or_create(&l).inc_by(h.bytes);
+    }
+    let left_out = Gauge::<i64>::default();
+    register(&mut reg, "rule_series_omitted", &left_out);
+    left_out.set(gauge_value(omitted as u64));
     Ok(reg)
 }
 
-/// The OpenMetrics text exposition of the datapath under `maps`.
-pub fn exposition(maps: &Maps) -> Result<String> {
-    let reg = collect(maps)?;
+/// The OpenMetrics text exposition of the datapath under `maps`, with
+/// per-rule series as `series` allows.
+pub fn exposition(maps: &Maps, series: &RuleSeries) -> Result<String> {
+    let reg = collect(maps, series)?;
     let mut out = String::new();
     encode(&mut out, &reg).map_err(|e| Error::runtime(format!("encoding metrics: {e}")))?;
     Ok(out)

@@ -36,7 +36,12 @@ fn text(code: u16, body: String) -> Response<std::io::Cursor<Vec<u8>>> {
 
 /// Serve until the process is stopped.  `ready` is called once the socket
 /// is bound (the CLI prints where).
-pub fn serve(root: &Root, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+pub fn serve(
+    root: &Root,
+    addr: SocketAddr,
+    series: &super::RuleSeries,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<()> {
     let server = Server::http(addr)
         .map_err(|e| Error::runtime(format!("--listen {addr}: cannot listen: {e}")))?;
     let bound = server.server_addr().to_ip().unwrap_or(addr);
@@ -44,15 +49,16 @@ pub fn serve(root: &Root, addr: SocketAddr, ready: impl FnOnce(SocketAddr)) -> R
     for req in server.incoming_requests() {
         let path = req.url().split('?').next().unwrap_or("");
         let resp = match (req.method(), path) {
-            (Method::Get, "/metrics") => match Maps::open(root).and_then(|m| super::exposition(&m))
-            {
-                Ok(body) => {
-                    let ct = Header::from_bytes("Content-Type", CONTENT_TYPE)
-                        .map_err(|_| Error::runtime("content type header"))?;
-                    text(200, body).with_header(ct)
+            (Method::Get, "/metrics") => {
+                match Maps::open(root).and_then(|m| super::exposition(&m, series)) {
+                    Ok(body) => {
+                        let ct = Header::from_bytes("Content-Type", CONTENT_TYPE)
+                            .map_err(|_| Error::runtime("content type header"))?;
+                        text(200, body).with_header(ct)
+                    }
+                    Err(e) => text(503, format!("{e}\n")),
                 }
-                Err(e) => text(503, format!("{e}\n")),
-            },
+            }
             (Method::Get, _) => text(404, "only /metrics is served\n".into()),
             _ => text(405, "read-only: GET /metrics\n".into()),
         };

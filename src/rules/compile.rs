@@ -115,12 +115,15 @@ type GroupId = (Direction, Family, Proto);
 /**
  * Compile `rules` (in insertion order; ids unique) into rule set `set`.
  * `ifindex` resolves an interface name.  `range_max` is range_map's size.
+ * `stats` gives each rule's counter id (aligned with `rules`; a rule past
+ * its end gets 0, no counter: compiles that only size or list a set).
  */
 pub fn compile(
     rules: &[Rule],
     set: u8,
     range_max: u32,
     ifindex: &dyn Fn(&str) -> Result<u32>,
+    stats: &[u32],
 ) -> Result<Compiled> {
     let max_per_key = names::ZFW_MAX_RANGES_PER_KEY as usize;
     let max_pairs = names::ZFW_MAX_PAIRS as usize;
@@ -128,14 +131,14 @@ pub fn compile(
 
     // keys in order of first appearance, each with its rules in order
     let mut order: Vec<KeyId> = Vec::new();
-    let mut by_key: HashMap<KeyId, Vec<&Rule>> = HashMap::new();
-    for r in rules {
+    let mut by_key: HashMap<KeyId, Vec<(&Rule, u32)>> = HashMap::new();
+    for (i, r) in rules.iter().enumerate() {
         let k = (r.direction, r.family(), r.proto, r.dst, r.src);
         let e = by_key.entry(k).or_insert_with(|| {
             order.push(k);
             Vec::new()
         });
-        e.push(r);
+        e.push((r, stats.get(i).copied().unwrap_or(0)));
         if e.len() > max_per_key {
             return Err(too_many_ranges(r));
         }
@@ -155,8 +158,9 @@ pub fn compile(
     for k in &order {
         let rs = &by_key[k];
         let first = base + out.ranges.len() as u32;
-        for r in rs {
-            let (rg, svc) = encode_range(r, ifindex)?;
+        for (r, stat) in rs {
+            let (mut rg, svc) = encode_range(r, ifindex)?;
+            rg.stat = *stat;
             let idx = base + out.ranges.len() as u32;
             if let Some(s) = svc {
                 out.services.push((idx, s));
@@ -164,7 +168,7 @@ pub fn compile(
             out.ranges.push(rg);
         }
         out.keys.push((
-            rule_key(rs[0], set),
+            rule_key(rs[0].0, set),
             types::zfw_rule_span {
                 first,
                 count: rs.len() as u32,
@@ -275,7 +279,7 @@ mod tests {
             rule("10.1.0.0/16", "192.168.0.0/16", "80"),
             rule("10.0.0.0/8", "0.0.0.0/0", "90"),
         ];
-        let c = compile(&rules, 1, 100, &|_| Ok(1)).unwrap();
+        let c = compile(&rules, 1, 100, &|_| Ok(1), &[]).unwrap();
         assert_eq!(c.base, 50);
         assert_eq!(c.keys.len(), 2);
         assert_eq!((c.keys[0].1.first, c.keys[0].1.count), (50, 2));
@@ -293,7 +297,7 @@ mod tests {
         let rules: Vec<Rule> = (1..=6)
             .map(|p| rule("10.0.0.0/8", "0.0.0.0/0", &p.to_string()))
             .collect();
-        assert!(compile(&rules, 0, 10, &|_| Ok(1)).is_err());
-        assert!(compile(&rules, 0, 12, &|_| Ok(1)).is_ok());
+        assert!(compile(&rules, 0, 10, &|_| Ok(1), &[]).is_err());
+        assert!(compile(&rules, 0, 12, &|_| Ok(1), &[]).is_ok());
     }
 }

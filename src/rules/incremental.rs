@@ -55,6 +55,7 @@ use crate::error::{Error, Result};
 use crate::maps::{defs, Maps};
 use crate::netlink::route;
 use crate::rules::compile::{self, lpm_key, rule_key, set_region};
+use crate::rules::counters;
 use crate::rules::live::{self, decode_key, Span};
 use crate::rules::model::{Action, Direction, Family, Prefix, Proto, Rule, RuleId};
 use crate::rules::sets::{bump_gen, iface_index, no_such_rule, AddOutcome};
@@ -463,7 +464,7 @@ fn add_in(maps: &Maps, rule: &Rule, obs: Observer, batch: usize) -> Result<Optio
     let g = (rule.direction, rule.family(), rule.proto);
     let outcome = match pos {
         Some(i)
-            if bytes_of(&slots[i].0) == bytes_of(&new_slot.0)
+            if counters::same_range(&new_slot.0, &slots[i].0)
                 && slots[i].1.as_ref().map(bytes_of) == new_slot.1.as_ref().map(bytes_of) =>
         {
             // a change cut short between its key and its trie writes left
@@ -491,6 +492,9 @@ fn add_in(maps: &Maps, rule: &Rule, obs: Observer, batch: usize) -> Result<Optio
             AddOutcome::Added
         }
     };
+    // a new or changed rule counts from zero (ARCHITECTURE.md §7 "Counters")
+    let at = pos.unwrap_or(slots.len() - 1);
+    slots[at].0.stat = counters::fresh_beside(maps, &v.keys)?;
     let max_per_key = names::ZFW_MAX_RANGES_PER_KEY as usize;
     if slots.len() > max_per_key {
         return Err(compile::too_many_ranges(rule));

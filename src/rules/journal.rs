@@ -208,7 +208,13 @@ fn reconcile(maps: &Maps) -> Result<()> {
 
     // 2. the active set's trie as a full rewrite would write it
     let range_max = maps.max_entries(&defs::RANGE_MAP)?;
-    let want = compile::compile(&now.rules, active, range_max, &sets::iface_index)?;
+    let want = compile::compile(
+        &now.rules,
+        active,
+        range_max,
+        &sets::iface_index,
+        &now.stats,
+    )?;
     let want: HashMap<Vec<u8>, types::zfw_lpm_val> = want
         .lpm
         .into_iter()

@@ -153,26 +153,35 @@ pub struct Live {
     pub rules: Vec<Rule>,
     /// the service_map slots the active set uses
     pub service_slots: Vec<u32>,
+    /// each rule's counter id (`zfw_range.stat`; 0: none), aligned with `rules`
+    pub stats: Vec<u32>,
 }
 
 pub fn read(maps: &Maps) -> Result<Live> {
     read_set(maps, active_set(maps)?)
 }
 
-/// Rule set `set` as the maps hold it (the inactive one: what an
-/// interrupted whole-set write left, ARCHITECTURE.md §7).
-pub fn read_set(maps: &Maps, set: u8) -> Result<Live> {
-    let keys = set_keys(maps, set)?;
+/// The range_map slots `[lo, hi)` the spans of `keys` lie in.
+pub fn covered(keys: &[Span]) -> (u32, u32) {
     let lo = keys.iter().map(|(_, sp)| sp.first).min().unwrap_or(0);
     let hi = keys
         .iter()
         .map(|(_, sp)| sp.first.saturating_add(sp.count))
         .max()
         .unwrap_or(0);
+    (lo, hi)
+}
+
+/// Rule set `set` as the maps hold it (the inactive one: what an
+/// interrupted whole-set write left, ARCHITECTURE.md §7).
+pub fn read_set(maps: &Maps, set: u8) -> Result<Live> {
+    let keys = set_keys(maps, set)?;
+    let (lo, hi) = covered(&keys);
     let slots = ranges(maps, lo, hi)?;
     let mut svc = services(maps, lo, hi)?;
     let mut rules = Vec::new();
     let mut service_slots = Vec::new();
+    let mut stats = Vec::new();
     for (k, sp) in &keys {
         for idx in sp.first..sp.first.saturating_add(sp.count) {
             let r = slots.get((idx - lo) as usize).ok_or_else(|| {
@@ -183,6 +192,7 @@ pub fn read_set(maps: &Maps, set: u8) -> Result<Live> {
                 service_slots.push(idx);
             }
             rules.push(decode_rule(k, idx, r, s)?);
+            stats.push(r.stat);
         }
     }
     Ok(Live {
@@ -190,5 +200,6 @@ pub fn read_set(maps: &Maps, set: u8) -> Result<Live> {
         keys,
         rules,
         service_slots,
+        stats,
     })
 }

@@ -2,9 +2,11 @@
 //! (compile.rs), reading the live rule set back (live.rs), and writing it:
 //! whole-set rewrites (store.rs) and single-rule changes (incremental.rs),
 //! under the journal that makes a killed change recoverable (journal.rs),
-//! with what all three share in sets.rs.
+//! with what all three share in sets.rs; each rule's hit counters
+//! (counters.rs).
 
 pub mod compile;
+pub mod counters;
 pub mod incremental;
 pub mod journal;
 pub mod live;

@@ -27,6 +27,7 @@ use crate::maps::Maps;
 use crate::maps::{defs, MapId};
 use crate::netlink::route;
 use crate::rules::compile::{self, Compiled};
+use crate::rules::counters;
 use crate::rules::incremental;
 use crate::rules::journal::{self, Op};
 use crate::rules::live::{self, Live};
@@ -107,9 +108,11 @@ fn write_set(maps: &Maps, old_set: &Live, rules: &[Rule]) -> Result<()> {
     let live = old_set.set;
     let next = 1 - live;
     let range_max = maps.max_entries(&defs::RANGE_MAP)?;
-    let c = compile::compile(rules, next, range_max, &iface_index)?;
+    // counters: unchanged rules keep theirs (ARCHITECTURE.md §7 "Counters")
+    let (stats, fresh) = counters::assign(maps, old_set, rules)?;
+    let c = compile::compile(rules, next, range_max, &iface_index, &stats)?;
     // what the live set occupies (it was compiled from these rules)
-    let live_c = compile::compile(old, live, range_max, &iface_index)?;
+    let live_c = compile::compile(old, live, range_max, &iface_index, &old_set.stats)?;
     clear_set(maps, next)?;
     capacity(maps, &defs::TPROXY_MAP, live_c.keys.len(), c.keys.len())?;
     capacity(maps, &defs::DST_LPM_MAP, live_c.lpm.len(), c.lpm.len())?;
@@ -119,6 +122,8 @@ fn write_set(maps: &Maps, old_set: &Live, rules: &[Rule]) -> Result<()> {
         live_c.services.len(),
         c.services.len(),
     )?;
+    // fresh ids start at zero before any range names them
+    counters::zero(maps, &fresh)?;
     write_compiled(maps, &c)?;
 
     let before = tproxy_prefixes(old);

@@ -4,8 +4,8 @@
 //! samples.  On a terminal `tui` draws it with ratatui; otherwise `text`
 //! prints one plain block per interval.
 //!
-//! There is no "top rules" view: the datapath keeps no per-rule counters
-//! yet, so there is nothing honest to rank.
+//! The "top rules" rows rank the rules by hits per second over the
+//! interval (their counters: README "Rule counters").
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,6 +29,29 @@ pub struct Sample {
     pub flows: BTreeMap<FlowClass, u64>,
     pub events_lost: Option<u64>,
     pub policy_gen: u32,
+    /// every live rule with a counter: (counter id, label), packets
+    pub rules: Vec<((u32, String), u64)>,
+}
+
+/// How a rule is named in `top`: direction, key, service id, action.
+fn rule_name(c: &crate::rules::counters::Counted) -> String {
+    let r = &c.rule;
+    let svc = r
+        .service_id
+        .as_ref()
+        .map(|s| format!(" [{s}]"))
+        .unwrap_or_default();
+    let action = match r.action {
+        crate::rules::model::Action::Allow => "allow".to_string(),
+        crate::rules::model::Action::Deny => "deny".into(),
+        crate::rules::model::Action::Tproxy(p) => format!("tproxy {p}"),
+        crate::rules::model::Action::Tunnel => "tunnel".into(),
+    };
+    format!(
+        "{} {}{svc} {action}",
+        r.direction.name(),
+        crate::metrics::rules::rule_label(c),
+    )
 }
 
 /// Read one sample.
@@ -40,8 +63,15 @@ pub fn sample(maps: &Maps) -> Result<Sample> {
         flows: read::flows(maps)?,
         events_lost: crate::monitor::events_lost(maps)?,
         policy_gen: maps.config()?.policy_gen,
+        rules: crate::rules::counters::live_counted(maps)?
+            .iter()
+            .filter_map(|c| Some(((c.stat, rule_name(c)), c.hits?.packets)))
+            .collect(),
     })
 }
+
+/// Rows of the "top rules" block.
+pub const TOP_RULES: usize = 10;
 
 /// A counter over one interval.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,6 +106,11 @@ pub struct View {
     pub flows: BTreeMap<FlowClass, u64>,
     pub events_lost: Option<Rate>,
     pub policy_gen: u32,
+    /// the TOP_RULES rules with the most hits in the interval (then since
+    /// load), hit at least once; `name` says the rule, `verdict` is empty
+    pub rules: Vec<Rate>,
+    /// rules that have counters (hit or not)
+    pub rules_counted: usize,
 }
 
 fn delta(prev: Option<u64>, now: u64) -> Option<u64> {
@@ -130,7 +165,27 @@ pub fn view(prev: Option<&Sample>, now: &Sample) -> View {
         total: n,
         delta: prev.and_then(|p| delta(p.events_lost, n)),
     });
+    // a rule (counter id and name) new since `prev` counted from 0
+    let was: BTreeMap<&(u32, String), u64> = prev
+        .map(|p| p.rules.iter().map(|(k, n)| (k, *n)).collect())
+        .unwrap_or_default();
+    let mut rules: Vec<Rate> = now
+        .rules
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| Rate {
+            name: k.1.clone(),
+            verdict: String::new(),
+            total: *n,
+            delta: prev.map(|_| n.saturating_sub(*was.get(k).unwrap_or(&0))),
+        })
+        .collect();
+    // stable: equal rates keep the listing's order
+    rules.sort_by_key(|r| std::cmp::Reverse((r.delta.unwrap_or(0), r.total)));
+    rules.truncate(TOP_RULES);
     View {
+        rules,
+        rules_counted: now.rules.len(),
         interval_s: prev.map_or(0.0, |p| now.at.duration_since(p.at).as_secs_f64()),
         verdicts,
         reasons,
@@ -157,9 +212,14 @@ pub fn fill_ratio(m: &MapFill) -> f64 {
     (m.entries as f64 / f64::from(m.capacity)).clamp(0.0, 1.0)
 }
 
-/// The line every view ends with: why there is no rule ranking.
-pub const NO_RULE_COUNTERS: &str =
-    "top rules: not shown - the datapath keeps no per-rule counters yet";
+/// The line every view ends with: how many rules the ranking covers.
+pub fn rules_summary(v: &View) -> String {
+    format!(
+        "top rules: {} shown of {} with counters, by hits/s (first packets of flows)",
+        v.rules.len(),
+        v.rules_counted
+    )
+}
 
 #[cfg(test)]
 mod tests {
@@ -180,6 +240,7 @@ mod tests {
             flows: BTreeMap::new(),
             events_lost: Some(3),
             policy_gen: 1,
+            rules: Vec::new(),
         }
     }
 
@@ -207,5 +268,33 @@ mod tests {
         assert_eq!((drop.total, drop.delta), (5, Some(1)));
         assert_eq!(rate_text(drop, v.interval_s), "0.5");
         assert_eq!(v.events_lost.unwrap().delta, Some(0));
+    }
+
+    #[test]
+    fn top_rules_rank_by_hits_in_the_interval() {
+        let t0 = Instant::now();
+        let mut a = sample(t0, &[]);
+        a.rules = vec![
+            ((1, "a".into()), 100),
+            ((2, "b".into()), 5),
+            ((3, "c".into()), 0),
+        ];
+        let mut b = sample(t0 + Duration::from_secs(1), &[]);
+        // a: +1, b: +7, c: never hit, d: new (from 0), a changed rule gets a new id
+        b.rules = vec![
+            ((1, "a".into()), 101),
+            ((2, "b".into()), 12),
+            ((3, "c".into()), 0),
+            ((4, "d".into()), 3),
+        ];
+        let v = view(Some(&a), &b);
+        let got: Vec<(&str, Option<u64>)> =
+            v.rules.iter().map(|r| (r.name.as_str(), r.delta)).collect();
+        assert_eq!(got, [("b", Some(7)), ("d", Some(3)), ("a", Some(1))]);
+        assert_eq!(v.rules_counted, 4);
+        assert!(rules_summary(&v).starts_with("top rules: 3 shown of 4"));
+        // the first view has no interval: ranked by totals
+        let v = view(None, &b);
+        assert_eq!(v.rules[0].name, "a");
     }
 }

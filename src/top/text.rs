@@ -4,12 +4,28 @@
 
 use std::time::Instant;
 
-use super::{fill_ratio, rate_text, sample, view, Rate, View, INTERVAL, NO_RULE_COUNTERS};
+use super::{fill_ratio, rate_text, rules_summary, sample, view, Rate, View, INTERVAL};
 use crate::error::Result;
 use crate::maps::Maps;
 
 fn delta_text(r: &Rate) -> String {
     r.delta.map_or_else(|| "-".into(), |d| d.to_string())
+}
+
+/// A header (name, rate and interval columns, then TOTAL) and one row per
+/// rate, the name column `w` wide.
+fn rate_rows(out: &mut String, head: (&str, &str, &str), w: usize, rows: &[Rate], secs: f64) {
+    let (name, rate, n) = head;
+    out.push_str(&format!("{name:<w$} {rate:>12} {n:>10} {:>14}\n", "TOTAL"));
+    for r in rows {
+        out.push_str(&format!(
+            "{:<w$} {:>12} {:>10} {:>14}\n",
+            r.name,
+            rate_text(r, secs),
+            delta_text(r),
+            r.total
+        ));
+    }
 }
 
 /// One block of text for `v`.
@@ -19,19 +35,13 @@ pub fn render(v: &View) -> String {
         "zfw top: interval {secs:.3} s, policy generation {}\n",
         v.policy_gen
     );
-    out.push_str(&format!(
-        "{:<13} {:>12} {:>10} {:>14}\n",
-        "VERDICT", "PKTS/S", "PACKETS", "TOTAL"
-    ));
-    for r in &v.verdicts {
-        out.push_str(&format!(
-            "{:<13} {:>12} {:>10} {:>14}\n",
-            r.name,
-            rate_text(r, secs),
-            delta_text(r),
-            r.total
-        ));
-    }
+    rate_rows(
+        &mut out,
+        ("VERDICT", "PKTS/S", "PACKETS"),
+        13,
+        &v.verdicts,
+        secs,
+    );
     out.push_str(&format!(
         "{:<24} {:<8} {:>12} {:>10} {:>14}\n",
         "REASON", "VERDICT", "PKTS/S", "PACKETS", "TOTAL"
@@ -74,6 +84,7 @@ pub fn render(v: &View) -> String {
             n
         ));
     }
+    rate_rows(&mut out, ("TOP RULE", "HITS/S", "HITS"), 64, &v.rules, secs);
     match &v.events_lost {
         Some(r) => out.push_str(&format!(
             "EVENTS LOST {} (in this interval {})\n",
@@ -82,7 +93,7 @@ pub fn render(v: &View) -> String {
         )),
         None => out.push_str("EVENTS LOST unknown (no stats_map)\n"),
     }
-    out.push_str(NO_RULE_COUNTERS);
+    out.push_str(&rules_summary(v));
     out.push('\n');
     out
 }

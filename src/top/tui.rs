@@ -14,7 +14,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, LineGauge, Paragraph, Row, Table};
 use ratatui::Frame;
 
-use super::{fill_ratio, rate_text, sample, view, View, INTERVAL, NO_RULE_COUNTERS};
+use super::{fill_ratio, rate_text, rules_summary, sample, view, View, INTERVAL};
 use crate::error::{Error, Result};
 use crate::maps::Maps;
 
@@ -128,19 +128,21 @@ fn draw(f: &mut Frame, v: &View, root: &str) {
         head,
     );
     f.render_widget(
-        Paragraph::new(NO_RULE_COUNTERS).style(Style::default().fg(Color::DarkGray)),
+        Paragraph::new(rules_summary(v)).style(Style::default().fg(Color::DarkGray)),
         foot,
     );
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(body);
-    let [verdicts, reasons, flows] = Layout::vertical([
+    let [verdicts, reasons, rules, flows] = Layout::vertical([
         Constraint::Length(v.verdicts.len() as u16 + 3),
         Constraint::Min(4),
+        Constraint::Length(v.rules.len().max(1) as u16 + 3),
         Constraint::Length(v.flows.len().max(1) as u16 + 3),
     ])
     .areas(left);
     draw_rates(f, verdicts, v, true);
     draw_rates(f, reasons, v, false);
+    draw_rules(f, rules, v);
     draw_flows(f, flows, v);
     draw_maps(f, right, v);
 }
@@ -168,6 +170,29 @@ fn draw_rates(f: &mut Frame, area: Rect, v: &View, by_verdict: bool) {
     ];
     f.render_widget(
         Table::new(body, widths).header(header).block(title(t)),
+        area,
+    );
+}
+
+/// The rules with the most hits per second (first packets of flows).
+fn draw_rules(f: &mut Frame, area: Rect, v: &View) {
+    let header = Row::new(["rule", "hits/s", "total"]).style(Style::default().fg(Color::Yellow));
+    let body = v.rules.iter().map(|r| {
+        Row::new([
+            r.name.clone(),
+            rate_text(r, v.interval_s),
+            r.total.to_string(),
+        ])
+    });
+    let widths = [
+        Constraint::Min(40),
+        Constraint::Length(10),
+        Constraint::Length(12),
+    ];
+    f.render_widget(
+        Table::new(body, widths)
+            .header(header)
+            .block(title("Top rules by hits/s")),
         area,
     );
 }

@@ -105,7 +105,7 @@ pub fn lpm_entries(maps: &Maps) -> Vec<(Vec<u8>, Vec<u8>)> {
 pub fn compiled_lpm(maps: &Maps, rules: &[Rule]) -> Vec<(Vec<u8>, Vec<u8>)> {
     let set = store::active_set(maps).unwrap();
     let max = maps.max_entries(&zfw::maps::defs::RANGE_MAP).unwrap();
-    let c = compile::compile(rules, set, max, &store::iface_index).unwrap();
+    let c = compile::compile(rules, set, max, &store::iface_index, &[]).unwrap();
     let mut v: Vec<(Vec<u8>, Vec<u8>)> = c
         .lpm
         .iter()
