@@ -417,6 +417,65 @@ fn strs(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// Kills that land in the recovery of an earlier kill: 29 of 30 runs of
+/// `rule add` (30 different rules) are killed, each at a position that
+/// moves through the command, so many land while the run is still
+/// finishing the change the previous kill left; a last, complete run of
+/// each command then leaves the state deciding as it lists, with nothing
+/// stale.
+#[test]
+fn a_burst_of_killed_rule_adds_converges_after_one_complete_run() {
+    require_priv!();
+    let f = Fixture::new();
+    let maps = f.root.maps();
+    let before = small_set();
+    let adds: Vec<Rule> = (0..30)
+        .map(|i| {
+            rule(
+                &format!("10.3.{i}.0/24"),
+                "198.51.100.0/24",
+                "8081",
+                Action::Allow,
+            )
+        })
+        .collect();
+    let args = |r: &Rule| -> Vec<String> {
+        let mut v = strs(&["rule", "add", "--dst", &r.dst.to_string()]);
+        v.extend(strs(&[
+            "--src",
+            &r.src.to_string(),
+            "--proto",
+            "tcp",
+            "--ports",
+            "8081",
+        ]));
+        v
+    };
+    let mut after = before.clone();
+    after.extend(adds.iter().cloned());
+    let m = Model::new(&before, &after, 300);
+    store::replace_all(&maps, &before).unwrap();
+    let (_, calls, opens) = traced(&f, &args(&adds[0]), None);
+    store::replace_all(&maps, &before).unwrap();
+    let (mut killed, mut pending_seen) = (0, 0);
+    for (i, r) in adds.iter().enumerate().take(29) {
+        let pos = opens + 1 + (i * 7) % (calls - opens);
+        killed += usize::from(traced(&f, &args(r), Some(pos)).0);
+        pending_seen += usize::from(journal::pending(&maps).unwrap().is_some());
+    }
+    assert!(killed >= 28, "only {killed} of 29 kills landed");
+    assert!(pending_seen > 0, "no kill left a change to recover");
+    traced(&f, &args(&adds[29]), None);
+    let listed = consistent(&f, &maps, &m, "after 29 killed adds and one complete one");
+    assert!(listed.contains(&adds[29]), "the complete add is listed");
+    // the killed adds are each either listed (and applied) or absent
+    for r in &adds[..29] {
+        traced(&f, &args(r), None);
+    }
+    let listed = consistent(&f, &maps, &m, "after every add ran once completely");
+    assert_eq!(by_key(&listed), by_key(&after), "every rule added once");
+}
+
 #[test]
 fn a_killed_rule_add_or_del_is_finished_or_rolled_back_at_every_position() {
     require_priv!();
