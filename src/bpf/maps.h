@@ -9,11 +9,14 @@
 
 #include "common.h"
 
-/* Hash maps that only user space writes are BPF_F_NO_PREALLOC: their
- * elements are allocated as entries are added, so they cost their bucket
- * array plus what is in them, not max_entries elements (README "Memory").
- * LRU maps cannot be, and maps the datapath inserts into stay preallocated
- * (no allocation on the packet path). */
+/* Every plain hash map is BPF_F_NO_PREALLOC: its elements are allocated as
+ * entries are added, so it costs its bucket array plus what is in it, not
+ * max_entries elements (README "Memory", ARCHITECTURE.md §6).  That covers
+ * the maps only user space writes and the masquerade mappings, which the
+ * datapath inserts once per new mapping (the kernel's per-CPU element cache
+ * serves TC programs; a failed insert is a failed mapping, as when full).
+ * LRU hashes and arrays are preallocated by the kernel: their default
+ * capacities are chosen for an idle host, and --map-size raises them. */
 #define ZFW_HASH(_name, _type, _key, _val, _max, _flags)                      \
 	struct {                                                                \
 		__uint(type, _type);                                            \
@@ -74,7 +77,7 @@ ZFW_HASH(tcp_ingress_unassured_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key,
 ZFW_HASH(udp_ingress_unassured_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key,
 	 struct zfw_flow, 16384, 0);
 ZFW_HASH(icmp_echo_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow,
-	 65536, 0);
+	 16384, 0);
 /* per-CPU cache of established flows' verdicts, and the epochs that
  * invalidate it (see flowcache.h) */
 ZFW_HASH(flow_cache_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct zfw_flow_cache,
@@ -84,11 +87,11 @@ ZFW_HASH(frag_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_frag_key, __u32, 8192, 0);
 
 /* masquerade */
 ZFW_HASH(masquerade_map, BPF_MAP_TYPE_HASH, struct zfw_nat_key, struct zfw_nat_val,
-	 65536, 0);
+	 65536, BPF_F_NO_PREALLOC);
 ZFW_HASH(masquerade_reverse_map, BPF_MAP_TYPE_HASH, struct zfw_flow_key,
-	 struct zfw_nat_rev, 65536, 0);
+	 struct zfw_nat_rev, 65536, BPF_F_NO_PREALLOC);
 ZFW_HASH(icmp_masquerade_map, BPF_MAP_TYPE_HASH, struct zfw_nat_key, struct zfw_nat_val,
-	 65536, 0);
+	 65536, BPF_F_NO_PREALLOC);
 /* recently closed TCP mappings: ports not to reuse for the same peer yet */
 ZFW_HASH(masquerade_closed_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_nat_key,
 	 struct zfw_nat_closed, 65536, 0);
@@ -105,14 +108,14 @@ ZFW_HASH(ifindex_tun_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_tun_iface, 16,
 ZFW_HASH(ddos_dport_map, BPF_MAP_TYPE_HASH, __u32, __u32, 1024, BPF_F_NO_PREALLOC);
 ZFW_HASH(ddos_saddr_map, BPF_MAP_TYPE_HASH, struct zfw_addr_key, __u32, 65536,
 	 BPF_F_NO_PREALLOC);
-ZFW_HASH(syn_count_map, BPF_MAP_TYPE_HASH, __u32, __u64, 256, 0);
+ZFW_HASH(syn_count_map, BPF_MAP_TYPE_HASH, __u32, __u64, 256, BPF_F_NO_PREALLOC);
 ZFW_HASH(syn_bucket_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_addr_key, struct zfw_bucket,
-	 65536, 0);
+	 16384, 0);
 
 /* OT */
 ZFW_HASH(dnp3_fcode_map, BPF_MAP_TYPE_HASH, __u32, __u32, 256, BPF_F_NO_PREALLOC);
 ZFW_HASH(modbus_state_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_modbus_key,
-	 struct zfw_modbus_val, 65536, 0);
+	 struct zfw_modbus_val, 16384, 0);
 
 /* observability */
 ZFW_HASH(counters_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, __u64, ZFW_R_MAX, 0);

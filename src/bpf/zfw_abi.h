@@ -24,7 +24,7 @@ enum zfw_limits {
 	ZFW_MAX_PAIRS = 62,          /* (dst len, src len) pairs on one address's path */
 	ZFW_SERVICE_ID_LEN = 32,
 	ZFW_IFNAME_LEN = 16,
-	ZFW_MATCH_SLOTS = 65536,     /* matched_map slots per CPU (a power of two) */
+	ZFW_MATCH_SLOTS = 16384,     /* matched_map slots per CPU (a power of two) */
 	ZFW_FLOW_CACHE_SLOTS = 4096, /* flow_cache_map slots per CPU (a power of two) */
 	ZFW_FLOW_CACHE_JIFFIES = 32, /* a cached flow verdict is trusted this many ticks */
 	ZFW_CT_EPOCH_BUCKETS = 1024, /* ct_epoch_map: per-bucket epochs, then one global */

@@ -101,17 +101,51 @@ pub fn write(h: &MapHandle, name: &str, keys: &[u8], values: &[u8], count: u32) 
  * The error names `name`.
  */
 pub fn read(h: &MapHandle, name: &str, batch: u32, range: Option<(u32, u32)>) -> Result<Entries> {
-    let ks = h.key_size() as usize;
-    let vs = value_stride(h)?;
     let mut out = Entries {
-        key_size: ks,
-        value_size: vs,
+        key_size: h.key_size() as usize,
+        value_size: value_stride(h)?,
         keys: Vec::new(),
         values: Vec::new(),
     };
+    walk(h, name, batch, range, |k, v| {
+        out.keys.extend_from_slice(k);
+        out.values.extend_from_slice(v);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// How many entries a map holds, read in batches into one reused buffer:
+/// a full table of a million flows costs a few hundred syscalls, not two
+/// per key (README "Memory").
+pub fn count(h: &MapHandle, name: &str, batch: u32) -> Result<usize> {
+    let ks = (h.key_size() as usize).max(1);
+    let mut n = 0;
+    walk(h, name, batch, None, |k, _| {
+        n += k.len() / ks;
+        Ok(())
+    })?;
+    Ok(n)
+}
+
+/**
+ * Walk the entries of `h` in batches of `batch`, handing `f` each batch's
+ * keys and values as flat buffers (values laid out as [`value_stride`]
+ * says), reused from one batch to the next, so a walk of a million flows
+ * holds one batch in memory.  `range` as for [`read`].
+ */
+pub fn walk(
+    h: &MapHandle,
+    name: &str,
+    batch: u32,
+    range: Option<(u32, u32)>,
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<()>,
+) -> Result<()> {
+    let ks = h.key_size() as usize;
+    let vs = value_stride(h)?;
     let (lo, hi) = range.unwrap_or((0, u32::MAX));
     if lo >= hi {
-        return Ok(out);
+        return Ok(());
     }
     // the batch cursor: opaque for hash maps (a bucket number), the last
     // key for arrays; 8 bytes cover both
@@ -125,44 +159,40 @@ pub fn read(h: &MapHandle, name: &str, batch: u32, range: Option<(u32, u32)>) ->
     }
     let mut next = vec![0u8; cur_size];
     let mut want = batch.max(1);
+    let mut done = 0u32;
+    let mut keys = Vec::new();
+    let mut values = Vec::new();
     let fd = h.as_fd().as_raw_fd();
     loop {
         let mut count = match range {
-            Some(_) => want.min(hi.saturating_sub(lo + out.len() as u32)),
+            Some(_) => want.min(hi.saturating_sub(lo + done)),
             None => want,
         };
         if count == 0 {
-            return Ok(out);
+            return Ok(());
         }
-        let kbuf_at = out.keys.len();
-        let vbuf_at = out.values.len();
-        out.keys.resize(kbuf_at + ks * count as usize, 0);
-        out.values.resize(vbuf_at + vs * count as usize, 0);
-        let opts = libbpf_sys::bpf_map_batch_opts {
-            sz: std::mem::size_of::<libbpf_sys::bpf_map_batch_opts>() as _,
-            ..Default::default()
-        };
+        keys.resize(ks * count as usize, 0);
+        values.resize(vs * count as usize, 0);
+        let opts = opts();
         let prev_ptr = prev
             .as_mut()
             .map_or(std::ptr::null_mut(), |p| p.as_mut_ptr());
-        // SAFETY: the key/value buffers hold `count` entries past their
-        // offsets, the cursors hold cur_size >= what the kernel writes, and
-        // the fd is a live map borrowed from `h` for the call.
+        // SAFETY: the key/value buffers hold `count` entries, the cursors
+        // hold cur_size >= what the kernel writes, and the fd is a live map
+        // borrowed from `h` for the call.
         let ret = unsafe {
             libbpf_sys::bpf_map_lookup_batch(
                 fd,
                 prev_ptr.cast(),
                 next.as_mut_ptr().cast(),
-                out.keys.as_mut_ptr().add(kbuf_at).cast(),
-                out.values.as_mut_ptr().add(vbuf_at).cast(),
+                keys.as_mut_ptr().cast(),
+                values.as_mut_ptr().cast(),
                 &mut count,
                 &opts,
             )
         };
         let err = if ret < 0 { -ret } else { 0 };
         if err == libc::EINTR || err == libc::ENOSPC {
-            out.keys.truncate(kbuf_at);
-            out.values.truncate(vbuf_at);
             if err == libc::ENOSPC {
                 want = want.saturating_mul(2);
             }
@@ -170,15 +200,15 @@ pub fn read(h: &MapHandle, name: &str, batch: u32, range: Option<(u32, u32)>) ->
         }
         if err != 0 && err != libc::ENOENT {
             return Err(Error::runtime(format!(
-                "reading {name} in batches: {} (after {} entries)",
+                "reading {name} in batches: {} (after {done} entries)",
                 std::io::Error::from_raw_os_error(err),
-                kbuf_at / ks.max(1)
             )));
         }
-        out.keys.truncate(kbuf_at + ks * count as usize);
-        out.values.truncate(vbuf_at + vs * count as usize);
+        let got = count as usize;
+        f(&keys[..ks * got], &values[..vs * got])?;
+        done += count;
         if err == libc::ENOENT {
-            return Ok(out);
+            return Ok(());
         }
         prev = Some(next.clone());
     }

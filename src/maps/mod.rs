@@ -289,12 +289,16 @@ impl Maps {
             Count::Slots => h.max_entries() as usize,
             Count::Ifaces => self.ifaces()?.len(),
             Count::Decisions => self.cached_decisions()?.len(),
-            // a few batch calls instead of one syscall per key (tproxy_map
-            // holds up to 800k); key by key if batching fails
-            Count::Keys if matches!(h.map_type(), MapType::Hash | MapType::LpmTrie) => {
-                batch::read(h, info.name, 8192, None)
-                    .map(|e| e.len())
-                    .unwrap_or_else(|_| h.keys().count())
+            // a few batch calls into one reused buffer instead of two
+            // syscalls per key (tproxy_map may hold 250k keys, a flow table
+            // millions); key by key only when batching fails
+            Count::Keys
+                if matches!(
+                    h.map_type(),
+                    MapType::Hash | MapType::LruHash | MapType::LpmTrie
+                ) =>
+            {
+                batch::count(h, info.name, 8192).unwrap_or_else(|_| h.keys().count())
             }
             Count::Keys => h.keys().count(),
         })
