@@ -67,6 +67,15 @@ fn outside_renumber_under_masquerade_new_source_at_once_old_never_after() {
         "dev",
         OUTSIDE_IF,
     ]);
+    // the watcher rewrites the address within milliseconds; until then a
+    // packet may still carry the old one (README "Addresses follow the
+    // kernel live"), so the test starts its new flows once it has
+    let new: IpAddr = NEW_OUTSIDE.parse().unwrap();
+    let seen_by_zfw = wait_until(Duration::from_secs(1), || {
+        ro0_addrs(&lab).iter().find(|a| a.is_ipv4()) == Some(&new)
+    });
+    assert!(seen_by_zfw.is_some(), "{:?}", ro0_addrs(&lab));
+    eprintln!("renumber -> zfw has the new address: {:?}", t0.elapsed());
     // new TCP / UDP / ICMP flows go out with the new address
     assert!(
         tcp_echo_ok(&lab.client, &format!("{R_SERVER}:{tport}"), LONG),
@@ -80,7 +89,6 @@ fn outside_renumber_under_masquerade_new_source_at_once_old_never_after() {
     let took = t0.elapsed();
     assert!(took < Duration::from_millis(1500), "{took:?}");
     eprintln!("renumber -> new TCP, UDP and ping through the router: {took:?}");
-    let new: IpAddr = NEW_OUTSIDE.parse().unwrap();
     let old: IpAddr = R_OUTSIDE.parse().unwrap();
     assert_eq!(*tpeers.lock().unwrap().last().unwrap(), new);
     // the ICMP echo mapping carries the new address
