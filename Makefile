@@ -26,7 +26,7 @@ bench: build
 	./target/release/zfw-bench
 
 # Real traffic through a namespace router, with and without zfw (root; about
-# 7 min, ZFW_TRAFFIC_QUICK=1 about 2).  README.md, "Real-traffic bench".
+# 7 min, ZFW_TRAFFIC_QUICK=1 about 2).  docs/BENCH.md.
 .PHONY: bench-traffic
 bench-traffic: build
 	./target/release/zfw-traffic

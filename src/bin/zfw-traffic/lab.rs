@@ -5,7 +5,7 @@
 //! Ctrl-C (the trial loops poll `stopped()`), and by the next run when a
 //! run was killed outright (`remove_stale`).
 //!
-//! Addresses (README.md, "Real-traffic bench"):
+//! Addresses (docs/BENCH.md):
 //!   client 10.91.1.2 (.. 10.91.1.(1+K) with K addresses)/24 on cl0, default
 //!          route via the router
 //!   router 10.91.1.1/24 on ri0 (inside), 10.91.2.1/24 on ro0 (outside)
@@ -233,7 +233,7 @@ impl Lab {
         let sv = format!("{SERVER}/24");
         run("ip", &["-n", &srv, "addr", "add", &sv, "dev", "sv0"], true)?;
         lab.sysctl(&lab.router.clone(), "net.ipv4.ip_forward=1")?;
-        // 64k ephemeral ports per client address (README: TIME_WAIT)
+        // 64k ephemeral ports per client address (docs/BENCH.md: TIME_WAIT)
         lab.sysctl(
             &lab.client.clone(),
             "net.ipv4.ip_local_port_range=1024 65535",

@@ -2,7 +2,7 @@
 //! lab of network namespaces, the same trials alternately with and without
 //! zfw on the router.  Prints medians of paired trials and the ratio
 //! zfw / baseline per row, and writes target/bench-traffic.json.
-//! Knobs and method: README.md, "Real-traffic bench".
+//! Knobs and method: docs/BENCH.md.
 
 mod lab;
 mod nstat;
@@ -288,7 +288,7 @@ Needs root.  Prints a table, writes target/bench-traffic.json.  Settings (env):
   ZFW_TRAFFIC_WORKERS=W       concurrent connection-rate clients (default 4)
   ZFW_TRAFFIC_JSON=FILE       output file (default target/bench-traffic.json)
   ZFW_TRAFFIC_ZFW=FILE        the zfw binary (default: beside this one)
-Method and baselines: README.md, \"Real-traffic bench\".
+Method and baselines: docs/BENCH.md.
 ";
 
 fn main() {

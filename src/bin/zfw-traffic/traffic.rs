@@ -6,8 +6,7 @@
 //!   for zfw) each loop connect (from one of K client
 //!   addresses, kernel-chosen port), send a 64-byte request, read the 64-byte
 //!   response and the server's FIN, close.  The server closes first, so
-//!   TIME_WAIT sits on the server, as with HTTP servers (README.md,
-//!   "Real-traffic bench").
+//!   TIME_WAIT sits on the server, as with HTTP servers (docs/BENCH.md).
 //! - Gbit/s: one TCP stream, 256 KiB writes for the trial length; the server
 //!   counts bytes until EOF.
 //! - UDP packets/s: 18-byte payloads (64-byte frames) from one connected
@@ -31,7 +30,7 @@ use super::lab::{stopped, Res, SERVER};
 /// Connection-rate servers: one port for the baseline's trials, one for
 /// zfw's.  The server's TIME_WAIT sockets of one side's trials then never
 /// meet the other side's SYNs: each side sees only its own history, as if
-/// it ran alone (README.md, "Real-traffic bench").
+/// it ran alone (docs/BENCH.md).
 pub const CPS_PORTS: [u16; 2] = [5201, 5202];
 pub const STREAM_PORT: u16 = 5203;
 pub const UDP_PORT: u16 = 5203;
@@ -321,7 +320,7 @@ fn one_connection(src: Ipv4Addr, dst: SocketAddrV4) -> Result<Duration, ()> {
     )
     .map_err(|_| ())?;
     // the port is picked at connect() time, unique per destination, so K
-    // addresses x 64k ports are usable (README.md, "Real-traffic bench")
+    // addresses x 64k ports are usable (docs/BENCH.md)
     ns::setsockopt(&fd, sockopt::IpBindAddressNoPort, &true).map_err(|_| ())?;
     ns::bind(fd.as_raw_fd(), &SockaddrIn::from(SocketAddrV4::new(src, 0))).map_err(|_| ())?;
     // a blocking connect() gives up after SO_SNDTIMEO
