@@ -97,7 +97,9 @@ fn v4key(raddr: &str, rport: u16, nport: u16, proto: u8) -> types::zfw_nat_key {
 
 /// SNAT a SYN from IN:sport to REMOTE:80; returns the allocated port.
 fn open_tcp(f: &Fixture, sport: u16) -> u16 {
-    let r = f.egress_out(&tcp(IN, sport, REMOTE, 80, TCP_SYN));
+    // SYN 0: the peer's SYN+ACK acknowledges 1 (the handshake's numbers
+    // are checked: ARCHITECTURE.md §5)
+    let r = f.egress_out(&tcp_full(IN, sport, REMOTE, 80, TCP_SYN, 0, 0, b""));
     assert_eq!(r.retval, TC_ACT_OK);
     let v = view(&r.data);
     assert_eq!(v.src(), ip(OUT));
@@ -221,7 +223,7 @@ fn dnat_restores_the_inside_destination_and_replies_pass_default_deny() {
         nport,
         TCP_SYN | TCP_ACK,
         99,
-        8,
+        1,
         b"",
     ));
     assert_eq!(r.retval, TC_ACT_OK);
@@ -673,7 +675,7 @@ fn idle_udp_mappings_stop_admitting_replies_and_gc_removes_them() {
 fn cached_masq_flow(f: &Fixture, sport: u16) -> u16 {
     pin_cpu();
     let nport = open_tcp(f, sport);
-    let synack = tcp_full(REMOTE, 80, OUT, nport, TCP_SYN | TCP_ACK, 99, 8, b"");
+    let synack = tcp_full(REMOTE, 80, OUT, nport, TCP_SYN | TCP_ACK, 99, 1, b"");
     assert_eq!(f.ingress(&synack), TC_ACT_OK);
     assert_eq!(
         f.egress(&tcp_full(IN, sport, REMOTE, 80, TCP_ACK, 8, 100, b"")),

@@ -13,6 +13,15 @@
  * originator -> ESTABLISHED; the first FIN -> FIN_WAIT, the second ->
  * CLOSING, the ACK of the second FIN -> CLOSED (entry removed); RST from
  * either side removes the entry.  Idle limits below; LRU eviction besides.
+ *
+ * During the handshake every sequence number is known exactly, so a
+ * segment that would move the state must carry them (ARCHITECTURE.md §5,
+ * "Handshake numbers"): the SYN+ACK acknowledges the SYN, the ACK that
+ * establishes acknowledges the SYN+ACK, a RST in SYN_SENT acknowledges the
+ * SYN and one in SYN_RECV carries its sender's next sequence number.
+ * Anything else is ZFW_CT_INVALID: dropped on ingress as
+ * ZFW_R_DROP_TCP_INVALID, and it changes nothing.  Established flows have
+ * no window tracking yet: a RST there ends the entry whatever its number.
  */
 #ifndef ZFW_CONNTRACK_H
 #define ZFW_CONNTRACK_H
@@ -29,6 +38,7 @@ enum zfw_ct_rc {
 	ZFW_CT_MISS = 0,  /* no live entry */
 	ZFW_CT_HIT = 1,   /* entry found and updated: the packet belongs to a flow */
 	ZFW_CT_CLOSED = 2, /* entry found, this packet ended the flow (still allowed) */
+	ZFW_CT_INVALID = 4, /* entry found, the packet's numbers do not fit it: unchanged */
 };
 
 ZFW_INLINE void zfw_flow_reverse(const struct zfw_flow_key *in, struct zfw_flow_key *out)
@@ -86,36 +96,78 @@ ZFW_INLINE __u32 zfw_tcp_paylen(const struct zfw_pkt *p)
 	return p->ip_len > hdr ? p->ip_len - hdr : 0;
 }
 
+/* The sequence number after segment @p: its payload plus one for SYN and
+ * for FIN. */
+ZFW_INLINE __u32 zfw_tcp_end(const struct zfw_pkt *p)
+{
+	return p->tcp_seq + zfw_tcp_paylen(p) + !!(p->tcp_flags & ZFW_TCP_SYN) +
+	       !!(p->tcp_flags & ZFW_TCP_FIN);
+}
+
+/* Does @p, which would move a flow in the handshake, carry the numbers
+ * the handshake so far fixes? */
+ZFW_INLINE int zfw_tcp_handshake_ok(const struct zfw_flow *f, const struct zfw_pkt *p,
+				    int from_orig)
+{
+	__u8 fl = p->tcp_flags;
+
+	if (fl & ZFW_TCP_RST) {
+		/* SYN_SENT: only a RST that acknowledges the SYN (from the
+		 * responder); SYN_RECV: the sender's next number exactly */
+		if (f->state == ZFW_TCP_SYN_SENT)
+			return !from_orig && (fl & ZFW_TCP_ACK) && p->tcp_ack == f->next_seq_orig;
+		if (f->state == ZFW_TCP_SYN_RECV)
+			return p->tcp_seq == (from_orig ? f->next_seq_orig : f->next_seq_reply);
+		return 1;
+	}
+	if ((fl & ZFW_TCP_SYN) && (fl & ZFW_TCP_ACK) && !from_orig && f->state == ZFW_TCP_SYN_SENT)
+		return p->tcp_ack == f->next_seq_orig;
+	if (!(fl & ZFW_TCP_SYN) && (fl & ZFW_TCP_ACK) && from_orig && f->state == ZFW_TCP_SYN_RECV)
+		return p->tcp_ack == f->next_seq_reply;
+	return 1;
+}
+
 /**
  * zfw_tcp_step - advance a TCP entry by one packet.
  * @from_orig: the packet travels in the direction of the flow's first SYN
- * Returns ZFW_CT_CLOSED when the entry must be removed, else ZFW_CT_HIT.
+ * Returns ZFW_CT_CLOSED when the entry must be removed, ZFW_CT_INVALID
+ * (entry untouched) when the packet's numbers contradict the handshake,
+ * else ZFW_CT_HIT.
  */
 ZFW_INLINE int zfw_tcp_step(struct zfw_flow *f, const struct zfw_pkt *p, int from_orig)
 {
 	__u8 fl = p->tcp_flags;
 
+	if (!zfw_tcp_handshake_ok(f, p, from_orig))
+		return ZFW_CT_INVALID;
 	if (fl & ZFW_TCP_RST) {
 		f->rst = 1;
 		f->state = ZFW_TCP_CLOSED;
 		return ZFW_CT_CLOSED;
 	}
 	if ((fl & ZFW_TCP_SYN) && (fl & ZFW_TCP_ACK)) {
-		if (!from_orig && f->state == ZFW_TCP_SYN_SENT)
+		if (!from_orig && f->state == ZFW_TCP_SYN_SENT) {
 			f->state = ZFW_TCP_SYN_RECV;
+			f->next_seq_reply = zfw_tcp_end(p);
+		}
 		return ZFW_CT_HIT;
 	}
-	if (fl & ZFW_TCP_SYN)
-		return ZFW_CT_HIT; /* retransmitted SYN */
+	if (fl & ZFW_TCP_SYN) {
+		/* the originator's SYN again: a retransmission, or a new
+		 * attempt on the same tuple whose number the SYN+ACK will ack */
+		if (from_orig && f->state == ZFW_TCP_SYN_SENT)
+			f->next_seq_orig = zfw_tcp_end(p);
+		return ZFW_CT_HIT;
+	}
 	if (fl & ZFW_TCP_FIN) {
-		__u32 end = p->tcp_seq + zfw_tcp_paylen(p) + 1;
+		__u32 end = zfw_tcp_end(p);
 
 		if (from_orig) {
 			f->fin_orig = 1;
-			f->fin_seq_orig = end;
+			f->next_seq_orig = end;
 		} else {
 			f->fin_reply = 1;
-			f->fin_seq_reply = end;
+			f->next_seq_reply = end;
 		}
 		f->state = (f->fin_orig && f->fin_reply) ? ZFW_TCP_CLOSING : ZFW_TCP_FIN_WAIT;
 		return ZFW_CT_HIT;
@@ -126,8 +178,8 @@ ZFW_INLINE int zfw_tcp_step(struct zfw_flow *f, const struct zfw_pkt *p, int fro
 		f->state = ZFW_TCP_ESTABLISHED;
 	} else if (f->state == ZFW_TCP_CLOSING) {
 		/* the final ACK acknowledges the other side's FIN */
-		if ((from_orig && p->tcp_ack == f->fin_seq_reply) ||
-		    (!from_orig && p->tcp_ack == f->fin_seq_orig)) {
+		if ((from_orig && p->tcp_ack == f->next_seq_reply) ||
+		    (!from_orig && p->tcp_ack == f->next_seq_orig)) {
 			f->state = ZFW_TCP_CLOSED;
 			return ZFW_CT_CLOSED;
 		}
@@ -236,6 +288,8 @@ ZFW_INLINE int zfw_ct_touch_get(void *map, const struct zfw_flow_key *key,
 	was = f->state;
 	if (p->k.proto == ZFW_P_TCP)
 		rc = zfw_tcp_step(f, p, from_orig);
+	if (rc == ZFW_CT_INVALID)
+		return rc;
 	zfw_flow_account(f, p, from_orig, now);
 	/* a flow other CPUs may have cached leaves the state they cached */
 	if (was == ZFW_TCP_ESTABLISHED && f->state != was)
@@ -272,6 +326,7 @@ ZFW_INLINE int zfw_ct_create_gen(void *map, const struct zfw_flow_key *key,
 		if ((p->tcp_flags & (ZFW_TCP_SYN | ZFW_TCP_ACK | ZFW_TCP_RST)) != ZFW_TCP_SYN)
 			return -1;
 		f.state = ZFW_TCP_SYN_SENT;
+		f.next_seq_orig = zfw_tcp_end(p);
 	} else {
 		f.state = ZFW_TCP_UDP;
 	}
@@ -378,6 +433,8 @@ __attribute__((noinline)) int zfw_ct_unassured_step(const struct zfw_flow_key *k
 	}
 	if (p->k.proto == ZFW_P_TCP)
 		rc = zfw_tcp_step(f, p, from_orig);
+	if (rc == ZFW_CT_INVALID)
+		return rc;
 	zfw_flow_account(f, p, from_orig, now);
 	if (rc == ZFW_CT_CLOSED) {
 		bpf_map_delete_elem(unassured, key);

@@ -132,8 +132,10 @@ ZFW_INLINE int zfw_v6_control(const struct zfw_pkt *p)
 
 /*
  * Step 6: does the packet belong to a flow we know?  Returns 1 (allow),
- * 0 (not a known flow) or -1 (a rule change since the flow was admitted now
- * denies it: the flow is ended).  Rule changes apply to new flows at once;
+ * 0 (not a known flow) or minus the drop reason: ZFW_R_DROP_RULE_DENY (a
+ * rule change since the flow was admitted now denies it: the flow is
+ * ended), ZFW_R_DROP_TCP_INVALID (the segment contradicts the flow's
+ * handshake numbers: conntrack.h; the flow is unchanged).  Rule changes apply to new flows at once;
  * an established flow keeps running unless an explicit deny now matches it.
  */
 ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
@@ -142,7 +144,7 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 	struct zfw_flow_cache *slot = 0;
 	struct zfw_flow_key rev;
 	struct zfw_flow *f;
-	int inbound;
+	int inbound, rc;
 	void *in_map = zfw_ct_map(p->k.proto, 1);
 	void *out_map = zfw_ct_map(p->k.proto, 0);
 	__u32 gen = c->cfg ? c->cfg->policy_gen : 0;
@@ -166,19 +168,25 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 	 * SYN skips (conntrack.h, zfw_ct_open) */
 	zfw_flow_reverse(&p->k, &rev);
 	inbound = 1;
-	if (zfw_ct_touch_get(in_map, &p->k, p, 1, 1, &f) == ZFW_CT_MISS) {
+	rc = zfw_ct_touch_get(in_map, &p->k, p, 1, 1, &f);
+	if (rc == ZFW_CT_MISS) {
 		if (zfw_is_bare_syn(p))
 			return 0;
 		inbound = 0;
-		if (zfw_ct_touch_get(out_map, &rev, p, 0, 0, &f) == ZFW_CT_MISS) {
+		rc = zfw_ct_touch_get(out_map, &rev, p, 0, 0, &f);
+		if (rc == ZFW_CT_MISS) {
 			inbound = 1;
-			if (zfw_ct_unassured(1, &p->k, p, 1, 1, &f) == ZFW_CT_MISS) {
+			rc = zfw_ct_unassured(1, &p->k, p, 1, 1, &f);
+			if (rc == ZFW_CT_MISS) {
 				inbound = 0;
-				if (zfw_ct_unassured(0, &rev, p, 0, 0, &f) == ZFW_CT_MISS)
+				rc = zfw_ct_unassured(0, &rev, p, 0, 0, &f);
+				if (rc == ZFW_CT_MISS)
 					return 0;
 			}
 		}
 	}
+	if (rc == ZFW_CT_INVALID)
+		return -ZFW_R_DROP_TCP_INVALID;
 	if (inbound) {
 		if (f && f->policy_gen && f->policy_gen != gen) {
 			struct zfw_decision d;
@@ -189,7 +197,7 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 				zfw_rule_hit(&d, p);
 				zfw_ct_forget(in_map, 1, &p->k);
 				zfw_ct_epoch_bump(&p->k);
-				return -1;
+				return -ZFW_R_DROP_RULE_DENY;
 			}
 			f->policy_gen = gen;
 		}
@@ -264,7 +272,7 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 		return zfw_pass(&c, ZFW_R_PASS_KNOWN_FLOW);
 	}
 	if (rc < 0)
-		return zfw_drop(&c, ZFW_R_DROP_RULE_DENY);
+		return zfw_drop(&c, -rc);
 	/* a local socket's existing connection (opened before zfw tracked it);
 	 * a bare SYN cannot belong to one, so it skips the socket lookup */
 	if (!zfw_is_bare_syn(&c.p) && zfw_local_flow(skb, &c.p)) {

@@ -150,7 +150,8 @@ enum zfw_reason {
 	ZFW_R_DROP_NAT_UNTRANSLATABLE = 41, /* masquerade cannot translate: dropped, never leaked */
 	ZFW_R_NAT_EVICTED = 42,      /* ports exhausted: a half-open mapping gave way to a new one */
 	ZFW_R_DROP_NAT_NO_ADDR = 43, /* masquerade: the interface has no address of the family */
-	ZFW_R_MAX = 44,
+	ZFW_R_DROP_TCP_INVALID = 44, /* a handshake segment with numbers the flow contradicts */
+	ZFW_R_MAX = 45,
 };
 
 /* Datapath statistics that are not packet verdicts: stats_map index. */
@@ -302,8 +303,8 @@ struct zfw_flow {
 	__u64 pkts_reply;
 	__u64 bytes_orig;
 	__u64 bytes_reply;
-	__u32 fin_seq_orig;  /* sequence number of the originator's FIN + 1 */
-	__u32 fin_seq_reply;
+	__u32 next_seq_orig;  /* TCP: the originator's number after its SYN, then after its FIN */
+	__u32 next_seq_reply; /* ... the responder's, after its SYN+ACK, then its FIN */
 	__u8 state;      /* enum zfw_tcp_state */
 	__u8 fin_orig;   /* originator sent FIN */
 	__u8 fin_reply;  /* responder sent FIN */

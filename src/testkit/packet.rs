@@ -209,8 +209,11 @@ fn ip(s: &str) -> IpAddr {
 }
 
 /// A TCP frame from `src:sport` to `dst:dport` (client MAC -> server MAC).
+/// Both sides number from 1000 and acknowledge 1001, so a SYN, SYN+ACK,
+/// ACK built with it is a handshake whose numbers agree (the datapath
+/// checks them: ARCHITECTURE.md §5, "Handshake numbers").
 pub fn tcp(src: &str, sport: u16, dst: &str, dport: u16, flags: u8) -> Vec<u8> {
-    tcp_full(src, sport, dst, dport, flags, 1000, 0, &[])
+    tcp_full(src, sport, dst, dport, flags, 1000, 1001, &[])
 }
 
 #[allow(clippy::too_many_arguments)]
