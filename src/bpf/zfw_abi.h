@@ -8,13 +8,14 @@
  *     (user space implements plain::Plain for these structs);
  *   - every enum member gets an explicit value; build.rs parses
  *     "NAME = VALUE," lines;
- *   - bump ZFW_ABI_VERSION whenever a pinned map's key or value changes.
+ *   - bump ZFW_ABI_VERSION whenever a pinned map's key, value or a fixed
+ *     size (e.g. counters_map: ZFW_R_MAX) changes.
  */
 #ifndef ZFW_ABI_H
 #define ZFW_ABI_H
 
 enum zfw_limits {
-	ZFW_ABI_VERSION = 6,
+	ZFW_ABI_VERSION = 7,
 	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
 	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */
 	/* port ranges under one (dst, src, proto) key: the datapath scans them
