@@ -483,7 +483,8 @@ fn tcp_mapping_goes_on_rst_from_either_side() {
     let f = masq();
     let maps = f.root.maps();
     let n = open_tcp(&f, 40000);
-    let r = f.ingress_out(&tcp(REMOTE, 80, OUT, n, TCP_RST | TCP_ACK));
+    // a RST before the SYN-ACK acknowledges the SYN (ARCHITECTURE.md §5)
+    let r = f.ingress_out(&tcp_full(REMOTE, 80, OUT, n, TCP_RST | TCP_ACK, 0, 1, b""));
     assert_eq!(view(&r.data).dst(), ip(IN), "the RST itself is translated");
     assert_eq!(maps.count(&zfw::maps::defs::MASQUERADE_MAP).unwrap(), 0);
     assert_eq!(

@@ -321,3 +321,120 @@ fn the_real_handshake_completes_after_refused_segments() {
     assert_eq!(f.ingress(&back(p, TCP_RST, 1, 0)), TC_ACT_OK);
     assert!(the_flow(&f, Start::OutSynSent, p).is_none());
 }
+
+/// The masquerade mapping of a connection being opened follows the same
+/// rule (nat.h, zfw_nat_out_side_ok): a segment from outside with numbers
+/// the handshake contradicts is dropped before it can advance or remove
+/// the mapping.
+#[test]
+fn masquerade_half_open_mappings_take_only_segments_with_the_handshake_numbers() {
+    require_priv!();
+    const IN: &str = "192.168.1.10";
+    const OUT: &str = "10.0.0.2";
+    const REMOTE: &str = "198.51.100.7";
+    let f = Fixture::new();
+    f.set_flags(zfw::iface_state::default_flags() | Fixture::flag("masquerade"));
+    // the inside host opens REMOTE:80 from `sport` with SYN 0: the mapping's port
+    let open = |sport: u16| -> u16 {
+        let r = f.egress_out(&tcp_full(IN, sport, REMOTE, 80, TCP_SYN, 0, 0, b""));
+        assert_eq!(r.retval, TC_ACT_OK);
+        let l4 = &strip_ether(&r.data)[20..];
+        u16::from_be_bytes([l4[0], l4[1]])
+    };
+    let state = |nport: u16| -> Option<String> {
+        let maps = f.root.maps();
+        maps.entries(&defs::MASQUERADE_MAP)
+            .unwrap()
+            .into_iter()
+            .find(|(k, _)| k.nport == nport)
+            .map(|(_, v)| zfw::decode::tcp_state(v.state))
+    };
+    let from_out = |nport: u16, fl: u8, seq: u32, ack: u32| {
+        f.ingress(&tcp_full(REMOTE, 80, OUT, nport, fl, seq, ack, b""))
+    };
+    // (name, SYN+ACK first?, flags, seq, ack, verdict, mapping state after)
+    type Row = (&'static str, bool, u8, u32, u32, u32, Option<&'static str>);
+    let rows: [Row; 7] = [
+        (
+            "syn+ack, wrong ack",
+            false,
+            TCP_SYN | TCP_ACK,
+            99,
+            5,
+            TC_ACT_SHOT,
+            Some("syn_sent"),
+        ),
+        (
+            "rst without ack, syn_sent",
+            false,
+            TCP_RST,
+            0,
+            0,
+            TC_ACT_SHOT,
+            Some("syn_sent"),
+        ),
+        (
+            "rst+ack, wrong ack, syn_sent",
+            false,
+            TCP_RST | TCP_ACK,
+            0,
+            9,
+            TC_ACT_SHOT,
+            Some("syn_sent"),
+        ),
+        (
+            "rst+ack acking the syn",
+            false,
+            TCP_RST | TCP_ACK,
+            0,
+            1,
+            TC_ACT_OK,
+            None,
+        ),
+        (
+            "syn+ack acking the syn",
+            false,
+            TCP_SYN | TCP_ACK,
+            99,
+            1,
+            TC_ACT_OK,
+            Some("syn_recv"),
+        ),
+        (
+            "rst, wrong seq, syn_recv",
+            true,
+            TCP_RST | TCP_ACK,
+            4242,
+            1,
+            TC_ACT_SHOT,
+            Some("syn_recv"),
+        ),
+        (
+            "rst at the peer's next seq",
+            true,
+            TCP_RST | TCP_ACK,
+            100,
+            1,
+            TC_ACT_OK,
+            None,
+        ),
+    ];
+    for (i, (name, synack_first, fl, seq, ack, want, after)) in rows.into_iter().enumerate() {
+        let nport = open(42000 + i as u16);
+        if synack_first {
+            assert_eq!(
+                from_out(nport, TCP_SYN | TCP_ACK, 99, 1),
+                TC_ACT_OK,
+                "{name}"
+            );
+        }
+        let invalid = f.counter("drop_tcp_invalid");
+        assert_eq!(from_out(nport, fl, seq, ack), want, "{name}: verdict");
+        assert_eq!(state(nport).as_deref(), after, "{name}: mapping");
+        assert_eq!(
+            f.counter("drop_tcp_invalid") - invalid,
+            u64::from(want == TC_ACT_SHOT),
+            "{name}: counted"
+        );
+    }
+}

@@ -186,6 +186,7 @@ ZFW_INLINE int zfw_nat_alloc(struct __sk_buff *skb, const struct zfw_pkt *p,
 		return p->k.family == ZFW_AF_INET6 ? ZFW_NAT_E_CONFLICT : ZFW_NAT_E_EXHAUSTED;
 	nr->nport = k->nport;
 	nr->state = v->state;
+	nr->syn_seq = p->k.proto == ZFW_P_TCP ? zfw_tcp_end(p) : 0;
 	nr->last_ns = now;
 	if (bpf_map_update_elem(&masquerade_reverse_map, &p->k, nr, BPF_NOEXIST) == 0)
 		return 0;

@@ -493,6 +493,9 @@ struct zfw_nat_rev {
 	__u8 fin;        /* enum zfw_nat_fin bits, kept in step with zfw_nat_val */
 	__u32 synack_seq; /* TCP: the peer's SYN-ACK sequence + 1, which the inside host's
 			   * ACK must acknowledge to complete the handshake */
+	__u32 syn_seq;   /* TCP: the inside host's number after its latest SYN, which the
+			  * peer's SYN-ACK (and a RST before it) must acknowledge */
+	__u32 pad;
 	__u64 last_ns;   /* last packet from inside */
 };
 
