@@ -65,6 +65,22 @@ struct Bench {
     last_floor: std::cell::Cell<f64>,
 }
 
+/// Stop unless the bench's handshake left an established TCP flow to or
+/// from `port`: the established rows would otherwise time the full path
+/// (the datapath checks the handshake's numbers: ARCHITECTURE.md §5).
+pub(crate) fn require_established(maps: &Maps, port: u16, what: &str) -> zfw::Result<()> {
+    let ok = zfw::conntrack::list(maps)?
+        .iter()
+        .any(|e| (e.sport == port || e.dport == port) && e.state == "established");
+    if ok {
+        Ok(())
+    } else {
+        Err(zfw::Error::runtime(format!(
+            "bench: {what} did not establish its flow"
+        )))
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -263,14 +279,19 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
         &tcp("10.0.0.2", 22, "10.0.0.1", 40000, TCP_SYN | TCP_ACK),
         IFINDEX,
     )?;
-    let ack = tcp_full("10.0.0.1", 40000, "10.0.0.2", 22, TCP_ACK, 1001, 1, b"data");
+    let ack = tcp_full(
+        "10.0.0.1", 40000, "10.0.0.2", 22, TCP_ACK, 1001, 1001, b"data",
+    );
     policy.run(&ack, IFINDEX)?;
+    require_established(&maps, 22, "the inbound SSH handshake")?;
     add(
         "ingress established TCP (prio 1 fast path)",
         0,
         bench.measure(&policy, &ack, [0; 5])?,
     );
-    let reply = tcp_full("10.0.0.2", 22, "10.0.0.1", 40000, TCP_ACK, 1, 1005, b"data");
+    let reply = tcp_full(
+        "10.0.0.2", 22, "10.0.0.1", 40000, TCP_ACK, 1001, 1005, b"data",
+    );
     add(
         "egress established TCP",
         0,
@@ -353,8 +374,8 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
         "198.51.100.7",
         80,
         TCP_ACK,
-        1,
-        1,
+        1001,
+        1001,
         b"data",
     );
     let r = egress.run(&fwd, IFINDEX)?;

@@ -123,7 +123,10 @@ pub(crate) fn tunnel_ot_cases(
     maps.put(&defs::DNP3_FCODE_MAP, &129, &1)?;
     // the handshake completes, so the response belongs to an assured flow
     // (a response on a half-open flow would measure the unassured lookups)
-    egress.run(&tcp("10.0.0.2", 40000, "10.0.0.5", 20000, TCP_SYN), IFINDEX)?;
+    egress.run(
+        &tcp_full("10.0.0.2", 40000, "10.0.0.5", 20000, TCP_SYN, 0, 0, &[]),
+        IFINDEX,
+    )?;
     policy.run(
         &tcp_full(
             "10.0.0.5",
@@ -141,6 +144,7 @@ pub(crate) fn tunnel_ot_cases(
         &tcp_full("10.0.0.2", 40000, "10.0.0.5", 20000, TCP_ACK, 1, 1, &[]),
         IFINDEX,
     )?;
+    crate::require_established(maps, 20000, "the DNP3 handshake")?;
     let dnp3 = [
         0x05, 0x64, 10, 0x44, 1, 0, 10, 0, 0xaa, 0xbb, 0xc0, 0xc0, 129, 0, 0, 0xcc, 0xdd,
     ];
