@@ -46,6 +46,7 @@ use crate::error::Result;
 use crate::maps::{defs, Maps};
 use crate::netlink::route;
 use crate::rules::compile::{self, set_region};
+use crate::rules::ids;
 use crate::rules::live;
 use crate::rules::sets;
 use crate::skel::{bytes_of, names, types};
@@ -265,6 +266,9 @@ fn reconcile(maps: &Maps) -> Result<()> {
         route::add_local(&p)?;
     }
 
-    // 5. no cached decision of an intermediate state survives
+    // 5. the counter ids in use are exactly the active set's (an id a cut
+    // change had marked, or freed without marking, is put right), then no
+    // cached decision of an intermediate state survives
+    ids::sync(maps, now.stats.iter().copied())?;
     sets::bump_gen(maps)
 }
