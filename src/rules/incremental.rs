@@ -47,7 +47,8 @@
 //!
 //! Cost: one batch read of tproxy_map (the live spans: free range_map
 //! space, the key's dst prefix and its stored neighbours), a read of the
-//! key's own ranges, and a handful of single-entry writes.
+//! key's own ranges, one of rule_ids_map (a free counter id, src/rules/ids.rs:
+//! not a read of every live range), and a handful of single-entry writes.
 
 use std::collections::BTreeSet;
 

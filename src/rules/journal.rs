@@ -29,7 +29,9 @@
 //! 3. service ids on active-half slots no live span covers go (a cut
 //!    write left them on free slots);
 //! 4. the local routes of live TPROXY rules are (re)added;
-//! 5. policy_gen is bumped, and the record cleared.
+//! 5. rule_ids_map becomes exactly the active set's counter ids (ids.rs:
+//!    an id the cut change had marked is free again), policy_gen is
+//!    bumped, and the record cleared.
 //!
 //! Recovery is idempotent and itself safe to kill: its record stays until
 //! it is done, so the next command simply runs it again.  A change that
