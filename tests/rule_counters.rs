@@ -318,6 +318,24 @@ fn test_run_table_cached_decisions_count_on_their_rule() {
     assert_eq!(total, 5 + 3 + 2 + 1);
 }
 
+/// Ingress UDP rules on ports 1..=n of 10.0.0.0/24, applied as the live set.
+fn applied_udp_rules(maps: &zfw::maps::Maps, n: u16) -> Vec<Rule> {
+    let rules: Vec<Rule> = (1..=n)
+        .map(|p| {
+            let ports = p.to_string();
+            rule(
+                Direction::Ingress,
+                "10.0.0.0/24",
+                "udp",
+                &ports,
+                Action::Allow,
+            )
+        })
+        .collect();
+    store::replace_all(maps, &rules).unwrap();
+    rules
+}
+
 #[test]
 fn a_full_counter_map_leaves_new_rules_uncounted_not_wrong() {
     require_priv!();
@@ -325,10 +343,7 @@ fn a_full_counter_map_leaves_new_rules_uncounted_not_wrong() {
     let f = Fixture::with_sizes(&[("rule_stats_map", 4)]);
     let maps = f.root.maps();
     let i = Direction::Ingress;
-    let rules: Vec<Rule> = (1..=4)
-        .map(|p| rule(i, "10.0.0.0/24", "udp", &p.to_string(), Action::Allow))
-        .collect();
-    store::replace_all(&maps, &rules).unwrap();
+    let rules = applied_udp_rules(&maps, 4);
     let c = counters::live_counted(&maps).unwrap();
     let ids: Vec<u32> = c.iter().map(|c| c.stat).collect();
     assert_eq!(ids, [1, 2, 3, 0]);
@@ -359,6 +374,8 @@ fn counter_ids_stay_unique_and_none_leaks_over_many_adds_and_deletes() {
     require_priv!();
     let f = Fixture::with_sizes(&[("rule_stats_map", 8)]);
     let maps = f.root.maps();
+    // load sized the record from rule_stats_map: one word for 8 ids
+    assert_eq!(maps.max_entries(&zfw::maps::defs::RULE_IDS_MAP).unwrap(), 1);
     let i = Direction::Ingress;
     let mut live: Vec<Rule> = Vec::new();
     // a fixed xorshift sequence: the same run every time
@@ -427,10 +444,7 @@ fn an_id_record_another_writer_left_behind_is_rebuilt_not_trusted() {
     let f = Fixture::with_sizes(&[("rule_stats_map", 8)]);
     let maps = f.root.maps();
     let i = Direction::Ingress;
-    let rules: Vec<Rule> = (1..=3)
-        .map(|p| rule(i, "10.0.0.0/24", "udp", &p.to_string(), Action::Allow))
-        .collect();
-    store::replace_all(&maps, &rules).unwrap();
+    applied_udp_rules(&maps, 3);
     assert_eq!(checked_ids(&maps, true, "after apply"), [1, 2, 3]);
     // that writer's change: its own ids, none of them marked
     let mut cfg = maps.config().unwrap();
