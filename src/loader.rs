@@ -139,6 +139,16 @@ fn load_programs(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<()> {
         let max = match pinned {
             Some((max, _)) => Some(max),
             None if pin.exists() => None,
+            // one bit per counter id of rule_stats_map, pinned or new
+            // (ARCHITECTURE.md §7 "Counters")
+            None if info.name == defs::RULE_IDS_MAP.info.name => {
+                let stats = defs::RULE_STATS_MAP.info.name;
+                let ids = pinned_shape(root, stats)
+                    .map(|(n, _)| n)
+                    .or_else(|| sizes.get(stats).copied())
+                    .unwrap_or(crate::skel::names::ZFW_RULE_STATS_SLOTS as u32);
+                Some(crate::rules::ids::words_for(ids))
+            }
             None => sizes.get(info.name).copied(),
         };
         if let Some(max) = max {

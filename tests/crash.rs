@@ -12,7 +12,9 @@
 //!     every probe is decided exactly as `rule list` says;
 //! (c) nothing stale is left: tproxy_map holds exactly the listed keys,
 //!     dst_lpm_map exactly what a full rewrite of the list writes,
-//!     service_map exactly the listed service ids, no journal record.
+//!     service_map exactly the listed service ids, rule_ids_map exactly the
+//!     listed rules' counter ids, no journal record;
+//! and at every point no counter id names two live rules.
 
 mod common;
 
@@ -22,7 +24,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use common::fixture::*;
 use common::packet::*;
-use common::rulemodel::{by_key, compiled_lpm, decide, lpm_entries, rule, KeyOf};
+use common::rulemodel::{by_key, checked_ids, compiled_lpm, decide, lpm_entries, rule, KeyOf};
 use common::*;
 use zfw::maps::{defs, Maps};
 use zfw::rules::journal;
@@ -250,6 +252,7 @@ fn consistent(f: &Fixture, maps: &Maps, m: &Model, what: &str) -> Vec<Rule> {
         None,
         "journal record left {what}"
     );
+    checked_ids(maps, true, what);
     listed
 }
 
@@ -349,6 +352,8 @@ fn crash_case(f: &Fixture, case: &Case) -> (usize, usize) {
         if let Some(p) = &pending {
             assert!(!p.running, "{at}: {p:?}");
         }
+        // counter ids: never shared, each live one marked in a trusted record
+        checked_ids(&maps, pending.is_none(), &at);
         // `status` reports the pending change (once per case: it is slow)
         if pending.is_some() && !status_seen {
             status_seen = true;

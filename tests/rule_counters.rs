@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::fixture::*;
 use common::packet::*;
+use common::rulemodel::checked_ids;
 use common::*;
 use serde_json::{json, Value};
 use zfw::rules::counters::{self, Counted};
@@ -317,6 +318,24 @@ fn test_run_table_cached_decisions_count_on_their_rule() {
     assert_eq!(total, 5 + 3 + 2 + 1);
 }
 
+/// Ingress UDP rules on ports 1..=n of 10.0.0.0/24, applied as the live set.
+fn applied_udp_rules(maps: &zfw::maps::Maps, n: u16) -> Vec<Rule> {
+    let rules: Vec<Rule> = (1..=n)
+        .map(|p| {
+            let ports = p.to_string();
+            rule(
+                Direction::Ingress,
+                "10.0.0.0/24",
+                "udp",
+                &ports,
+                Action::Allow,
+            )
+        })
+        .collect();
+    store::replace_all(maps, &rules).unwrap();
+    rules
+}
+
 #[test]
 fn a_full_counter_map_leaves_new_rules_uncounted_not_wrong() {
     require_priv!();
@@ -324,10 +343,7 @@ fn a_full_counter_map_leaves_new_rules_uncounted_not_wrong() {
     let f = Fixture::with_sizes(&[("rule_stats_map", 4)]);
     let maps = f.root.maps();
     let i = Direction::Ingress;
-    let rules: Vec<Rule> = (1..=4)
-        .map(|p| rule(i, "10.0.0.0/24", "udp", &p.to_string(), Action::Allow))
-        .collect();
-    store::replace_all(&maps, &rules).unwrap();
+    let rules = applied_udp_rules(&maps, 4);
     let c = counters::live_counted(&maps).unwrap();
     let ids: Vec<u32> = c.iter().map(|c| c.stat).collect();
     assert_eq!(ids, [1, 2, 3, 0]);
@@ -346,4 +362,97 @@ fn a_full_counter_map_leaves_new_rules_uncounted_not_wrong() {
     let c = counters::live_counted(&maps).unwrap();
     let nine = c.iter().find(|c| c.rule.ports.lo == 9).unwrap();
     assert_eq!((nine.stat, nine.hits.unwrap().packets), (1, 0));
+}
+
+/// Counter ids over many single-rule adds, updates and deletes (and a few
+/// whole-set rewrites) with 7 ids for at most 6 live rules (an update needs
+/// a second id while the old rule still counts on its own): each live rule
+/// always has an id of its own, and rule_ids_map marks exactly the live
+/// ones (no id is shared, none leaks: ARCHITECTURE.md §7 "Counters").
+#[test]
+fn counter_ids_stay_unique_and_none_leaks_over_many_adds_and_deletes() {
+    require_priv!();
+    let f = Fixture::with_sizes(&[("rule_stats_map", 8)]);
+    let maps = f.root.maps();
+    // load sized the record from rule_stats_map: one word for 8 ids
+    assert_eq!(maps.max_entries(&zfw::maps::defs::RULE_IDS_MAP).unwrap(), 1);
+    let i = Direction::Ingress;
+    let mut live: Vec<Rule> = Vec::new();
+    // a fixed xorshift sequence: the same run every time
+    let mut x = 0x2545_f491u32;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        x
+    };
+    let (mut adds, mut updates, mut dels) = (0, 0, 0);
+    for round in 0..150u16 {
+        let r = next();
+        let at = (r >> 8) as usize % live.len().max(1);
+        if live.is_empty() || (live.len() < 6 && r % 3 != 0) {
+            // a new rule: on one of three keys (ranges appended, keys
+            // moved) or a key of its own
+            let dst = format!("10.0.{}.0/24", (r >> 4) % 4);
+            let rule = rule(i, &dst, "udp", &(round + 1).to_string(), Action::Allow);
+            assert_eq!(
+                store::add(&maps, rule.clone()).unwrap(),
+                store::AddOutcome::Added
+            );
+            live.push(rule);
+            adds += 1;
+        } else if r % 2 == 0 {
+            // the same rule with another action: a new id, the old one free
+            let old = &mut live[at];
+            old.action = match old.action {
+                Action::Allow => Action::Deny,
+                _ => Action::Allow,
+            };
+            assert_eq!(
+                store::add(&maps, old.clone()).unwrap(),
+                store::AddOutcome::Updated
+            );
+            updates += 1;
+        } else {
+            store::del(&maps, &live.remove(at).id()).unwrap();
+            dels += 1;
+        }
+        if round % 50 == 49 {
+            store::replace_all(&maps, &live).unwrap();
+        }
+        let what = format!("after round {round}");
+        let ids = checked_ids(&maps, true, &what);
+        assert_eq!(ids.len(), live.len(), "{what}");
+        assert!(
+            ids.iter().all(|s| *s != 0),
+            "{what}: a live rule without a counter id (ids leaked): {ids:?}"
+        );
+    }
+    assert!(
+        adds > 30 && updates > 10 && dels > 10,
+        "{adds} {updates} {dels}"
+    );
+}
+
+/// A rule change by a writer that does not keep rule_ids_map (an older
+/// zfw: it bumps policy_gen and leaves `rule_ids_gen` as it was) makes the
+/// record untrusted; the next `rule add` rebuilds it from the live ranges
+/// instead of handing out an id a live rule has.
+#[test]
+fn an_id_record_another_writer_left_behind_is_rebuilt_not_trusted() {
+    require_priv!();
+    let f = Fixture::with_sizes(&[("rule_stats_map", 8)]);
+    let maps = f.root.maps();
+    let i = Direction::Ingress;
+    applied_udp_rules(&maps, 3);
+    assert_eq!(checked_ids(&maps, true, "after apply"), [1, 2, 3]);
+    // that writer's change: its own ids, none of them marked
+    let mut cfg = maps.config().unwrap();
+    cfg.policy_gen += 1;
+    maps.set_config(&cfg).unwrap();
+    maps.put(&zfw::maps::defs::RULE_IDS_MAP, &0u32, &0u64)
+        .unwrap();
+    assert!(!zfw::rules::ids::trusted(&maps).unwrap());
+    store::add(&maps, rule(i, "10.0.0.0/24", "udp", "9", Action::Allow)).unwrap();
+    assert_eq!(checked_ids(&maps, true, "after rule add"), [1, 2, 3, 4]);
 }

@@ -56,6 +56,9 @@ ZFW_HASH(matched_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct zfw_match_slot,
 /* per-rule counters, indexed by zfw_range.stat (ARCHITECTURE.md §7 "Counters") */
 ZFW_HASH(rule_stats_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct zfw_rule_stats,
 	 ZFW_RULE_STATS_SLOTS, 0);
+/* the counter ids in use, one bit each (user space only: ARCHITECTURE.md §7
+ * "Counters"); zfw load sizes it to cover rule_stats_map */
+ZFW_HASH(rule_ids_map, BPF_MAP_TYPE_ARRAY, __u32, __u64, ZFW_RULE_IDS_WORDS, 0);
 
 /* connection state */
 ZFW_HASH(tcp_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow, 65535, 0);

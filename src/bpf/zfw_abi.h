@@ -31,6 +31,9 @@ enum zfw_limits {
 	ZFW_CT_EPOCH_BUCKETS = 1024, /* ct_epoch_map: per-bucket epochs, then one global */
 	ZFW_TUN_CACHE_SLOTS = 1024,  /* tun_cache_map slots per CPU (a power of two) */
 	ZFW_RULE_STATS_SLOTS = 65536, /* rule_stats_map's default size: counter ids 1..N-1 */
+	/* rule_ids_map's default size: one bit per counter id, 64 to a word
+	 * (sized at load to cover rule_stats_map: ARCHITECTURE.md §7 "Counters") */
+	ZFW_RULE_IDS_WORDS = ZFW_RULE_STATS_SLOTS / 64,
 	ZFW_CB_MAGIC = 0x7a66,       /* skb->cb[0] high half: prio 1 handed this packet on */
 	ZFW_NAT_PORT_MIN = 1024,     /* masquerade: allocated ports / echo ids in MIN..65535 */
 	ZFW_NAT_RETRIES = 10,        /* port candidates (the inside port, then random) per new mapping */
@@ -252,7 +255,11 @@ struct zfw_config {
 	__u8 pad[3];
 	__u32 syn_rate;     /* per-source SYN tokens per second (0 = off) */
 	__u32 syn_burst;
-	__u32 pad2;
+	/* user space only: the policy_gen at which rule_ids_map last held every
+	 * counter id the live ranges name (ARCHITECTURE.md §7 "Counters");
+	 * was padding, which older builds copy unchanged when they bump
+	 * policy_gen, so a change of theirs makes the record untrusted */
+	__u32 rule_ids_gen;
 	__u64 build_id;     /* hash of the loaded BPF object */
 };
 

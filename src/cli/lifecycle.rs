@@ -177,6 +177,8 @@ mod tests {
             &defs::MONITOR_MAP.info,
             &defs::JOURNAL_MAP.info,
             &defs::MATCHED_MAP.info,
+            // sized from rule_stats_map at load (ARCHITECTURE.md §7 "Counters")
+            &defs::RULE_IDS_MAP.info,
             &defs::FLOW_CACHE_MAP.info,
             &defs::CT_EPOCH_MAP.info,
             &defs::TUN_CACHE_MAP.info,

@@ -47,6 +47,7 @@ pub fn entries(maps: &Maps, info: &'static MapInfo) -> Result<Vec<Value>> {
                 json!({
                     "abi_version": c.abi_version, "policy_gen": c.policy_gen, "active_set": c.active_set,
                     "syn_rate": c.syn_rate, "syn_burst": c.syn_burst,
+                    "rule_ids_gen": c.rule_ids_gen,
                     "build_id": format!("{:016x}", c.build_id),
                 })
             })

@@ -61,6 +61,9 @@ registry! {
     /// Per-rule hit counters, per CPU, indexed by `zfw_range.stat`
     /// (ARCHITECTURE.md §7 "Counters").
     RULE_STATS_MAP: "rule_stats_map", PercpuArray<u32, types::zfw_rule_stats>, Resizable, Slots, RuleStats;
+    /// The counter ids in use, one bit each, 64 to a word (src/rules/ids.rs;
+    /// sized at load from rule_stats_map).
+    RULE_IDS_MAP: "rule_ids_map", Array<u32, u64>, Fixed, Slots, Raw;
     TCP_MAP: "tcp_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
     UDP_MAP: "udp_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
     TCP_INGRESS_MAP: "tcp_ingress_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;

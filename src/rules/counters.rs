@@ -7,14 +7,17 @@
 //! new or changed and copies the id with the rule otherwise, so a rule
 //! keeps its counts across `apply`, across moves of its key's span and
 //! across program replacement (the maps stay pinned); counts never appear
-//! in a policy file.  Ids in use are read from the live ranges (the maps
-//! are the only record, so an interrupted change cannot leak or double an
-//! id); a fresh id is zeroed before any range names it.  When every id is
-//! taken a new rule gets 0 and shows no counts (`zfw load --map-size
-//! rule_stats_map=N` on a fresh load).
+//! in a policy file.  A whole-set write, which reads every live range
+//! anyway, takes the ids the old set's ranges leave free; a single-rule
+//! add takes one from rule_ids_map, the record of the ids in use
+//! (src/rules/ids.rs), so that it does not read every range.  A fresh id
+//! is marked in that record, then zeroed, before any range names it.  When
+//! every id is taken a new rule gets 0 and shows no counts (`zfw load
+//! --map-size rule_stats_map=N` on a fresh load).
 
 use crate::error::Result;
 use crate::maps::{batch, defs, Maps};
+use crate::rules::ids;
 use crate::rules::live::{self, Live};
 use crate::rules::model::Rule;
 use crate::skel::{bytes_of, from_bytes, types};
@@ -157,17 +160,12 @@ pub fn assign(maps: &Maps, old: &Live, rules: &[Rule]) -> Result<(Vec<u32>, Vec<
     Ok((kept, fresh))
 }
 
-/// One fresh counter id (zeroed) for a rule added in place beside the
-/// live keys `spans` (their ranges keep theirs); 0 when all are taken.
+/// One fresh counter id (marked in rule_ids_map, zeroed) for a rule added
+/// in place beside the live keys `spans`; 0 when all are taken.
 pub fn fresh_beside(maps: &Maps, spans: &[live::Span]) -> Result<u32> {
-    let (lo, hi) = live::covered(spans);
-    let slots = live::ranges(maps, lo, hi)?;
-    let used = spans.iter().flat_map(|(_, sp)| {
-        let slots = &slots;
-        (sp.first..sp.first.saturating_add(sp.count))
-            .filter_map(move |i| slots.get((i - lo) as usize).map(|r| r.stat))
-    });
-    let id = Ids::free_beside(maps, used)?.take();
+    let mut rec = ids::current(maps, spans)?;
+    let id = rec.take();
+    rec.write(maps)?;
     zero(maps, &[id])?;
     Ok(id)
 }

@@ -47,7 +47,8 @@
 //!
 //! Cost: one batch read of tproxy_map (the live spans: free range_map
 //! space, the key's dst prefix and its stored neighbours), a read of the
-//! key's own ranges, and a handful of single-entry writes.
+//! key's own ranges, one of rule_ids_map (a free counter id, src/rules/ids.rs:
+//! not a read of every live range), and a handful of single-entry writes.
 
 use std::collections::BTreeSet;
 
@@ -56,6 +57,7 @@ use crate::maps::{defs, Maps};
 use crate::netlink::route;
 use crate::rules::compile::{self, lpm_key, rule_key, set_region};
 use crate::rules::counters;
+use crate::rules::ids;
 use crate::rules::live::{self, decode_key, Span};
 use crate::rules::model::{Action, Direction, Family, Prefix, Proto, Rule, RuleId};
 use crate::rules::sets::{bump_gen, iface_index, no_such_rule, AddOutcome};
@@ -492,9 +494,6 @@ fn add_in(maps: &Maps, rule: &Rule, obs: Observer, batch: usize) -> Result<Optio
             AddOutcome::Added
         }
     };
-    // a new or changed rule counts from zero (ARCHITECTURE.md §7 "Counters")
-    let at = pos.unwrap_or(slots.len() - 1);
-    slots[at].0.stat = counters::fresh_beside(maps, &v.keys)?;
     let max_per_key = names::ZFW_MAX_RANGES_PER_KEY as usize;
     if slots.len() > max_per_key {
         return Err(compile::too_many_ranges(rule));
@@ -513,14 +512,14 @@ fn add_in(maps: &Maps, rule: &Rule, obs: Observer, batch: usize) -> Result<Optio
 
     // where the key's ranges go: appended right after its span when that
     // slot is free, else the whole list copied into a free run
-    let (span, written_at, written): (types::zfw_rule_span, u32, &[Slot]) = match old_span {
+    let (span, written_at, from): (types::zfw_rule_span, u32, usize) = match old_span {
         Some(sp) if outcome == AddOutcome::Added && v.slot_free(sp.first + sp.count) => (
             types::zfw_rule_span {
                 first: sp.first,
                 count: sp.count + 1,
             },
             sp.first + sp.count,
-            &slots[slots.len() - 1..],
+            slots.len() - 1,
         ),
         _ => match v.free_run(slots.len() as u32) {
             Some(at) => (
@@ -529,7 +528,7 @@ fn add_in(maps: &Maps, rule: &Rule, obs: Observer, batch: usize) -> Result<Optio
                     count: slots.len() as u32,
                 },
                 at,
-                &slots[..],
+                0,
             ),
             None => return Ok(None),
         },
@@ -545,8 +544,14 @@ fn add_in(maps: &Maps, rule: &Rule, obs: Observer, batch: usize) -> Result<Optio
         (Vec::new(), Vec::new())
     };
 
+    // 0. a new or changed rule counts from zero on an id no range names
+    // (ARCHITECTURE.md §7 "Counters"), taken once nothing can refuse the
+    // change: a refused command writes nothing
+    let at = pos.unwrap_or(slots.len() - 1);
+    let replaced = pos.map_or(0, |i| old_slots[i].0.stat);
+    slots[at].0.stat = counters::fresh_beside(maps, &v.keys)?;
     // 1. ranges (and their service ids) into slots no span covers
-    write_slots(maps, written_at, written)?;
+    write_slots(maps, written_at, &slots[from..])?;
     obs();
     // 2. the local route a TPROXY rule needs, before it can match
     if is_tproxy_ingress(rule) {
@@ -571,7 +576,9 @@ fn add_in(maps: &Maps, rule: &Rule, obs: Observer, batch: usize) -> Result<Optio
     // 5. cached decisions of the old set stop counting
     bump_gen(maps)?;
     obs();
-    // 6. slots the key left (a moved span) lose their labels
+    // 6. the replaced rule's id is free (no live range names it), and the
+    // slots the key left (a moved span) lose their labels
+    ids::release(maps, replaced)?;
     if let Some(sp) = old_span {
         if span.first != sp.first {
             forget_slots(maps, slots_of(&sp))?;
@@ -693,6 +700,8 @@ fn del_in(maps: &Maps, id: &RuleId, obs: Observer, batch: usize) -> Result<bool>
         let keep = slots_of(&new_span);
         forget_slots(maps, slots_of(&sp).filter(|s| !keep.contains(s)))?;
     }
+    // no live range names the rule's counter id any more
+    ids::release(maps, slots[i].0.stat)?;
     if drop_route {
         route::del_local(&id.dst)?;
     }

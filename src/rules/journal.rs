@@ -29,7 +29,9 @@
 //! 3. service ids on active-half slots no live span covers go (a cut
 //!    write left them on free slots);
 //! 4. the local routes of live TPROXY rules are (re)added;
-//! 5. policy_gen is bumped, and the record cleared.
+//! 5. rule_ids_map becomes exactly the active set's counter ids (ids.rs:
+//!    an id the cut change had marked is free again), policy_gen is
+//!    bumped, and the record cleared.
 //!
 //! Recovery is idempotent and itself safe to kill: its record stays until
 //! it is done, so the next command simply runs it again.  A change that
@@ -46,6 +48,7 @@ use crate::error::Result;
 use crate::maps::{defs, Maps};
 use crate::netlink::route;
 use crate::rules::compile::{self, set_region};
+use crate::rules::ids;
 use crate::rules::live;
 use crate::rules::sets;
 use crate::skel::{bytes_of, names, types};
@@ -265,6 +268,9 @@ fn reconcile(maps: &Maps) -> Result<()> {
         route::add_local(&p)?;
     }
 
-    // 5. no cached decision of an intermediate state survives
+    // 5. the counter ids in use are exactly the active set's (an id a cut
+    // change had marked, or freed without marking, is put right), then no
+    // cached decision of an intermediate state survives
+    ids::sync(maps, now.stats.iter().copied())?;
     sets::bump_gen(maps)
 }

@@ -61,8 +61,18 @@ pub(crate) fn tproxy_prefixes(rules: &[Rule]) -> BTreeSet<Prefix> {
 /// Invalidate every cached decision (matched_map) in O(1).
 pub fn bump_gen(maps: &Maps) -> Result<()> {
     let mut cfg = maps.config()?;
-    cfg.policy_gen = cfg.policy_gen.wrapping_add(1);
+    next_gen(&mut cfg);
     maps.set_config(&cfg)
+}
+
+/// The next policy_gen; a trusted counter id record (src/rules/ids.rs)
+/// stays trusted, in the same config_map update.
+pub fn next_gen(cfg: &mut types::zfw_config) {
+    let trusted = cfg.rule_ids_gen == cfg.policy_gen;
+    cfg.policy_gen = cfg.policy_gen.wrapping_add(1);
+    if trusted {
+        cfg.rule_ids_gen = cfg.policy_gen;
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]

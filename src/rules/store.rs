@@ -28,6 +28,7 @@ use crate::maps::{defs, MapId};
 use crate::netlink::route;
 use crate::rules::compile::{self, Compiled};
 use crate::rules::counters;
+use crate::rules::ids;
 use crate::rules::incremental;
 use crate::rules::journal::{self, Op};
 use crate::rules::live::{self, Live};
@@ -122,7 +123,13 @@ fn write_set(maps: &Maps, old_set: &Live, rules: &[Rule]) -> Result<()> {
         live_c.services.len(),
         c.services.len(),
     )?;
-    // fresh ids start at zero before any range names them
+    // fresh ids are marked used and start at zero before any range names
+    // them (ARCHITECTURE.md §7 "Counters")
+    if ids::trusted(maps)? {
+        let mut rec = ids::Record::read(maps)?;
+        rec.set(fresh.iter().copied());
+        rec.write(maps)?;
+    }
     counters::zero(maps, &fresh)?;
     write_compiled(maps, &c)?;
 
@@ -133,14 +140,16 @@ fn write_set(maps: &Maps, old_set: &Live, rules: &[Rule]) -> Result<()> {
     }
     let mut cfg = maps.config()?;
     cfg.active_set = next;
-    cfg.policy_gen = cfg.policy_gen.wrapping_add(1);
+    sets::next_gen(&mut cfg);
     maps.set_config(&cfg)?;
     // routes before entries: a cut removal leaves only map entries, which
     // recovery finds (ARCHITECTURE.md §7)
     for p in before.difference(&after) {
         route::del_local(p)?;
     }
-    remove_live(maps, old_set, &live_c)
+    remove_live(maps, old_set, &live_c)?;
+    // the old set's ids that no rule kept are free
+    ids::sync(maps, stats)
 }
 
 /// Replace the whole live rule set (both directions) with `rules`.

@@ -114,3 +114,41 @@ pub fn compiled_lpm(maps: &Maps, rules: &[Rule]) -> Vec<(Vec<u8>, Vec<u8>)> {
     v.sort();
     v
 }
+
+/// The live rules' counter ids (0: none), checked: no id names two live
+/// rules, and while rule_ids_map is trusted it marks each of them; with
+/// `exact` it is trusted and marks nothing else (no id leaked).
+/// ARCHITECTURE.md §7 "Counters".
+pub fn checked_ids(maps: &Maps, exact: bool, what: &str) -> Vec<u32> {
+    use zfw::rules::{counters, ids};
+    let stats: Vec<u32> = counters::live_counted(maps)
+        .unwrap()
+        .iter()
+        .map(|c| c.stat)
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for s in stats.iter().filter(|s| **s != 0) {
+        assert!(
+            seen.insert(*s),
+            "counter id {s} names two live rules {what}"
+        );
+    }
+    let trusted = ids::trusted(maps).unwrap();
+    assert!(trusted || !exact, "rule_ids_map not trusted {what}");
+    if trusted {
+        let rec = ids::Record::read(maps).unwrap();
+        let n = maps.max_entries(&zfw::maps::defs::RULE_STATS_MAP).unwrap();
+        for i in 0..n {
+            let live = seen.contains(&i);
+            if live {
+                assert!(
+                    rec.has(i),
+                    "live counter id {i} free in rule_ids_map {what}"
+                );
+            } else if exact {
+                assert!(!rec.has(i), "counter id {i} leaked (no live rule) {what}");
+            }
+        }
+    }
+    stats
+}

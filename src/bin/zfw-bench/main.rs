@@ -176,9 +176,10 @@ fn run() -> zfw::Result<Report> {
     let root = Root::new(format!("/sys/fs/bpf/zfw-bench-{}", std::process::id()));
     zfw::loader::load_detached(&root)?;
     // ZFW_BENCH_QUICK=1: only the per-packet cases that need no big rule set;
-    // ZFW_BENCH_ONLY=store|dump|status|tunnel: only the rule-store cases
-    // (apply, add/del/list), the conntrack dump case, status with full
-    // decision caches, or the tunnel/OT cases
+    // ZFW_BENCH_ONLY=store|ruleadd|dump|status|tunnel: only the rule-store
+    // cases (apply, add/del/list), only the single-rule add/del/list cases
+    // at 250,000 rules, the conntrack dump case, status with full decision
+    // caches, or the tunnel/OT cases
     let quick = std::env::var_os("ZFW_BENCH_QUICK").is_some()
         || std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "tunnel");
     let only_store = std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "store");
@@ -200,6 +201,9 @@ fn run() -> zfw::Result<Report> {
         }
         if only("policy") {
             return policy::policy_cases(&bench, &root);
+        }
+        if only("ruleadd") {
+            return store_cases::cases(&Maps::open(&root)?, 250_000);
         }
         if !only_store {
             c.extend(cases(&bench, &root)?);
