@@ -2,16 +2,20 @@
 //! `zfw gc`.  The datapath's tables and timeouts are described in
 //! src/bpf/conntrack.h; the timeouts come from zfw_abi.h.
 
-use serde::Serialize;
+use std::cell::RefCell;
+use std::io::Write;
+
+use serde::ser::SerializeSeq;
+use serde::{Serialize, Serializer};
 
 use crate::decode;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::maps::defs::{FlowTable, CT_EPOCH_MAP, FLOW_TABLES};
 use crate::maps::{pending, Maps};
 use crate::net::IPPROTO_TCP;
 use crate::skel::{bytes_of, types};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct FlowView {
     pub direction: String,
     pub map: String,
@@ -84,26 +88,107 @@ pub fn view(now: u64, table: &FlowTable, k: &types::zfw_flow_key, f: &types::zfw
     }
 }
 
-/// Every tracked flow, its counters including packets still counted in
-/// the flow caches.
-pub fn list(maps: &Maps) -> Result<Vec<FlowView>> {
+/// Entries per batch read and delete of a flow table (README "Memory"):
+/// a table of a million flows is a hundred-odd calls each way.
+const BATCH: u32 = 8192;
+
+/**
+ * Hand `f` every tracked flow, table by table in the order of
+ * `FLOW_TABLES`, each once, its counters including packets still counted in
+ * the flow caches.  The tables are read in batches into one reused buffer,
+ * so a million flows cost a few hundred syscalls and one batch of memory.
+ */
+pub fn for_each(maps: &Maps, mut f: impl FnMut(&FlowView) -> Result<()>) -> Result<()> {
     let now = decode::mono_now_ns();
     let pending = pending::flows(maps)?;
-    let mut out = Vec::new();
     for t in &FLOW_TABLES {
         // the flow caches count under the assured table's name (pending.rs)
         let map = t.main.info.name;
-        for (k, mut f) in maps.entries(t.def)? {
-            if let Some(p) = pending.get(&(map, bytes_of(&k).to_vec())) {
-                f.pkts_orig += p[0];
-                f.bytes_orig += p[1];
-                f.pkts_reply += p[2];
-                f.bytes_reply += p[3];
+        maps.for_each_batch(t.def, BATCH, |batch| {
+            for (k, f0) in batch {
+                let mut fl = *f0;
+                if !pending.is_empty() {
+                    if let Some(p) = pending.get(&(map, bytes_of(k).to_vec())) {
+                        fl.pkts_orig += p[0];
+                        fl.bytes_orig += p[1];
+                        fl.pkts_reply += p[2];
+                        fl.bytes_reply += p[3];
+                    }
+                }
+                f(&view(now, t, k, &fl))?;
             }
-            out.push(view(now, t, &k, &f));
-        }
+            Ok(())
+        })?;
     }
+    Ok(())
+}
+
+/// Every tracked flow (see [`for_each`]), collected.
+pub fn list(maps: &Maps) -> Result<Vec<FlowView>> {
+    let mut out = Vec::new();
+    for_each(maps, |v| {
+        out.push(v.clone());
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/**
+ * `conntrack list --json`: the JSON array of every flow, written to `w` as
+ * the tables are read (the document a `Vec<FlowView>` would give, pretty,
+ * then a newline), never built whole in memory.  A failed write is
+ * `Error::Output` (src/out.rs).
+ */
+pub fn write_json(maps: &Maps, w: &mut impl Write) -> Result<()> {
+    let failed = RefCell::new(None);
+    let r = serde_json::to_writer_pretty(
+        &mut *w,
+        &JsonFlows {
+            maps,
+            failed: &failed,
+        },
+    );
+    if let Some(e) = failed.into_inner() {
+        return Err(e);
+    }
+    r.map_err(|e| {
+        if e.is_io() {
+            Error::Output(e.into())
+        } else {
+            Error::runtime(format!("encoding JSON: {e}"))
+        }
+    })?;
+    w.write_all(b"\n")
+        .and_then(|()| w.flush())
+        .map_err(Error::Output)
+}
+
+/// The flows as a JSON sequence read while it is written; a failure to
+/// read the maps is kept in `failed` (serde's error cannot carry it).
+struct JsonFlows<'a> {
+    maps: &'a Maps,
+    failed: &'a RefCell<Option<Error>>,
+}
+
+impl Serialize for JsonFlows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        let mut write_err = None;
+        let r = for_each(self.maps, |f| {
+            seq.serialize_element(f).map_err(|e| {
+                write_err = Some(e);
+                Error::runtime("writing the flow list")
+            })
+        });
+        if let Some(e) = write_err {
+            return Err(e);
+        }
+        if let Err(e) = r {
+            *self.failed.borrow_mut() = Some(e);
+            return Err(serde::ser::Error::custom("reading the flow tables"));
+        }
+        seq.end()
+    }
 }
 
 /**
@@ -118,17 +203,35 @@ pub fn invalidate_flow_caches(maps: &Maps) -> Result<()> {
     maps.put(&CT_EPOCH_MAP, &global, &v.wrapping_add(1))
 }
 
+/// Delete from every flow table the entries `doomed` picks, a batch read
+/// at a time, each batch's picks in one batch delete (no call per entry);
+/// returns how many were deleted (an entry gone meanwhile is not counted).
+fn remove_where(
+    maps: &Maps,
+    mut doomed: impl FnMut(&types::zfw_flow_key, &types::zfw_flow) -> bool,
+) -> Result<usize> {
+    let mut n = 0;
+    let mut keys = Vec::new();
+    for t in &FLOW_TABLES {
+        let h = maps.handle(t.def)?;
+        let name = t.def.info.name;
+        maps.for_each_batch(t.def, BATCH, |batch| {
+            keys.clear();
+            for (k, f) in batch {
+                if doomed(k, f) {
+                    keys.extend_from_slice(bytes_of(k));
+                }
+            }
+            n += crate::maps::batch::delete(h, name, &keys, BATCH)?;
+            Ok(())
+        })?;
+    }
+    Ok(n)
+}
+
 /// Remove every flow; returns how many.
 pub fn flush(maps: &Maps) -> Result<usize> {
-    let mut n = 0;
-    for t in &FLOW_TABLES {
-        for k in maps.raw_keys(t.def)? {
-            let key: types::zfw_flow_key = crate::skel::from_bytes(&k)?;
-            if maps.del(t.def, &key)? {
-                n += 1;
-            }
-        }
-    }
+    let n = remove_where(maps, |_, _| true)?;
     invalidate_flow_caches(maps)?;
     Ok(n)
 }
@@ -136,50 +239,63 @@ pub fn flush(maps: &Maps) -> Result<usize> {
 /// Remove flows past their idle limit; returns how many.
 pub fn gc(maps: &Maps) -> Result<usize> {
     let now = decode::mono_now_ns();
-    let mut n = 0;
-    for t in &FLOW_TABLES {
-        for (k, f) in maps.entries(t.def)? {
-            if is_expired(now, &k, &f) && maps.del(t.def, &k)? {
-                n += 1;
-            }
-        }
-    }
+    let n = remove_where(maps, |k, f| is_expired(now, k, f))?;
     if n > 0 {
         invalidate_flow_caches(maps)?;
     }
     Ok(n)
 }
 
-/// Table rendering for people.
-pub fn render(flows: &[FlowView]) -> String {
-    let mut s = format!(
-        "{:<9} {:<6} {:<44} {:<44} {:<12} {:<12} {:<9} {:>8} {:>8} {:>10}\n",
-        "DIR", "PROTO", "SOURCE", "DESTINATION", "IFACE", "STATE", "ASSURED", "AGE", "IDLE", "PKTS"
-    );
-    for f in flows {
-        s.push_str(&format!(
-            "{:<9} {:<6} {:<44} {:<44} {:<12} {:<12} {:<9} {:>8.1} {:>8.1} {:>10}\n",
-            f.direction,
-            f.proto,
-            endpoint(&f.src, f.sport, &f.family),
-            endpoint(&f.dst, f.dport, &f.family),
-            f.iface,
-            if f.expired {
-                format!("{}*", f.state)
-            } else {
-                f.state.clone()
-            },
-            if f.assured { "assured" } else { "unassured" },
-            f.age_s,
-            f.idle_s,
-            f.packets_orig + f.packets_reply
-        ));
-    }
-    s.push_str(&format!(
-        "{} flows (* = expired, removed by `zfw gc` or the next packet)\n",
-        flows.len()
-    ));
-    s
+/// `conntrack list`: the table for people, written to `w` row by row as
+/// the tables are read.  A failed write is `Error::Output`.
+pub fn write_table(maps: &Maps, w: &mut impl Write) -> Result<()> {
+    let out = |w: &mut dyn Write, s: String| w.write_all(s.as_bytes()).map_err(Error::Output);
+    out(
+        w,
+        format!(
+            "{:<9} {:<6} {:<44} {:<44} {:<12} {:<12} {:<9} {:>8} {:>8} {:>10}\n",
+            "DIR",
+            "PROTO",
+            "SOURCE",
+            "DESTINATION",
+            "IFACE",
+            "STATE",
+            "ASSURED",
+            "AGE",
+            "IDLE",
+            "PKTS"
+        ),
+    )?;
+    let mut n = 0usize;
+    for_each(maps, |f| {
+        n += 1;
+        out(w, row(f))
+    })?;
+    out(
+        w,
+        format!("{n} flows (* = expired, removed by `zfw gc` or the next packet)\n"),
+    )?;
+    w.flush().map_err(Error::Output)
+}
+
+fn row(f: &FlowView) -> String {
+    format!(
+        "{:<9} {:<6} {:<44} {:<44} {:<12} {:<12} {:<9} {:>8.1} {:>8.1} {:>10}\n",
+        f.direction,
+        f.proto,
+        endpoint(&f.src, f.sport, &f.family),
+        endpoint(&f.dst, f.dport, &f.family),
+        f.iface,
+        if f.expired {
+            format!("{}*", f.state)
+        } else {
+            f.state.clone()
+        },
+        if f.assured { "assured" } else { "unassured" },
+        f.age_s,
+        f.idle_s,
+        f.packets_orig + f.packets_reply
+    )
 }
 
 fn endpoint(a: &str, p: u16, fam: &str) -> String {
