@@ -2,11 +2,9 @@
 //! `zfw gc`.  The datapath's tables and timeouts are described in
 //! src/bpf/conntrack.h; the timeouts come from zfw_abi.h.
 
-use std::cell::RefCell;
 use std::io::Write;
 
-use serde::ser::SerializeSeq;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::decode;
 use crate::error::{Error, Result};
@@ -14,6 +12,9 @@ use crate::maps::defs::{FlowTable, CT_EPOCH_MAP, FLOW_TABLES};
 use crate::maps::{pending, Maps};
 use crate::net::IPPROTO_TCP;
 use crate::skel::{bytes_of, types};
+
+mod row;
+pub use row::FlowRow;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct FlowView {
@@ -55,57 +56,57 @@ pub fn timeout_s(proto: u8, state: u8) -> u64 {
     s as u64
 }
 
-fn is_expired(now: u64, k: &types::zfw_flow_key, f: &types::zfw_flow) -> bool {
+pub(crate) fn is_expired(now: u64, k: &types::zfw_flow_key, f: &types::zfw_flow) -> bool {
     now.saturating_sub(f.last_ns) > timeout_s(k.proto, f.state) * 1_000_000_000
 }
 
+/// One flow as `conntrack list` and `dump` show it (its row, owned).
 pub fn view(now: u64, table: &FlowTable, k: &types::zfw_flow_key, f: &types::zfw_flow) -> FlowView {
-    let state = if k.proto == IPPROTO_TCP {
-        decode::tcp_state(f.state)
-    } else {
-        "active".to_string()
-    };
-    FlowView {
-        direction: table.direction.to_string(),
-        map: table.def.info.name.to_string(),
-        assured: table.assured,
-        family: decode::family(k.family).to_string(),
-        proto: decode::proto(k.proto),
-        src: decode::addr(k.family, &k.saddr).to_string(),
-        sport: k.sport,
-        dst: decode::addr(k.family, &k.daddr).to_string(),
-        dport: k.dport,
-        iface: decode::ifname(k.ifindex),
-        ifindex: k.ifindex,
-        state,
-        age_s: decode::age_s(now, f.first_ns),
-        idle_s: decode::age_s(now, f.last_ns),
-        expired: is_expired(now, k, f),
-        packets_orig: f.pkts_orig,
-        packets_reply: f.pkts_reply,
-        bytes_orig: f.bytes_orig,
-        bytes_reply: f.bytes_reply,
-    }
+    row::Names::default().row(now, table, k, f).to_view()
 }
 
 /// Entries per batch read and delete of a flow table (README "Memory"):
 /// a table of a million flows is a hundred-odd calls each way.
 const BATCH: u32 = 8192;
 
+/// A batch of one flow table (its index in `FLOW_TABLES`), or why the
+/// reader stopped.
+type Batch = Result<(usize, Vec<(types::zfw_flow_key, types::zfw_flow)>)>;
+
 /**
  * Hand `f` every tracked flow, table by table in the order of
  * `FLOW_TABLES`, each once, its counters including packets still counted in
- * the flow caches.  The tables are read in batches into one reused buffer,
- * so a million flows cost a few hundred syscalls and one batch of memory.
+ * the flow caches.  The tables are read in batches (a million flows cost a
+ * few hundred syscalls), by a thread of their own a few batches ahead of
+ * `f`: the kernel's copying and the caller's formatting overlap (README
+ * "Memory" has the figures).  A row borrows what it repeats
+ * ([`row::Names`]).
  */
-pub fn for_each(maps: &Maps, mut f: impl FnMut(&FlowView) -> Result<()>) -> Result<()> {
+pub fn for_each_row(maps: &Maps, mut f: impl FnMut(&FlowRow) -> Result<()>) -> Result<()> {
     let now = decode::mono_now_ns();
     let pending = pending::flows(maps)?;
-    for t in &FLOW_TABLES {
-        // the flow caches count under the assured table's name (pending.rs)
-        let map = t.main.info.name;
-        maps.for_each_batch(t.def, BATCH, |batch| {
-            for (k, f0) in batch {
+    let mut names = row::Names::default();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(4);
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            for (i, t) in FLOW_TABLES.iter().enumerate() {
+                // a send fails only when the consumer stopped: so does this
+                let r = maps.for_each_batch(t.def, BATCH, |b| {
+                    tx.send(Ok((i, b.to_vec())))
+                        .map_err(|_| Error::runtime("the flow list stopped"))
+                });
+                if let Err(e) = r {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        });
+        for msg in rx {
+            let (i, batch) = msg?;
+            let t = &FLOW_TABLES[i];
+            // the flow caches count under the assured table's name (pending.rs)
+            let map = t.main.info.name;
+            for (k, f0) in &batch {
                 let mut fl = *f0;
                 if !pending.is_empty() {
                     if let Some(p) = pending.get(&(map, bytes_of(k).to_vec())) {
@@ -115,19 +116,18 @@ pub fn for_each(maps: &Maps, mut f: impl FnMut(&FlowView) -> Result<()>) -> Resu
                         fl.bytes_reply += p[3];
                     }
                 }
-                f(&view(now, t, k, &fl))?;
+                f(&names.row(now, t, k, &fl))?;
             }
-            Ok(())
-        })?;
-    }
-    Ok(())
+        }
+        Ok(())
+    })
 }
 
-/// Every tracked flow (see [`for_each`]), collected.
+/// Every tracked flow (see [`for_each_row`]), owned.
 pub fn list(maps: &Maps) -> Result<Vec<FlowView>> {
     let mut out = Vec::new();
-    for_each(maps, |v| {
-        out.push(v.clone());
+    for_each_row(maps, |r| {
+        out.push(r.to_view());
         Ok(())
     })?;
     Ok(out)
@@ -135,60 +135,27 @@ pub fn list(maps: &Maps) -> Result<Vec<FlowView>> {
 
 /**
  * `conntrack list --json`: the JSON array of every flow, written to `w` as
- * the tables are read (the document a `Vec<FlowView>` would give, pretty,
- * then a newline), never built whole in memory.  A failed write is
- * `Error::Output` (src/out.rs).
+ * the tables are read (the document serde makes of a `Vec<FlowView>`,
+ * pretty, then a newline: [`FlowRow::write_json`]), never built whole in
+ * memory.  A failed write is `Error::Output` (src/out.rs).
  */
 pub fn write_json(maps: &Maps, w: &mut impl Write) -> Result<()> {
-    let failed = RefCell::new(None);
-    let r = serde_json::to_writer_pretty(
-        &mut *w,
-        &JsonFlows {
-            maps,
-            failed: &failed,
-        },
-    );
-    if let Some(e) = failed.into_inner() {
-        return Err(e);
-    }
-    r.map_err(|e| {
-        if e.is_io() {
-            Error::Output(e.into())
-        } else {
-            Error::runtime(format!("encoding JSON: {e}"))
+    let mut buf = Vec::with_capacity(1 << 16);
+    buf.push(b'[');
+    let mut n = 0;
+    for_each_row(maps, |r| {
+        r.write_json(&mut buf, n);
+        n += 1;
+        if buf.len() >= 1 << 16 {
+            w.write_all(&buf).map_err(Error::Output)?;
+            buf.clear();
         }
+        Ok(())
     })?;
-    w.write_all(b"\n")
+    buf.extend_from_slice(if n == 0 { b"]\n" } else { b"\n]\n" });
+    w.write_all(&buf)
         .and_then(|()| w.flush())
         .map_err(Error::Output)
-}
-
-/// The flows as a JSON sequence read while it is written; a failure to
-/// read the maps is kept in `failed` (serde's error cannot carry it).
-struct JsonFlows<'a> {
-    maps: &'a Maps,
-    failed: &'a RefCell<Option<Error>>,
-}
-
-impl Serialize for JsonFlows<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(None)?;
-        let mut write_err = None;
-        let r = for_each(self.maps, |f| {
-            seq.serialize_element(f).map_err(|e| {
-                write_err = Some(e);
-                Error::runtime("writing the flow list")
-            })
-        });
-        if let Some(e) = write_err {
-            return Err(e);
-        }
-        if let Err(e) = r {
-            *self.failed.borrow_mut() = Some(e);
-            return Err(serde::ser::Error::custom("reading the flow tables"));
-        }
-        seq.end()
-    }
 }
 
 /**
@@ -267,9 +234,9 @@ pub fn write_table(maps: &Maps, w: &mut impl Write) -> Result<()> {
         ),
     )?;
     let mut n = 0usize;
-    for_each(maps, |f| {
+    for_each_row(maps, |f| {
         n += 1;
-        out(w, row(f))
+        out(w, table_row(f))
     })?;
     out(
         w,
@@ -278,18 +245,18 @@ pub fn write_table(maps: &Maps, w: &mut impl Write) -> Result<()> {
     w.flush().map_err(Error::Output)
 }
 
-fn row(f: &FlowView) -> String {
+fn table_row(f: &FlowRow) -> String {
     format!(
         "{:<9} {:<6} {:<44} {:<44} {:<12} {:<12} {:<9} {:>8.1} {:>8.1} {:>10}\n",
         f.direction,
         f.proto,
-        endpoint(&f.src, f.sport, &f.family),
-        endpoint(&f.dst, f.dport, &f.family),
+        endpoint(f.src, f.sport),
+        endpoint(f.dst, f.dport),
         f.iface,
         if f.expired {
             format!("{}*", f.state)
         } else {
-            f.state.clone()
+            f.state.to_string()
         },
         if f.assured { "assured" } else { "unassured" },
         f.age_s,
@@ -298,8 +265,8 @@ fn row(f: &FlowView) -> String {
     )
 }
 
-fn endpoint(a: &str, p: u16, fam: &str) -> String {
-    if fam == "ipv6" {
+fn endpoint(a: std::net::IpAddr, p: u16) -> String {
+    if a.is_ipv6() {
         format!("[{a}]:{p}")
     } else {
         format!("{a}:{p}")
