@@ -16,22 +16,25 @@ use crate::skel::{bytes_of, types};
 mod row;
 pub use row::FlowRow;
 
+/// One tracked flow as `conntrack list` and `dump` show it: its names as
+/// `S` (owned, or borrowed while a list is written: [`FlowRow`]) and its
+/// addresses as `A`.
 #[derive(Debug, Clone, Serialize)]
-pub struct FlowView {
-    pub direction: String,
-    pub map: String,
+pub struct Flow<S, A> {
+    pub direction: S,
+    pub map: S,
     /// Seen both ways (TCP: handshake completed): in a main table, which a
     /// flood of new flows cannot evict (README "Table pressure").
     pub assured: bool,
-    pub family: String,
-    pub proto: String,
-    pub src: String,
+    pub family: S,
+    pub proto: S,
+    pub src: A,
     pub sport: u16,
-    pub dst: String,
+    pub dst: A,
     pub dport: u16,
-    pub iface: String,
+    pub iface: S,
     pub ifindex: u32,
-    pub state: String,
+    pub state: S,
     pub age_s: f64,
     pub idle_s: f64,
     pub expired: bool,
@@ -40,6 +43,9 @@ pub struct FlowView {
     pub bytes_orig: u64,
     pub bytes_reply: u64,
 }
+
+/// A flow, owned (`conntrack::list`, `dump`).
+pub type FlowView = Flow<String, String>;
 
 /// Idle limit of an entry in seconds (the datapath's rule, see conntrack.h).
 pub fn timeout_s(proto: u8, state: u8) -> u64 {

@@ -11,34 +11,14 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::IpAddr;
 
-use super::{is_expired, FlowView};
+use super::{is_expired, Flow, FlowView};
 use crate::decode;
 use crate::maps::defs::FlowTable;
 use crate::net::IPPROTO_TCP;
 use crate::skel::types;
 
-#[derive(Debug)]
-pub struct FlowRow<'a> {
-    pub direction: &'static str,
-    pub map: &'static str,
-    pub assured: bool,
-    pub family: &'static str,
-    pub proto: &'a str,
-    pub src: IpAddr,
-    pub sport: u16,
-    pub dst: IpAddr,
-    pub dport: u16,
-    pub iface: &'a str,
-    pub ifindex: u32,
-    pub state: &'a str,
-    pub age_s: f64,
-    pub idle_s: f64,
-    pub expired: bool,
-    pub packets_orig: u64,
-    pub packets_reply: u64,
-    pub bytes_orig: u64,
-    pub bytes_reply: u64,
-}
+/// A flow, borrowing its names from [`Names`].
+pub type FlowRow<'a> = Flow<&'a str, IpAddr>;
 
 /// `s` as a JSON string: as it is when nothing in it needs escaping (the
 /// tables' names, protocols, states, most interface names), else serde's.

@@ -9,8 +9,8 @@
 //! in the ns column, and in total in the name with the command's CPU time
 //! (user + system: on a shared machine the wall time includes waiting).
 //!
-//! ZFW_BENCH_ONLY=flows runs these alone; `make bench` runs them when
-//! ZFW_BENCH_FLOWS=1 (filling and loading 1.6 GB of tables adds a minute).
+//! `make bench` runs these last (about 20 s: the tables take 1.6 GB of
+//! kernel memory; ZFW_BENCH_QUICK=1 skips them), ZFW_BENCH_ONLY=flows alone.
 //! ZFW_BENCH_FLOW_SIZES=65536,262144 picks the fills, ZFW_BENCH_FLOW_RUNS
 //! (default 3) the runs per figure (median; gc refills between runs).
 
@@ -106,7 +106,7 @@ fn timed(root: &Root, args: &[&str], capture: bool) -> zfw::Result<(Took, String
 /// their idle limit by 5 s.
 fn flow(i: u32, now: u64) -> (usize, types::zfw_flow_key, types::zfw_flow) {
     let table = (i % 4) as usize;
-    let proto = if table % 2 == 0 {
+    let proto = if table.is_multiple_of(2) {
         IPPROTO_TCP
     } else {
         IPPROTO_UDP
