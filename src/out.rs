@@ -23,6 +23,13 @@ pub fn write_bytes(b: &[u8]) -> Result<()> {
         .map_err(Error::Output)
 }
 
+/// A buffered writer on stdout, for output too large to build as one
+/// string (`conntrack list` of a million flows); its write errors are the
+/// caller's to turn into [`Error::Output`].
+pub fn buffered() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+    std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock())
+}
+
 /// `println!` that returns the write error instead of panicking.
 #[macro_export]
 macro_rules! outln {

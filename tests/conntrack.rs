@@ -367,3 +367,154 @@ fn conntrack_list_and_gc_via_cli() {
     zfw(None, &f.root, &["conntrack", "flush"]).ok();
     assert!(flows(&f, &defs::TCP_INGRESS_MAP).is_empty());
 }
+
+/// A flow of the batch tests: distinct per (table, i); TCP flows are
+/// established, UDP ones fresh, unless `expired` (UDP past its 30 s, TCP a
+/// handshake past its 60 s: src/conntrack.rs `timeout_s`).
+fn stamped_flow(proto: u8, i: u32, expired: bool, now: u64) -> (zfw_flow_key, zfw_flow) {
+    let mut k = zfw_flow_key {
+        sport: 10_000 + (i % 40_000) as u16,
+        dport: 443,
+        ifindex: IFINDEX,
+        family: zfw::net::AF_INET,
+        proto,
+        ..Default::default()
+    };
+    k.saddr[0] = u32::from_ne_bytes([10, 0, 0, 2]);
+    k.daddr[0] = u32::from_ne_bytes([198, 51, (i / 40_000) as u8, 7]);
+    let tcp = proto == zfw::net::IPPROTO_TCP;
+    let (state, idle_s) = match (tcp, expired) {
+        (true, false) => (zfw::skel::names::ZFW_TCP_ESTABLISHED, 0),
+        (true, true) => (zfw::skel::names::ZFW_TCP_SYN_SENT, 65),
+        (false, e) => (0, if e { 35 } else { 0 }),
+    };
+    let last = now - idle_s * 1_000_000_000;
+    let f = zfw_flow {
+        first_ns: last,
+        last_ns: last,
+        state: state as u8,
+        pkts_orig: 1,
+        ..Default::default()
+    };
+    (k, f)
+}
+
+/// (map, src, sport, dst, dport) of every flow `conntrack list --json` lists.
+fn listed(f: &Fixture) -> Vec<Listed> {
+    let r = zfw(None, &f.root, &["conntrack", "list", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let mut out: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["map"].as_str().unwrap().to_string(),
+                e["src"].as_str().unwrap().to_string(),
+                e["sport"].as_u64().unwrap(),
+                e["dst"].as_str().unwrap().to_string(),
+                e["dport"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+type Listed = (String, String, u64, String, u64);
+
+/// Sorted lists `got` and `want` are equal; else how they differ, briefly
+/// (tens of thousands of flows).
+fn assert_same(got: &[Listed], want: &[Listed], what: &str) {
+    if got == want {
+        return;
+    }
+    let mut dup: Vec<&Listed> = got
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| &w[0])
+        .collect();
+    dup.truncate(3);
+    let missing: Vec<&Listed> = want
+        .iter()
+        .filter(|e| got.binary_search(e).is_err())
+        .take(3)
+        .collect();
+    let extra: Vec<&Listed> = got
+        .iter()
+        .filter(|e| want.binary_search(e).is_err())
+        .take(3)
+        .collect();
+    panic!(
+        "{what}: {} flows, {} expected; repeated {dup:?}, missing {missing:?}, extra {extra:?}",
+        got.len(),
+        want.len()
+    );
+}
+
+fn as_listed(map: FlowTable, k: &zfw_flow_key) -> Listed {
+    let a = |w: &[u32; 4]| zfw::decode::addr(k.family, w).to_string();
+    (
+        map.info.name.to_string(),
+        a(&k.saddr),
+        k.sport.into(),
+        a(&k.daddr),
+        k.dport.into(),
+    )
+}
+
+/// More flows than one batch read or delete (8192, src/conntrack.rs), in
+/// two tables: `conntrack list --json` lists each exactly once, and `gc`
+/// removes exactly the expired ones, in batch deletes across the reads,
+/// and keeps every live one.
+#[test]
+fn gc_and_list_over_several_batches_miss_and_repeat_nothing() {
+    require_priv!();
+    let f = Fixture::new();
+    let maps = f.root.maps();
+    let now = zfw::decode::mono_now_ns();
+    assert!(
+        now > 70_000_000_000,
+        "the machine must be up 70 s to date expired flows"
+    );
+    let (mut live, mut expired) = (Vec::new(), Vec::new());
+    for (map, proto, n) in [
+        (&defs::TCP_MAP, zfw::net::IPPROTO_TCP, 30_000u32),
+        (&defs::UDP_MAP, zfw::net::IPPROTO_UDP, 21_000),
+    ] {
+        let mut items = Vec::new();
+        for i in 0..n {
+            // runs of live and expired flows of several lengths
+            let e = (i / 7) % 3 != 0 || i % 11 == 0;
+            let (k, v) = stamped_flow(proto, i, e, now);
+            items.push((k, v));
+            if e { &mut expired } else { &mut live }.push(as_listed(map, &k));
+        }
+        maps.put_many(map, &items).unwrap();
+    }
+    let mut all: Vec<_> = live.iter().chain(&expired).cloned().collect();
+    all.sort();
+    live.sort();
+    assert_same(&listed(&f), &all, "conntrack list: every flow once");
+    assert_eq!(maps.count(&defs::TCP_MAP).unwrap(), 30_000);
+
+    let r = zfw(None, &f.root, &["gc", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["flows_removed"], expired.len(), "{}", r.stdout);
+    // what is left, read key by key through another path than gc's
+    let mut left: Vec<_> = [&defs::TCP_MAP, &defs::UDP_MAP]
+        .into_iter()
+        .flat_map(|m| {
+            let keys = maps.raw_keys(m).unwrap();
+            keys.into_iter().map(move |k| {
+                let k: zfw_flow_key = zfw::skel::from_bytes(&k).unwrap();
+                as_listed(m, &k)
+            })
+        })
+        .collect();
+    left.sort();
+    assert_same(&left, &live, "gc kept exactly the live flows");
+    assert_same(&listed(&f), &live, "conntrack list after gc");
+    let r = zfw(None, &f.root, &["gc", "--json"]).ok();
+    assert!(r.stdout.contains("\"flows_removed\": 0"), "{}", r.stdout);
+}

@@ -18,6 +18,7 @@ const PRINTERS: &[&[&str]] = &[
     &["dump"],
     &["dump", "--map", "diag_map"],
     &["conntrack", "list"],
+    &["conntrack", "list", "--json"],
     &["iface", "show"],
     &["iface", "show", "--json"],
     &["ddos", "port", "list"],

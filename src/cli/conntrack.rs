@@ -32,13 +32,14 @@ pub fn conntrack(root: &Root, cmd: ConntrackCmd) -> Result<()> {
     crate::bpffs::check_privileges()?;
     let maps = Maps::open(root)?;
     match cmd {
+        // streamed as the tables are read: a million flows are never one
+        // string (README "Table pressure")
         ConntrackCmd::List { json } => {
-            let flows = crate::conntrack::list(&maps)?;
+            let mut w = crate::out::buffered();
             if json {
-                super::print_json(&flows)
+                crate::conntrack::write_json(&maps, &mut w)
             } else {
-                crate::out!("{}", crate::conntrack::render(&flows))?;
-                Ok(())
+                crate::conntrack::write_table(&maps, &mut w)
             }
         }
         ConntrackCmd::Flush => {

@@ -232,19 +232,22 @@ type BatchCall<'a> = dyn FnMut(usize, &mut u32) -> i32 + 'a;
 /**
  * Drive `n` element writes in order: `call` for up to `batch` elements at a
  * time, and `single` for an element a batch stopped at (whose error is the
- * one reported), after which batching goes on if the batch had made
- * progress.  With `skip_missing`, an element the batch stopped at with
- * ENOENT is passed over (a delete of a key already gone).
+ * one reported; Ok(false) when there was nothing to write), after which
+ * batching goes on if the batch had made progress.  With `skip_missing`, an
+ * element the batch stopped at with ENOENT is passed over (a delete of a
+ * key already gone).  Returns how many elements were written (passed-over
+ * ones not counted).
  */
 fn drive(
     n: usize,
     batch: u32,
     skip_missing: bool,
     call: &mut BatchCall,
-    single: &mut dyn FnMut(usize) -> Result<()>,
-) -> Result<()> {
+    single: &mut dyn FnMut(usize) -> Result<bool>,
+) -> Result<usize> {
     let mut batching = true;
     let mut at = 0;
+    let mut written = 0;
     while at < n {
         if batching {
             let asked = (n - at).min(batch.max(1) as usize) as u32;
@@ -252,6 +255,7 @@ fn drive(
             let ret = call(at, &mut count);
             let d = done(ret, count, asked);
             at += d;
+            written += d;
             if ret == 0 {
                 continue;
             }
@@ -261,10 +265,12 @@ fn drive(
             }
             batching = d > 0;
         }
-        single(at)?;
+        if single(at)? {
+            written += 1;
+        }
         at += 1;
     }
-    Ok(())
+    Ok(written)
 }
 
 fn opts() -> libbpf_sys::bpf_map_batch_opts {
@@ -319,9 +325,11 @@ pub fn update(h: &MapHandle, name: &str, keys: &[u8], values: &[u8], batch: u32)
                 &values[at * vs..(at + 1) * vs],
                 MapFlags::ANY,
             )
+            .map(|()| true)
             .ctx(|| format!("writing {name}"))
         },
     )
+    .map(drop)
 }
 
 /**
@@ -329,8 +337,9 @@ pub fn update(h: &MapHandle, name: &str, keys: &[u8], values: &[u8], batch: u32)
  * BPF_MAP_DELETE_BATCH calls of at most `batch` elements, in order, with
  * the guarantees of [`update`].  A key that is not there is passed over
  * (the kernel's batch stops at it; the next call starts after it).
+ * Returns how many keys were deleted (those passed over not counted).
  */
-pub fn delete(h: &MapHandle, name: &str, keys: &[u8], batch: u32) -> Result<()> {
+pub fn delete(h: &MapHandle, name: &str, keys: &[u8], batch: u32) -> Result<usize> {
     let ks = h.key_size() as usize;
     let n = keys.len().checked_div(ks).unwrap_or(0);
     let fd = h.as_fd().as_raw_fd();
@@ -345,10 +354,9 @@ pub fn delete(h: &MapHandle, name: &str, keys: &[u8], batch: u32) -> Result<()> 
             libbpf_sys::bpf_map_delete_batch(fd, keys[at * ks..].as_ptr().cast(), count, &o)
         },
         &mut |at| match h.delete(&keys[at * ks..(at + 1) * ks]) {
-            Err(e) if e.kind() != libbpf_rs::ErrorKind::NotFound => {
-                Err(e).ctx(|| format!("deleting from {name}"))
-            }
-            _ => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == libbpf_rs::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).ctx(|| format!("deleting from {name}")),
         },
     )
 }

@@ -224,7 +224,7 @@ impl Maps {
             let zero = vec![0u8; h.value_size() as usize * keys.len()];
             return batch::update(h, info.name, &ks, &zero, WRITE_BATCH);
         }
-        batch::delete(h, info.name, &ks, WRITE_BATCH)
+        batch::delete(h, info.name, &ks, WRITE_BATCH).map(drop)
     }
 
     /// Every (key, value) of a hash/array map.
@@ -253,6 +253,55 @@ impl Maps {
             }
         }
         Ok(out)
+    }
+
+    /**
+     * Every (key, value) of a hash map, handed to `f` one batch of up to
+     * `batch` entries at a time (BPF_MAP_LOOKUP_BATCH into one reused
+     * buffer): a walk of a million flows holds one batch, and costs a few
+     * hundred syscalls (README "Memory").  Each entry is handed over once.
+     * `f` may delete the entries it was handed (a hash walk's cursor is a
+     * bucket, already behind them).  When the kernel refuses the first
+     * batch read, the map is read key by key, whole, and `f` gets it in
+     * one call (deleting under a key-by-key walk would restart it).
+     */
+    pub fn for_each_batch<K: plain::Plain + Default, V: plain::Plain + Default>(
+        &self,
+        m: impl MapOf<K, V>,
+        batch: u32,
+        mut f: impl FnMut(&[(K, V)]) -> Result<()>,
+    ) -> Result<()> {
+        let (info, h) = self.typed(m)?;
+        let name = info.name;
+        let mut buf: Vec<(K, V)> = Vec::new();
+        let mut delivered = false;
+        let walked = batch::walk(h, name, batch, None, |ks, vs| {
+            buf.clear();
+            for (k, v) in ks
+                .chunks_exact(info.key_size.max(1))
+                .zip(vs.chunks_exact(info.value_size.max(1)))
+            {
+                buf.push(pair(name, k, v)?);
+            }
+            delivered = true;
+            f(&buf)
+        });
+        match walked {
+            Err(e) if delivered => Err(e),
+            Err(_) => {
+                buf.clear();
+                for k in h.keys() {
+                    if let Some(v) = h
+                        .lookup(&k, MapFlags::ANY)
+                        .ctx(|| format!("reading {name}"))?
+                    {
+                        buf.push(pair(name, &k, &v)?);
+                    }
+                }
+                f(&buf)
+            }
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Every slot of an ARRAY map in batch calls (one syscall per 4096

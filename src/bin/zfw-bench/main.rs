@@ -11,8 +11,12 @@
 //! earlier would mostly measure the drift.  The bench
 //! pins itself to one CPU for the same reason.
 //! ZFW_BENCH_QUICK=1 skips the cases that build large rule sets.
+//! The flow-table cases (status, conntrack list and gc at up to 1M flows,
+//! flows.rs; about 20 s and 1.6 GB of kernel memory) run last;
+//! ZFW_BENCH_ONLY=flows runs them alone.
 
 mod dump;
+mod flows;
 mod policy;
 mod tunnel;
 
@@ -147,6 +151,7 @@ fn setup_iface(maps: &Maps) -> zfw::Result<()> {
 }
 
 fn run() -> zfw::Result<Report> {
+    let only_flows = std::env::var("ZFW_BENCH_ONLY").is_ok_and(|v| v == "flows");
     // one CPU: a migration between a case and its floor would compare two
     // cores' caches and clocks (measuring unpinned is still valid, so no error)
     let _ = zfw::testkit::run::pin_cpu();
@@ -173,6 +178,12 @@ fn run() -> zfw::Result<Report> {
         xdp_ns: bench.measure(&bench.empty_xdp, &syn[14..], [0; 5])?,
     };
 
+    if only_flows {
+        return Ok(Report {
+            floor,
+            cases: flows::flow_cases()?,
+        });
+    }
     let root = Root::new(format!("/sys/fs/bpf/zfw-bench-{}", std::process::id()));
     zfw::loader::load_detached(&root)?;
     // ZFW_BENCH_QUICK=1: only the per-packet cases that need no big rule set;
@@ -219,6 +230,9 @@ fn run() -> zfw::Result<Report> {
         if !quick && !only_store {
             c.extend(dump::dump_cases(&root, 65_535)?);
             c.extend(dump::status_cases(&root)?);
+        }
+        if !quick && !only_store {
+            c.extend(flows::flow_cases()?);
         }
         Ok(c)
     })();
