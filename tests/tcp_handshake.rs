@@ -323,7 +323,7 @@ fn the_real_handshake_completes_after_refused_segments() {
 }
 
 /// The masquerade mapping of a connection being opened follows the same
-/// rule (nat.h, zfw_nat_out_side_ok): a segment from outside with numbers
+/// rule (nat.h, zfw_nat_in via zfw_tcp_handshake_ok): a segment from outside with numbers
 /// the handshake contradicts is dropped before it can advance or remove
 /// the mapping.
 #[test]

@@ -104,26 +104,28 @@ ZFW_INLINE __u32 zfw_tcp_end(const struct zfw_pkt *p)
 	       !!(p->tcp_flags & ZFW_TCP_FIN);
 }
 
-/* Does @p, which would move a flow in the handshake, carry the numbers
- * the handshake so far fixes? */
-ZFW_INLINE int zfw_tcp_handshake_ok(const struct zfw_flow *f, const struct zfw_pkt *p,
-				    int from_orig)
+/* Does @p, which would move a connection in @state, carry the numbers
+ * the handshake so far fixes: @next_orig, the originator's number after
+ * its SYN, and @next_reply, the responder's after its SYN+ACK?  The one
+ * rule for conntrack entries and masquerade mappings (nat.h). */
+ZFW_INLINE int zfw_tcp_handshake_ok(__u8 state, __u32 next_orig, __u32 next_reply,
+				    const struct zfw_pkt *p, int from_orig)
 {
 	__u8 fl = p->tcp_flags;
 
 	if (fl & ZFW_TCP_RST) {
 		/* SYN_SENT: only a RST that acknowledges the SYN (from the
 		 * responder); SYN_RECV: the sender's next number exactly */
-		if (f->state == ZFW_TCP_SYN_SENT)
-			return !from_orig && (fl & ZFW_TCP_ACK) && p->tcp_ack == f->next_seq_orig;
-		if (f->state == ZFW_TCP_SYN_RECV)
-			return p->tcp_seq == (from_orig ? f->next_seq_orig : f->next_seq_reply);
+		if (state == ZFW_TCP_SYN_SENT)
+			return !from_orig && (fl & ZFW_TCP_ACK) && p->tcp_ack == next_orig;
+		if (state == ZFW_TCP_SYN_RECV)
+			return p->tcp_seq == (from_orig ? next_orig : next_reply);
 		return 1;
 	}
-	if ((fl & ZFW_TCP_SYN) && (fl & ZFW_TCP_ACK) && !from_orig && f->state == ZFW_TCP_SYN_SENT)
-		return p->tcp_ack == f->next_seq_orig;
-	if (!(fl & ZFW_TCP_SYN) && (fl & ZFW_TCP_ACK) && from_orig && f->state == ZFW_TCP_SYN_RECV)
-		return p->tcp_ack == f->next_seq_reply;
+	if ((fl & ZFW_TCP_SYN) && (fl & ZFW_TCP_ACK) && !from_orig && state == ZFW_TCP_SYN_SENT)
+		return p->tcp_ack == next_orig;
+	if (!(fl & ZFW_TCP_SYN) && (fl & ZFW_TCP_ACK) && from_orig && state == ZFW_TCP_SYN_RECV)
+		return p->tcp_ack == next_reply;
 	return 1;
 }
 
@@ -138,7 +140,7 @@ ZFW_INLINE int zfw_tcp_step(struct zfw_flow *f, const struct zfw_pkt *p, int fro
 {
 	__u8 fl = p->tcp_flags;
 
-	if (!zfw_tcp_handshake_ok(f, p, from_orig))
+	if (!zfw_tcp_handshake_ok(f->state, f->next_seq_orig, f->next_seq_reply, p, from_orig))
 		return ZFW_CT_INVALID;
 	if (fl & ZFW_TCP_RST) {
 		f->rst = 1;

@@ -278,31 +278,6 @@ ZFW_INLINE int zfw_nat_tcp_event(const struct zfw_nat_key *k, const struct zfw_p
 	return gone;
 }
 
-/**
- * zfw_nat_out_side_ok - may segment @p from outside move half-open mapping
- * @vp (reverse entry @r)?  The handshake numbers as conntrack checks them
- * (conntrack.h, zfw_tcp_handshake_ok; ARCHITECTURE.md §5 "Handshake
- * numbers"): the SYN-ACK must acknowledge the inside SYN, a RST before it
- * must be an ACK of it, and one after it must carry the peer's next number.
- */
-ZFW_INLINE int zfw_nat_out_side_ok(const struct zfw_nat_val *vp, const struct zfw_nat_rev *r,
-				   const struct zfw_pkt *p)
-{
-	__u8 fl = p->tcp_flags;
-
-	if (!r)
-		return 1;
-	if (vp->state == ZFW_TCP_SYN_SENT) {
-		if (fl & ZFW_TCP_RST)
-			return (fl & ZFW_TCP_ACK) && p->tcp_ack == r->syn_seq;
-		if ((fl & ZFW_TCP_SYN) && (fl & ZFW_TCP_ACK))
-			return p->tcp_ack == r->syn_seq;
-	} else if (vp->state == ZFW_TCP_SYN_RECV && (fl & ZFW_TCP_RST)) {
-		return p->tcp_seq == r->synack_seq;
-	}
-	return 1;
-}
-
 #include "natports.h"
 
 /* May the packet @p, of a flow without a mapping, start one? */
@@ -616,22 +591,24 @@ __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *
 	}
 	if (p->k.proto == ZFW_P_TCP) {
 		__u8 st = vp->state, fin = vp->fin;
+		struct zfw_nat_rev *r = 0;
 
+		/* a half-open mapping moves only on a segment with the
+		 * handshake's numbers, as a conntrack entry does (conntrack.h,
+		 * zfw_tcp_handshake_ok; ARCHITECTURE.md §5): the peer is the
+		 * responder, syn_seq and synack_seq the two sides' numbers */
 		if (zfw_nat_half_open(p->k.proto, st)) {
-			struct zfw_nat_rev *r;
-
 			zfw_nat_rev_key(k, vp, rk);
 			r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
-			if (!zfw_nat_out_side_ok(vp, r, p))
+			if (r && !zfw_tcp_handshake_ok(st, r->syn_seq, r->synack_seq, p, 0))
 				return -ZFW_R_DROP_TCP_INVALID;
 		}
 		gone = zfw_nat_tcp_step(&st, &fin, p->tcp_flags, ZFW_NAT_SIDE_OUT, 0);
 		if (st != vp->state || fin != vp->fin || gone) {
-			struct zfw_nat_rev *r;
-
-			zfw_nat_rev_key(k, vp, rk);
-			r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
-
+			if (!r) {
+				zfw_nat_rev_key(k, vp, rk);
+				r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
+			}
 			if (r) {
 				r->state = st;
 				r->fin = fin;
