@@ -243,16 +243,7 @@ impl Maps {
                 return e.iter().map(|(k, v)| pair(name, k, v)).collect();
             }
         }
-        let mut out = Vec::new();
-        for k in h.keys() {
-            if let Some(v) = h
-                .lookup(&k, MapFlags::ANY)
-                .ctx(|| format!("reading {name}"))?
-            {
-                out.push(pair(name, &k, &v)?);
-            }
-        }
-        Ok(out)
+        keywise(h, name)
     }
 
     /**
@@ -288,18 +279,7 @@ impl Maps {
         });
         match walked {
             Err(e) if delivered => Err(e),
-            Err(_) => {
-                buf.clear();
-                for k in h.keys() {
-                    if let Some(v) = h
-                        .lookup(&k, MapFlags::ANY)
-                        .ctx(|| format!("reading {name}"))?
-                    {
-                        buf.push(pair(name, &k, &v)?);
-                    }
-                }
-                f(&buf)
-            }
+            Err(_) => f(&keywise(h, name)?),
             Ok(()) => Ok(()),
         }
     }
@@ -444,6 +424,24 @@ impl Maps {
         v.sort_by_key(|(i, _)| *i);
         Ok(v)
     }
+}
+
+/// Every (key, value) of map `h`, read key by key (when batch reads are
+/// refused).
+fn keywise<K: plain::Plain + Default, V: plain::Plain + Default>(
+    h: &MapHandle,
+    name: &str,
+) -> Result<Vec<(K, V)>> {
+    let mut out = Vec::new();
+    for k in h.keys() {
+        if let Some(v) = h
+            .lookup(&k, MapFlags::ANY)
+            .ctx(|| format!("reading {name}"))?
+        {
+            out.push(pair(name, &k, &v)?);
+        }
+    }
+    Ok(out)
 }
 
 /// One (key, value) out of map bytes; the error names the map.

@@ -28,6 +28,11 @@ use crate::rules::live;
 /// Ids per word of rule_ids_map.
 const PER_WORD: u32 = u64::BITS;
 
+/// The word of rule_ids_map that holds `id`, and `id`'s bit in it.
+fn locate(id: u32) -> (u32, u64) {
+    (id / PER_WORD, 1u64 << (id % PER_WORD))
+}
+
 /// rule_ids_map's size for a rule_stats_map of `ids` slots.
 pub fn words_for(ids: u32) -> u32 {
     ids.div_ceil(PER_WORD).max(1)
@@ -79,20 +84,14 @@ impl Record {
     }
 
     pub fn has(&self, id: u32) -> bool {
-        let (w, b) = (id / PER_WORD, id % PER_WORD);
-        self.words
-            .get(w as usize)
-            .is_some_and(|x| x & (1u64 << b) != 0)
+        let (w, bit) = locate(id);
+        self.words.get(w as usize).is_some_and(|x| x & bit != 0)
     }
 
     fn mark(&mut self, id: u32, used: bool) {
-        let (w, b) = (id / PER_WORD, id % PER_WORD);
+        let (w, bit) = locate(id);
         if let Some(x) = self.words.get_mut(w as usize) {
-            let v = if used {
-                *x | 1u64 << b
-            } else {
-                *x & !(1u64 << b)
-            };
+            let v = if used { *x | bit } else { *x & !bit };
             if v != *x {
                 *x = v;
                 self.changed.insert(w);
@@ -133,8 +132,9 @@ impl Record {
     fn assign(&mut self, ids: impl IntoIterator<Item = u32>) {
         let mut want = vec![0u64; self.words.len()];
         for i in ids.into_iter().filter(|i| *i != 0) {
-            if let Some(x) = want.get_mut((i / PER_WORD) as usize) {
-                *x |= 1u64 << (i % PER_WORD);
+            let (w, bit) = locate(i);
+            if let Some(x) = want.get_mut(w as usize) {
+                *x |= bit;
             }
         }
         for (w, (have, want)) in self.words.iter_mut().zip(want).enumerate() {
@@ -199,11 +199,11 @@ pub fn release(maps: &Maps, id: u32) -> Result<()> {
     if id == 0 || !trusted(maps)? {
         return Ok(());
     }
-    let w = id / PER_WORD;
+    let (w, bit) = locate(id);
     let Some(x) = maps.get(&defs::RULE_IDS_MAP, &w)? else {
         return Ok(());
     };
-    let v: u64 = x & !(1u64 << (id % PER_WORD));
+    let v: u64 = x & !bit;
     if v != x {
         maps.put(&defs::RULE_IDS_MAP, &w, &v)?;
     }
