@@ -330,15 +330,7 @@ fn syn_flood(
     sent: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<()> {
     ns.spawn(move || {
-        // SAFETY: plain socket(2); the fd is closed below.
-        let fd = unsafe {
-            nix::libc::socket(
-                nix::libc::AF_INET,
-                nix::libc::SOCK_RAW,
-                nix::libc::IPPROTO_RAW,
-            )
-        };
-        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let fd = raw_ip_socket();
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
         let mut n = 0u64;
         loop {
@@ -357,25 +349,7 @@ fn syn_flood(
             let sport = 1024 + (r >> 20) as u16 % 60000;
             let seg = tcp_segment(src.into(), dst.into(), sport, port, TCP_SYN, r, 0, &[]);
             let pkt = ip_packet(src.into(), dst.into(), TCP, &seg);
-            let sa = nix::libc::sockaddr_in {
-                sin_family: nix::libc::AF_INET as u16,
-                sin_port: 0,
-                sin_addr: nix::libc::in_addr {
-                    s_addr: u32::from_ne_bytes(dst.octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: pkt and sa are live for the call; sizes match.
-            let rc = unsafe {
-                nix::libc::sendto(
-                    fd,
-                    pkt.as_ptr().cast(),
-                    pkt.len(),
-                    0,
-                    (&sa as *const nix::libc::sockaddr_in).cast(),
-                    std::mem::size_of::<nix::libc::sockaddr_in>() as u32,
-                )
-            };
+            let rc = raw_send_v4(fd, &pkt, dst);
             if rc > 0 {
                 n += 1;
                 sent.fetch_add(1, Ordering::SeqCst);

@@ -316,9 +316,12 @@ fn the_real_handshake_completes_after_refused_segments() {
     assert_eq!(f.egress(&out(p, TCP_ACK, 71, 901)), TC_ACT_OK);
     let v = the_flow(&f, Start::OutSynSent, p).unwrap();
     assert_eq!(zfw::decode::tcp_state(v.state), "established");
-    // established flows have no window check yet (README "Connection tracking:
-    // handshake numbers"): a RST ends them whatever its number
-    assert_eq!(f.ingress(&back(p, TCP_RST, 1, 0)), TC_ACT_OK);
+    // once established, a RST must fall in the window (tests/tcp_window.rs)
+    assert_eq!(
+        f.ingress(&back(p, TCP_RST, 901 ^ 0x8000_0000, 0)),
+        TC_ACT_SHOT
+    );
+    assert_eq!(f.ingress(&back(p, TCP_RST, 901, 0)), TC_ACT_OK);
     assert!(the_flow(&f, Start::OutSynSent, p).is_none());
 }
 

@@ -20,8 +20,9 @@
  * establishes acknowledges the SYN+ACK, a RST in SYN_SENT acknowledges the
  * SYN and one in SYN_RECV carries its sender's next sequence number.
  * Anything else is ZFW_CT_INVALID: dropped on ingress as
- * ZFW_R_DROP_TCP_INVALID, and it changes nothing.  Established flows have
- * no window tracking yet: a RST there ends the entry whatever its number.
+ * ZFW_R_DROP_TCP_INVALID, and it changes nothing.  Once established, every
+ * segment must fall in its flow's window ("Windows" below), so that a RST
+ * or FIN an off-path sender guesses almost never ends it.
  */
 #ifndef ZFW_CONNTRACK_H
 #define ZFW_CONNTRACK_H
@@ -104,6 +105,216 @@ ZFW_INLINE __u32 zfw_tcp_end(const struct zfw_pkt *p)
 	       !!(p->tcp_flags & ZFW_TCP_FIN);
 }
 
+/*
+ * Windows (ARCHITECTURE.md §5, "Windows").  From the handshake on each side
+ * of a TCP flow has its furthest sequence number (next_seq_*: the end of
+ * the furthest segment it sent), its largest advertised window in bytes
+ * (maxwin_*) and its window scale.  Once established, a segment from side
+ * S to peer R is in the window when its end lies in
+ *     [next_seq_S - W, next_seq_S + 2 W + ZFW_TCP_WIN_SLACK],  W = maxwin_R:
+ * at most one window behind what S sent (retransmissions), and ahead by
+ * what R allows S to send (one window) plus the window the flow cache may
+ * have admitted without the table: a cache slot admits a segment only while
+ * its end is within one window of the entry's next_seq and its window is
+ * no larger than the entry's largest (zfw_fc_fill), so the entry is never
+ * further behind than that.  The slack covers one segment whose update
+ * raced with another CPU's.  A segment outside is ZFW_CT_INVALID (dropped
+ * on ingress, left alone on egress); one inside moves next_seq and maxwin
+ * forward, never back.  A SYN in an established flow moves nothing and
+ * passes, as Linux conntrack lets it: the host answers it with the ACK that
+ * lets a rebooted peer reset the old connection (RFC 5961).  An entry with
+ * a zero window on either side (made by an older zfw) is not tracked.
+ */
+#define ZFW_TCP_WSCALE_NONE 0xff
+#define ZFW_TCP_WSCALE_MAX 14              /* RFC 7323 */
+#define ZFW_TCP_WIN_MAX (1u << 29)         /* W is capped: the bounds stay inside 2^31 */
+#define ZFW_TCP_WIN_SLACK 65536
+
+/* Sequence numbers compare modulo 2^32. */
+ZFW_INLINE int zfw_seq_after(__u32 a, __u32 b)
+{
+	return (__s32)(a - b) > 0;
+}
+
+ZFW_INLINE __u32 zfw_tcp_win_bound(__u32 maxwin)
+{
+	return maxwin > ZFW_TCP_WIN_MAX ? ZFW_TCP_WIN_MAX : maxwin;
+}
+
+/* Is the flow's window tracked (established or closing, both windows known)? */
+ZFW_INLINE int zfw_tcp_tracked(const struct zfw_flow *f)
+{
+	return f->state >= ZFW_TCP_ESTABLISHED && f->state <= ZFW_TCP_CLOSING && f->maxwin_orig &&
+	       f->maxwin_reply;
+}
+
+/* Is segment @p (from the originator when @from_orig) in @f's window? */
+ZFW_INLINE int zfw_tcp_in_window(const struct zfw_flow *f, const struct zfw_pkt *p,
+				 int from_orig)
+{
+	__u32 next = from_orig ? f->next_seq_orig : f->next_seq_reply;
+	__u32 w = zfw_tcp_win_bound(from_orig ? f->maxwin_reply : f->maxwin_orig);
+	__u32 end = zfw_tcp_end(p);
+
+	return !zfw_seq_after(next - w, end) &&
+	       !zfw_seq_after(end, next + 2 * w + ZFW_TCP_WIN_SLACK);
+}
+
+/* An in-window segment @p moves its side's next_seq and maxwin forward. */
+ZFW_INLINE void zfw_tcp_window_advance(struct zfw_flow *f, const struct zfw_pkt *p,
+				       int from_orig)
+{
+	__u32 end = zfw_tcp_end(p);
+	__u8 sc = (from_orig ? f->wscale_orig : f->wscale_reply) & 15;
+	__u32 win;
+
+	if (sc > ZFW_TCP_WSCALE_MAX)
+		sc = ZFW_TCP_WSCALE_MAX;
+	win = (__u32)p->tcp_win << sc;
+	if (from_orig) {
+		if (zfw_seq_after(end, f->next_seq_orig))
+			f->next_seq_orig = end;
+		if (win > f->maxwin_orig)
+			f->maxwin_orig = win;
+	} else {
+		if (zfw_seq_after(end, f->next_seq_reply))
+			f->next_seq_reply = end;
+		if (win > f->maxwin_reply)
+			f->maxwin_reply = win;
+	}
+}
+
+/* The window step of an established flow @f for segment @p: 1 when it is
+ * in the window (and advanced it), else 0. */
+ZFW_INLINE int zfw_tcp_window(struct zfw_flow *f, const struct zfw_pkt *p, int from_orig)
+{
+	if (!zfw_tcp_in_window(f, p, from_orig))
+		return 0;
+	zfw_tcp_window_advance(f, p, from_orig);
+	return 1;
+}
+
+/* @v & 63, masked in the program as written: the compiler would drop a
+ * mask that bounds checks above make redundant, and the verifier needs it
+ * to see a stack index in bounds. */
+ZFW_INLINE __u64 zfw_idx63(__u64 v)
+{
+	asm volatile("%[v] &= 63" : [v] "+r"(v));
+	return v;
+}
+
+/* The option walk of zfw_tcp_wscale, one option per bpf_loop step. */
+struct zfw_tcp_opts {
+	__u8 o[64]; /* the SYN's options (at most 40 bytes), zero after them */
+	__u32 i;    /* where the next option starts */
+	__u32 len;  /* bytes of options */
+	__u32 wscale;
+	__u32 pad;
+};
+
+/* Conntrack's working memory off the stack, which the programs fill: the
+ * entry zfw_ct_create_gen writes and zfw_tcp_wscale's walk. */
+struct zfw_ct_scratch {
+	struct zfw_flow f;
+	struct zfw_tcp_opts opts;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct zfw_ct_scratch);
+	__uint(max_entries, 1);
+} ct_scratch_map SEC(".maps");
+
+ZFW_INLINE struct zfw_ct_scratch *zfw_ct_scratch(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&ct_scratch_map, &zero);
+}
+
+/* bpf_loop wants its context on the stack: a handle to the per-CPU walk. */
+struct zfw_tcp_opts_ref {
+	struct zfw_tcp_opts *w;
+};
+
+static long zfw_tcp_opt_step(__u64 n, void *ctx)
+{
+	struct zfw_tcp_opts *w = ((struct zfw_tcp_opts_ref *)ctx)->w;
+	__u8 kind, olen;
+	__u32 i;
+
+	if (!w)
+		return 1;
+	i = w->i;
+	if (i >= w->len || i > 39)
+		return 1;
+	kind = w->o[zfw_idx63(i)];
+	if (kind == 0) /* end of options */
+		return 1;
+	if (kind == 1) { /* no-op */
+		w->i = i + 1;
+		return 0;
+	}
+	if (i + 2 > w->len || i > 38)
+		return 1;
+	olen = w->o[zfw_idx63(i + 1)];
+	if (olen < 2)
+		return 1;
+	if (kind == 3) {
+		if (olen == 3 && i + 3 <= w->len && i <= 37) {
+			olen = w->o[zfw_idx63(i + 2)];
+			w->wscale = olen > ZFW_TCP_WSCALE_MAX ? ZFW_TCP_WSCALE_MAX : olen;
+		}
+		return 1;
+	}
+	w->i = i + olen;
+	return 0;
+}
+
+/*
+ * zfw_tcp_wscale - the window scale a SYN at @l4_off of @skb offers, or
+ * ZFW_TCP_WSCALE_NONE.  A global function, and the option walk a bpf_loop:
+ * both are verified once, and only SYNs pay for them (zfw_tcp_syn_opts).
+ */
+__attribute__((noinline)) int zfw_tcp_wscale(struct __sk_buff *skb, __u32 l4_off)
+{
+	struct zfw_ct_scratch *cs = zfw_ct_scratch();
+	struct zfw_tcp_opts_ref ref;
+	struct zfw_tcp_opts *w;
+	__u32 len;
+	__u8 doff;
+
+	if (!skb || !cs)
+		return ZFW_TCP_WSCALE_NONE;
+	w = &cs->opts;
+	l4_off &= 0x3ff;
+	if (bpf_skb_load_bytes(skb, l4_off + 12, &doff, 1))
+		return ZFW_TCP_WSCALE_NONE;
+	len = (doff >> 4) * 4;
+	if (len <= sizeof(struct tcphdr))
+		return ZFW_TCP_WSCALE_NONE;
+	len -= sizeof(struct tcphdr); /* 1..40 */
+	__builtin_memset(w->o, 0, sizeof(w->o));
+	if (bpf_skb_load_bytes(skb, l4_off + sizeof(struct tcphdr), w->o, len))
+		return ZFW_TCP_WSCALE_NONE;
+	w->i = 0;
+	w->len = len;
+	w->wscale = ZFW_TCP_WSCALE_NONE;
+	/* each step moves at least one byte: 40 steps cover the longest walk */
+	ref.w = w;
+	bpf_loop(40, zfw_tcp_opt_step, &ref, 0);
+	return w->wscale;
+}
+
+/* Fill @p's tcp_wscale when it is a SYN (the only segment that offers one). */
+ZFW_INLINE void zfw_tcp_syn_opts(struct __sk_buff *skb, struct zfw_pkt *p)
+{
+	p->tcp_wscale = ZFW_TCP_WSCALE_NONE;
+	if (p->k.proto == ZFW_P_TCP && (p->tcp_flags & ZFW_TCP_SYN) && p->l4_off)
+		p->tcp_wscale = zfw_tcp_wscale(skb, p->l4_off);
+}
+
 /* Does @p, which would move a connection in @state, carry the numbers
  * the handshake so far fixes: @next_orig, the originator's number after
  * its SYN, and @next_reply, the responder's after its SYN+ACK?  The one
@@ -133,15 +344,31 @@ ZFW_INLINE int zfw_tcp_handshake_ok(__u8 state, __u32 next_orig, __u32 next_repl
  * zfw_tcp_step - advance a TCP entry by one packet.
  * @from_orig: the packet travels in the direction of the flow's first SYN
  * Returns ZFW_CT_CLOSED when the entry must be removed, ZFW_CT_INVALID
- * (entry untouched) when the packet's numbers contradict the handshake,
- * else ZFW_CT_HIT.
+ * (entry untouched) when the packet's numbers contradict the handshake or
+ * the window, else ZFW_CT_HIT.  A global function: verified once, not on
+ * every path of the programs that look flows up, and its locals are not on
+ * their stacks.
  */
-ZFW_INLINE int zfw_tcp_step(struct zfw_flow *f, const struct zfw_pkt *p, int from_orig)
+__attribute__((noinline)) int zfw_tcp_step(struct zfw_flow *f, const struct zfw_pkt *p,
+					   int from_orig)
 {
-	__u8 fl = p->tcp_flags;
+	int tracked;
+	__u8 fl;
+
+	if (!f || !p)
+		return ZFW_CT_INVALID;
+	fl = p->tcp_flags;
+	tracked = zfw_tcp_tracked(f);
 
 	if (!zfw_tcp_handshake_ok(f->state, f->next_seq_orig, f->next_seq_reply, p, from_orig))
 		return ZFW_CT_INVALID;
+	if (tracked) {
+		/* a SYN moves nothing here ("Windows" above) */
+		if ((fl & (ZFW_TCP_SYN | ZFW_TCP_RST)) == ZFW_TCP_SYN)
+			return ZFW_CT_HIT;
+		if (!zfw_tcp_window(f, p, from_orig))
+			return ZFW_CT_INVALID;
+	}
 	if (fl & ZFW_TCP_RST) {
 		f->rst = 1;
 		f->state = ZFW_TCP_CLOSED;
@@ -151,25 +378,41 @@ ZFW_INLINE int zfw_tcp_step(struct zfw_flow *f, const struct zfw_pkt *p, int fro
 		if (!from_orig && f->state == ZFW_TCP_SYN_SENT) {
 			f->state = ZFW_TCP_SYN_RECV;
 			f->next_seq_reply = zfw_tcp_end(p);
+			/* windows in SYNs are never scaled; later ones are when
+			 * both sides offered a scale (RFC 7323) */
+			f->maxwin_reply = p->tcp_win;
+			if (f->wscale_orig == ZFW_TCP_WSCALE_NONE ||
+			    p->tcp_wscale == ZFW_TCP_WSCALE_NONE) {
+				f->wscale_orig = 0;
+				f->wscale_reply = 0;
+			} else {
+				f->wscale_reply = p->tcp_wscale;
+			}
 		}
 		return ZFW_CT_HIT;
 	}
 	if (fl & ZFW_TCP_SYN) {
 		/* the originator's SYN again: a retransmission, or a new
 		 * attempt on the same tuple whose number the SYN+ACK will ack */
-		if (from_orig && f->state == ZFW_TCP_SYN_SENT)
+		if (from_orig && f->state == ZFW_TCP_SYN_SENT) {
 			f->next_seq_orig = zfw_tcp_end(p);
+			f->maxwin_orig = p->tcp_win;
+			f->wscale_orig = p->tcp_wscale;
+		}
 		return ZFW_CT_HIT;
 	}
 	if (fl & ZFW_TCP_FIN) {
 		__u32 end = zfw_tcp_end(p);
 
+		/* a tracked flow's next_seq moved above (never back) */
 		if (from_orig) {
 			f->fin_orig = 1;
-			f->next_seq_orig = end;
+			if (!tracked)
+				f->next_seq_orig = end;
 		} else {
 			f->fin_reply = 1;
-			f->next_seq_reply = end;
+			if (!tracked)
+				f->next_seq_reply = end;
 		}
 		f->state = (f->fin_orig && f->fin_reply) ? ZFW_TCP_CLOSING : ZFW_TCP_FIN_WAIT;
 		return ZFW_CT_HIT;
@@ -178,6 +421,8 @@ ZFW_INLINE int zfw_tcp_step(struct zfw_flow *f, const struct zfw_pkt *p, int fro
 		return ZFW_CT_HIT;
 	if (f->state == ZFW_TCP_SYN_RECV && from_orig) {
 		f->state = ZFW_TCP_ESTABLISHED;
+		/* the establishing ACK is the originator's first scaled window */
+		zfw_tcp_window_advance(f, p, 1);
 	} else if (f->state == ZFW_TCP_CLOSING) {
 		/* the final ACK acknowledges the other side's FIN */
 		if ((from_orig && p->tcp_ack == f->next_seq_reply) ||
@@ -321,21 +566,28 @@ ZFW_INLINE int zfw_ct_touch(void *map, const struct zfw_flow_key *key, const str
 ZFW_INLINE int zfw_ct_create_gen(void *map, const struct zfw_flow_key *key,
 				 const struct zfw_pkt *p, __u32 policy_gen, __u64 how)
 {
-	struct zfw_flow f = {};
+	struct zfw_ct_scratch *cs = zfw_ct_scratch();
+	struct zfw_flow *f;
 	__u64 now = zfw_now();
 
+	if (!cs)
+		return -1;
+	f = &cs->f;
+	__builtin_memset(f, 0, sizeof(*f));
 	if (p->k.proto == ZFW_P_TCP) {
 		if ((p->tcp_flags & (ZFW_TCP_SYN | ZFW_TCP_ACK | ZFW_TCP_RST)) != ZFW_TCP_SYN)
 			return -1;
-		f.state = ZFW_TCP_SYN_SENT;
-		f.next_seq_orig = zfw_tcp_end(p);
+		f->state = ZFW_TCP_SYN_SENT;
+		f->next_seq_orig = zfw_tcp_end(p);
+		f->maxwin_orig = p->tcp_win;
+		f->wscale_orig = p->tcp_wscale;
 	} else {
-		f.state = ZFW_TCP_UDP;
+		f->state = ZFW_TCP_UDP;
 	}
-	f.first_ns = now;
-	f.policy_gen = policy_gen;
-	zfw_flow_account(&f, p, 1, now);
-	return bpf_map_update_elem(map, key, &f, how) ? -1 : 0;
+	f->first_ns = now;
+	f->policy_gen = policy_gen;
+	zfw_flow_account(f, p, 1, now);
+	return bpf_map_update_elem(map, key, f, how) ? -1 : 0;
 }
 
 ZFW_INLINE int zfw_ct_create(void *map, const struct zfw_flow_key *key, const struct zfw_pkt *p)

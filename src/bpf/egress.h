@@ -26,7 +26,8 @@ ZFW_INLINE int zfw_egress_drop(const struct zfw_pkt *p, __u32 flags, __u16 reaso
 
 /* @slot: the packet's flow cache slot when the fast path already looked
  * it up and missed (NULL: look it up here). */
-ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slot)
+ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slot,
+				   struct zfw_fc_probe *q)
 {
 	struct zfw_pkt p = {};
 	struct zfw_config *cfg;
@@ -47,6 +48,7 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 	rc = zfw_parse_eth(data, data_end, &p);
 	if (rc != ZFW_PARSE_OK)
 		return TC_ACT_OK; /* the host's own non-IP or odd frames are not ours to judge */
+	zfw_tcp_syn_opts(skb, &p); /* conntrack.h, "Windows" */
 	if (p.frag == ZFW_FRAG_LATER)
 		return zfw_nat_out(skb, &p, 0);
 
@@ -65,7 +67,7 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 		return zfw_nat_out(skb, &p, 0);
 	cfg = zfw_cfg();
 	gen = cfg ? cfg->policy_gen : 0;
-	if (!slot && zfw_fc_hit(&p, ZFW_DIR_EGRESS, gen, &slot))
+	if (!slot && zfw_fc_hit(&p, ZFW_DIR_EGRESS, gen, &slot, q))
 		return zfw_nat_out(skb, &p, 0);
 	epoch = zfw_ct_epoch(zfw_ct_bucket(&p.k));
 
@@ -156,7 +158,7 @@ ZFW_INLINE int zfw_egress(struct __sk_buff *skb)
 		}
 		return TC_ACT_OK;
 	}
-	return zfw_egress_full(skb, slot);
+	return zfw_egress_full(skb, slot, &q);
 }
 
 #endif /* ZFW_EGRESS_H */

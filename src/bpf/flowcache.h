@@ -17,6 +17,10 @@
  *   - the flow's conntrack epoch is unchanged: the datapath bumps the
  *     flow's bucket when an established flow closes, resets or expires on
  *     any CPU, user space bumps the global epoch after removing entries;
+ *   - a TCP segment ends within one window of the entry's next_seq and
+ *     advertises no larger window than the entry knows (seq_lo, seq_span,
+ *     win_cap), so that the table sees every segment that moves the
+ *     flow's window (conntrack.h, "Windows");
  *   - it was filled less than ZFW_FLOW_CACHE_JIFFIES ticks ago
  *     (bpf_jiffies64 is inlined: no helper call).  Refilling goes through
  *     the table, which keeps the entry's idle timestamp at most that old.
@@ -45,12 +49,14 @@ struct zfw_fc_probe {
 	const __u32 *daddr;
 	__u32 ifindex;
 	__u32 ip_len;
+	__u32 tcp_end; /* TCP: the sequence number after the segment */
 	__u16 sport;
 	__u16 dport;
+	__u16 tcp_win; /* TCP: the window field */
+	__u16 l4_off;  /* zfw_fc_fast: where the TCP/UDP header starts */
 	__u8 family;
 	__u8 proto;
 	__u8 tcp_flags;
-	__u32 l4_off; /* zfw_fc_fast: where the TCP/UDP header starts */
 };
 
 ZFW_INLINE void zfw_fc_probe_of(const struct zfw_pkt *p, struct zfw_fc_probe *q)
@@ -64,6 +70,8 @@ ZFW_INLINE void zfw_fc_probe_of(const struct zfw_pkt *p, struct zfw_fc_probe *q)
 	q->family = p->k.family;
 	q->proto = p->k.proto;
 	q->tcp_flags = p->tcp_flags;
+	q->tcp_win = p->tcp_win;
+	q->tcp_end = p->k.proto == ZFW_P_TCP ? zfw_tcp_end(p) : 0;
 	q->l4_off = p->l4_off;
 }
 
@@ -78,6 +86,8 @@ ZFW_INLINE void zfw_fc_probe_key(const struct zfw_flow_key *k, struct zfw_fc_pro
 	q->family = k->family;
 	q->proto = k->proto;
 	q->tcp_flags = 0;
+	q->tcp_win = 0;
+	q->tcp_end = 0;
 	q->l4_off = 0;
 }
 
@@ -145,18 +155,21 @@ ZFW_INLINE int zfw_fc_probe_hit(const struct zfw_fc_probe *q, __u8 dir, __u32 ge
 		return 0;
 	if (s->epoch != zfw_ct_epoch(s->bucket & (ZFW_CT_EPOCH_BUCKETS - 1)))
 		return 0;
+	if (q->tcp_end - s->seq_lo > s->seq_span || q->tcp_win > s->win_cap)
+		return 0;
 	s->pkts++;
 	s->bytes += q->ip_len;
 	return 1;
 }
 
+/* zfw_fc_probe_hit for a parsed packet; @q is the caller's probe to fill
+ * (programs that probed on their fast path pass that one: the stack is
+ * tight). */
 ZFW_INLINE int zfw_fc_hit(const struct zfw_pkt *p, __u8 dir, __u32 gen,
-			  struct zfw_flow_cache **sp)
+			  struct zfw_flow_cache **sp, struct zfw_fc_probe *q)
 {
-	struct zfw_fc_probe q;
-
-	zfw_fc_probe_of(p, &q);
-	return zfw_fc_probe_hit(&q, dir, gen, sp);
+	zfw_fc_probe_of(p, q);
+	return zfw_fc_probe_hit(q, dir, gen, sp);
 }
 
 /* Add the packets admitted from slot @s to its flow's entry. */
@@ -202,6 +215,34 @@ ZFW_INLINE void zfw_fc_flush(struct zfw_flow_cache *s)
 	s->bytes = 0;
 }
 
+/* The window bounds of slot @s for packets from the originator when
+ * @from_orig (the list above; conntrack.h, "Windows"): a segment may end at
+ * most one window of the peer behind or ahead of the entry's next_seq.  A
+ * global function: verified once, not on every path that fills a slot. */
+__attribute__((noinline)) int zfw_fc_fill_window(struct zfw_flow_cache *s,
+						 const struct zfw_flow *f, int from_orig)
+{
+	__u32 next, w;
+	__u8 sc;
+
+	if (!s)
+		return 0;
+	s->seq_lo = 0;
+	s->seq_span = 0xffffffff;
+	s->win_cap = 0xffff;
+	if (!f || s->key.proto != ZFW_P_TCP || !zfw_tcp_tracked(f))
+		return 0;
+	next = from_orig ? f->next_seq_orig : f->next_seq_reply;
+	w = zfw_tcp_win_bound(from_orig ? f->maxwin_reply : f->maxwin_orig);
+	s->seq_lo = next - w;
+	s->seq_span = 2 * w;
+	/* the largest window this side advertised, unscaled: at most 0xffff
+	 * (a SYN's is never scaled, every later one is) */
+	sc = (from_orig ? f->wscale_orig : f->wscale_reply) & 15;
+	s->win_cap = (from_orig ? f->maxwin_orig : f->maxwin_reply) >> sc;
+	return 0;
+}
+
 /**
  * zfw_fc_fill - after the table admitted @p as part of flow @f, remember
  * the verdict in slot @s.
@@ -231,6 +272,7 @@ ZFW_INLINE void zfw_fc_fill(struct zfw_flow_cache *s, const struct zfw_pkt *p, _
 	s->from_orig = from_orig;
 	s->nat = 0;
 	s->tun_ifindex = 0;
+	zfw_fc_fill_window(s, f, from_orig);
 }
 
 /**
@@ -292,6 +334,7 @@ ZFW_INLINE void zfw_fc_fill_tun(struct zfw_flow_cache *s, void *data, void *data
 	s->inbound = 1;
 	s->from_orig = 1;
 	s->nat = 0;
+	zfw_fc_fill_window(s, 0, 0);
 	__builtin_memcpy(s->tun_mac, data, 12);
 	s->tun_ifindex = tun_ifindex;
 }
@@ -408,6 +451,9 @@ ZFW_INLINE int zfw_fc_fast(struct __sk_buff *skb, __u8 dir, __u32 gen, int allow
 		if (doff < sizeof(*th) || data + l4 + doff > data_end)
 			return 0;
 		q.tcp_flags = ((__u8 *)th)[13];
+		q.tcp_win = bpf_ntohs(th->window);
+		/* a header longer than the packet gives a far end: full path */
+		q.tcp_end = bpf_ntohl(th->seq) + q.ip_len - (l4 - sizeof(*eth)) - doff;
 		ports = (__u16 *)th;
 	} else if (q.proto == ZFW_P_UDP) {
 		struct udphdr *uh = data + l4;
@@ -415,6 +461,8 @@ ZFW_INLINE int zfw_fc_fast(struct __sk_buff *skb, __u8 dir, __u32 gen, int allow
 		if ((void *)(uh + 1) > data_end || bpf_ntohs(uh->len) < sizeof(*uh))
 			return 0;
 		q.tcp_flags = 0;
+		q.tcp_win = 0;
+		q.tcp_end = 0;
 		ports = (__u16 *)uh;
 	} else {
 		return 0;

@@ -156,8 +156,10 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 	if (zfw_is_bare_syn(p)) {
 		epoch = 0;
 	} else {
+		struct zfw_fc_probe q;
+
 		slot = c->slot;
-		if (!slot && !c->natted && zfw_fc_hit(p, ZFW_DIR_INGRESS, gen, &slot) &&
+		if (!slot && !c->natted && zfw_fc_hit(p, ZFW_DIR_INGRESS, gen, &slot, &q) &&
 		    !slot->tun_ifindex)
 			return 1; /* (a tunnelled flow is no known flow: the rules decide) */
 		epoch = zfw_ct_epoch(zfw_ct_bucket(&p->k));
@@ -232,6 +234,7 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 		return zfw_non_ip(&c);
 	if (rc != ZFW_PARSE_OK)
 		return zfw_drop(&c, ZFW_R_DROP_MALFORMED);
+	zfw_tcp_syn_opts(skb, &c.p); /* a SYN+ACK's window scale (conntrack.h, "Windows") */
 
 	/* Step 2: neighbour discovery always passes; other IPv6 needs `ipv6` */
 	if (c.p.k.family == ZFW_AF_INET6) {

@@ -603,6 +603,19 @@ __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *
 			if (r && !zfw_tcp_handshake_ok(st, r->syn_seq, r->synack_seq, p, 0))
 				return -ZFW_R_DROP_TCP_INVALID;
 		}
+		/* a RST or FIN may end or close an established mapping only
+		 * inside the flow's window, which the conntrack entry the egress
+		 * step keeps under the inside tuple tracks (conntrack.h,
+		 * "Windows"): the known-flow step would drop the segment after
+		 * the mapping had already gone */
+		if ((p->tcp_flags & (ZFW_TCP_RST | ZFW_TCP_FIN)) && !zfw_nat_half_open(p->k.proto, st)) {
+			struct zfw_flow *f;
+
+			zfw_nat_rev_key(k, vp, rk);
+			f = bpf_map_lookup_elem(&tcp_map, rk);
+			if (f && zfw_tcp_tracked(f) && !zfw_tcp_in_window(f, p, 0))
+				return -ZFW_R_DROP_TCP_INVALID;
+		}
 		gone = zfw_nat_tcp_step(&st, &fin, p->tcp_flags, ZFW_NAT_SIDE_OUT, 0);
 		if (st != vp->state || fin != vp->fin || gone) {
 			if (!r) {

@@ -41,7 +41,8 @@ struct zfw_pkt {
 	__u8 has_ports;         /* TCP/UDP with ports parsed, or ICMP echo id */
 	__u8 ttl;
 	__u8 quoted;            /* header quoted inside an ICMP error: may be cut short */
-	__u8 pad[3];
+	__u8 tcp_wscale;        /* SYN: the window scale it offers (zfw_tcp_syn_opts) */
+	__u16 tcp_win;          /* the window field, host order, unscaled */
 };
 
 #define ZFW_MAX_EXT_OFF 512 /* how far into IPv6 extension headers we follow */
@@ -82,6 +83,7 @@ ZFW_INLINE int zfw_parse_l4(void *data, void *data_end, __u32 off, struct zfw_pk
 		p->tcp_flags = ((__u8 *)th)[13];
 		p->tcp_seq = bpf_ntohl(th->seq);
 		p->tcp_ack = bpf_ntohl(th->ack_seq);
+		p->tcp_win = bpf_ntohs(th->window);
 		p->pay_off = off + doff;
 		p->has_ports = 1;
 		return ZFW_PARSE_OK;

@@ -31,6 +31,7 @@ ZFW_INLINE int zfw_track(struct __sk_buff *skb)
 	data_end = ZFW_SKB_DATA_END(skb);
 	if (zfw_parse_eth(data, data_end, &p) != ZFW_PARSE_OK)
 		return TC_ACT_OK;
+	zfw_tcp_syn_opts(skb, &p); /* the SYN's window scale (conntrack.h, "Windows") */
 	/* a new flow starts unassured (conntrack.h, zfw_ct_new_map) */
 	map = zfw_ct_new_map(p.k.proto, 1);
 	if (!map)

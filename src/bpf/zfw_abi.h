@@ -15,7 +15,7 @@
 #define ZFW_ABI_H
 
 enum zfw_limits {
-	ZFW_ABI_VERSION = 7,
+	ZFW_ABI_VERSION = 8,
 	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
 	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */
 	/* port ranges under one (dst, src, proto) key: the datapath scans them
@@ -154,7 +154,7 @@ enum zfw_reason {
 	ZFW_R_DROP_NAT_UNTRANSLATABLE = 41, /* masquerade cannot translate: dropped, never leaked */
 	ZFW_R_NAT_EVICTED = 42,      /* ports exhausted: a half-open mapping gave way to a new one */
 	ZFW_R_DROP_NAT_NO_ADDR = 43, /* masquerade: the interface has no address of the family */
-	ZFW_R_DROP_TCP_INVALID = 44, /* a handshake segment with numbers the flow contradicts */
+	ZFW_R_DROP_TCP_INVALID = 44, /* a TCP segment whose numbers the flow contradicts (handshake, window) */
 	ZFW_R_MAX = 45,
 };
 
@@ -311,13 +311,21 @@ struct zfw_flow {
 	__u64 pkts_reply;
 	__u64 bytes_orig;
 	__u64 bytes_reply;
-	__u32 next_seq_orig;  /* TCP: the originator's number after its SYN, then after its FIN */
-	__u32 next_seq_reply; /* ... the responder's, after its SYN+ACK, then its FIN */
+	__u32 next_seq_orig;  /* TCP: the originator's number after its SYN; once established,
+			       * after the furthest in-window segment it sent (its FIN last) */
+	__u32 next_seq_reply; /* ... the responder's, after its SYN+ACK, then the same */
 	__u8 state;      /* enum zfw_tcp_state */
 	__u8 fin_orig;   /* originator sent FIN */
 	__u8 fin_reply;  /* responder sent FIN */
 	__u8 rst;
 	__u32 policy_gen; /* zfw_config.policy_gen when the policy last admitted it */
+	__u32 maxwin_orig;  /* TCP: the largest window the originator advertised, in bytes
+			     * (scaled); 0 in either: the flow's windows are not tracked */
+	__u32 maxwin_reply; /* ... the responder's */
+	__u8 wscale_orig;   /* TCP: the shift of the originator's windows (RFC 7323; 0 unless
+			     * both SYNs offered one; ZFW_TCP_WSCALE_NONE until the SYN+ACK) */
+	__u8 wscale_reply;  /* ... of the responder's */
+	__u8 pad[6];
 };
 
 /*
@@ -349,6 +357,12 @@ struct zfw_flow_cache {
 	__u8 tun_mac[12]; /* tunnel slot: the frame's destination and source MAC
 			   * (ours, the client's) when it was filled */
 	__u32 tun_ifindex; /* tunnel slot: redirect into this tun; 0: no tunnel */
+	__u32 seq_lo;     /* admit TCP segments that end in [seq_lo, seq_lo + seq_span]
+			   * (the entry's window: conntrack.h, "Windows") ... */
+	__u32 seq_span;
+	__u16 win_cap;    /* ... and advertise at most this window (unscaled); anything else
+			   * takes the full path, which tracks it.  Untracked: all of both */
+	__u8 pad[6];
 };
 
 /* Rule key: tproxy_map.  One key per (dir, set, family, proto, dst, src). */

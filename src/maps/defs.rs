@@ -107,6 +107,8 @@ registry! {
     POLICY_SCRATCH_MAP: "policy_scratch_map", PercpuArray<u32, types::zfw_pair_walk>, Scratch, Slots, Raw;
     /// Masquerade's working state between two helpers of one packet.
     NAT_SCRATCH_MAP: "nat_scratch_map", PercpuArray<u32, types::zfw_nat_scratch>, Scratch, Slots, Raw;
+    /// Conntrack's working memory: a new entry, a SYN's options (src/bpf/conntrack.h).
+    CT_SCRATCH_MAP: "ct_scratch_map", PercpuArray<u32, types::zfw_ct_scratch>, Scratch, Slots, Raw;
 }
 
 /// A conntrack table: its row, the side its flows were opened from, and

@@ -115,15 +115,57 @@ pub fn tcp_segment(
     ack: u32,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut s = Vec::with_capacity(20 + payload.len());
+    let w = TcpWindow::DEFAULT;
+    tcp_segment_win(src, dst, sport, dport, flags, seq, ack, w, payload)
+}
+
+/// A segment's window field and the window scale option it carries
+/// (a SYN's offer; RFC 7323).
+#[derive(Clone, Copy, Debug)]
+pub struct TcpWindow {
+    pub win: u16,
+    pub wscale: Option<u8>,
+}
+
+impl TcpWindow {
+    /// What [`tcp_segment`] and [`tcp_full`] send: 64,240, no scale offered.
+    pub const DEFAULT: TcpWindow = TcpWindow {
+        win: 64240,
+        wscale: None,
+    };
+}
+
+/// [`tcp_segment`] with a chosen window, and the options Linux puts in a
+/// SYN (MSS, SACK permitted, timestamps, then NOP + window scale) when
+/// `w.wscale` is set.
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_segment_win(
+    src: IpAddr,
+    dst: IpAddr,
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    w: TcpWindow,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut opts = Vec::new();
+    if let Some(ws) = w.wscale {
+        opts.extend_from_slice(&[2, 4, 0x05, 0xb4, 4, 2, 8, 10]);
+        opts.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]);
+        opts.extend_from_slice(&[1, 3, 3, ws]);
+    }
+    let mut s = Vec::with_capacity(20 + opts.len() + payload.len());
     s.extend_from_slice(&sport.to_be_bytes());
     s.extend_from_slice(&dport.to_be_bytes());
     s.extend_from_slice(&seq.to_be_bytes());
     s.extend_from_slice(&ack.to_be_bytes());
-    s.push(5 << 4);
+    s.push(((5 + opts.len() / 4) as u8) << 4);
     s.push(flags);
-    s.extend_from_slice(&64240u16.to_be_bytes());
+    s.extend_from_slice(&w.win.to_be_bytes());
     s.extend_from_slice(&[0, 0, 0, 0]);
+    s.extend_from_slice(&opts);
     s.extend_from_slice(payload);
     l4(src, dst, IPPROTO_TCP, s, 16)
 }
@@ -227,8 +269,25 @@ pub fn tcp_full(
     ack: u32,
     payload: &[u8],
 ) -> Vec<u8> {
+    let w = TcpWindow::DEFAULT;
+    tcp_win(src, sport, dst, dport, flags, seq, ack, w, payload)
+}
+
+/// [`tcp_full`] with the window of [`tcp_segment_win`].
+#[allow(clippy::too_many_arguments)]
+pub fn tcp_win(
+    src: &str,
+    sport: u16,
+    dst: &str,
+    dport: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    w: TcpWindow,
+    payload: &[u8],
+) -> Vec<u8> {
     let (s, d) = (ip(src), ip(dst));
-    let seg = tcp_segment(s, d, sport, dport, flags, seq, ack, payload);
+    let seg = tcp_segment_win(s, d, sport, dport, flags, seq, ack, w, payload);
     ether(
         SERVER_MAC,
         CLIENT_MAC,

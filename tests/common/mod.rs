@@ -557,3 +557,42 @@ pub fn echo_once(s: &mut std::net::TcpStream, msg: &[u8]) -> bool {
     let mut buf = [0u8; 64];
     matches!(s.read(&mut buf), Ok(n) if &buf[..n] == msg)
 }
+
+/// A raw IPv4 socket (IPPROTO_RAW: the caller writes the IP header) in the
+/// calling thread's namespace; close it with `nix::libc::close`.
+pub fn raw_ip_socket() -> i32 {
+    // SAFETY: plain socket(2); the caller closes the fd.
+    let fd = unsafe {
+        nix::libc::socket(
+            nix::libc::AF_INET,
+            nix::libc::SOCK_RAW,
+            nix::libc::IPPROTO_RAW,
+        )
+    };
+    assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    fd
+}
+
+/// Send the IPv4 packet `pkt` (header included) to `dst` on raw socket
+/// `fd`; sendto's result.
+pub fn raw_send_v4(fd: i32, pkt: &[u8], dst: std::net::Ipv4Addr) -> isize {
+    let sa = nix::libc::sockaddr_in {
+        sin_family: nix::libc::AF_INET as u16,
+        sin_port: 0,
+        sin_addr: nix::libc::in_addr {
+            s_addr: u32::from_ne_bytes(dst.octets()),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: pkt and sa are live for the call; sizes match.
+    unsafe {
+        nix::libc::sendto(
+            fd,
+            pkt.as_ptr().cast(),
+            pkt.len(),
+            0,
+            (&sa as *const nix::libc::sockaddr_in).cast(),
+            std::mem::size_of::<nix::libc::sockaddr_in>() as u32,
+        )
+    }
+}
