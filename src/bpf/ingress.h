@@ -156,7 +156,8 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 	 * a known flow only if tcp_ingress_map holds it.  Asked of the map by
 	 * name first: a lookup in a map chosen at run time (in_map) is a call
 	 * through the map's ops, one in a constant map the verifier inlines,
-	 * and most bare SYNs find nothing (docs/BENCH.md, per-step rows) */
+	 * and most bare SYNs find nothing (README "make bench", the per-step
+	 * rows) */
 	if (zfw_is_bare_syn(p)) {
 		if (!bpf_map_lookup_elem(&tcp_ingress_map, &p->k))
 			return 0;
