@@ -319,6 +319,52 @@ fn test_run_table_cached_decisions_count_on_their_rule() {
 }
 
 /// Ingress UDP rules on ports 1..=n of 10.0.0.0/24, applied as the live set.
+/// A hit's time is the coarse clock's, read once per tick on each CPU
+/// (policy.h, zfw_hit_now): within a tick or two of the hit, and a hit a
+/// while later moves it on.
+#[test]
+fn the_last_hit_time_follows_the_clock() {
+    require_priv!();
+    zfw::testkit::run::pin_cpu().unwrap();
+    let f = Fixture::new();
+    let maps = f.root.maps();
+    let r = rule(
+        Direction::Ingress,
+        "10.0.0.0/24",
+        "tcp",
+        "80",
+        Action::Allow,
+    );
+    store::replace_all(&maps, &[r]).unwrap();
+    let syn = tcp("192.0.2.1", 40000, "10.0.0.2", 80, TCP_SYN);
+    let last = || {
+        let c = counters::live_counted(&maps).unwrap();
+        c[0].hits.expect("a counter").last_ns
+    };
+    // a tick is 10 ms at most (HZ >= 100): the coarse clock lags the
+    // precise one by up to one, the per-tick read by one more
+    let slack = 25_000_000;
+    let mut prev = 0;
+    for i in 0..3 {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let before = zfw::decode::mono_now_ns();
+        f.root.prog(POLICY).run(&syn, IFINDEX).unwrap();
+        let after = zfw::decode::mono_now_ns();
+        let t = last();
+        assert!(
+            t + slack >= before && t <= after,
+            "hit {i}: {t} not in {before}..{after}"
+        );
+        assert!(
+            i == 0 || t >= prev + 80_000_000,
+            "hit {i}: {t} after {prev}"
+        );
+        prev = t;
+    }
+}
+
 fn applied_udp_rules(maps: &zfw::maps::Maps, n: u16) -> Vec<Rule> {
     let rules: Vec<Rule> = (1..=n)
         .map(|p| {

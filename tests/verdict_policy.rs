@@ -168,6 +168,69 @@ fn ranges_of_one_key_are_tried_in_insertion_order() {
     assert!(!udp_ok(&f, "fd99::1", "fd00::7", 5001));
 }
 
+/// The rule walk runs its first pairs, and the first ranges of each of
+/// their keys, as plain loops and the rest in bpf_loop (policy.h,
+/// ARCHITECTURE.md §7): decisions on both sides of that line, and across
+/// it, are the precedence's.
+#[test]
+fn decisions_alike_in_the_inline_walk_and_past_it() {
+    require_priv!();
+    let f = Fixture::new();
+    let inline_ranges = zfw::skel::names::ZFW_WALK_INLINE_RANGES as u16;
+    assert_eq!(
+        zfw::skel::names::ZFW_WALK_INLINE_PAIRS,
+        4,
+        "the 6 pairs below straddle it"
+    );
+    assert!(inline_ranges < 40, "the 40 ranges below go past it");
+    // one key with 40 single-port denies (1001..=1040), under a less
+    // specific key that allows 1000-2000
+    let mut rules: Vec<Rule> = (1001..=1040)
+        .map(|p| {
+            rule(
+                "10.5.0.0/24",
+                "0.0.0.0/0",
+                "tcp",
+                &p.to_string(),
+                Action::Deny,
+            )
+        })
+        .collect();
+    rules.push(rule(
+        "10.5.0.0/16",
+        "0.0.0.0/0",
+        "tcp",
+        "1000-2000",
+        Action::Allow,
+    ));
+    // an address with 6 pairs (/32 down to /27): port 7 only the least
+    // specific key allows, 8 the next, 9 the 4th
+    for (len, port) in [(32, 100), (31, 101), (30, 102), (29, 9), (28, 8), (27, 7)] {
+        let dst = zfw::rules::model::Prefix::new("10.6.0.1".parse().unwrap(), len);
+        rules.push(rule(
+            &dst.to_string(),
+            "0.0.0.0/0",
+            "tcp",
+            &port.to_string(),
+            Action::Allow,
+        ));
+    }
+    set_rules(&f, &rules);
+    for p in [1001, 1000 + inline_ranges, 1001 + inline_ranges, 1040] {
+        assert!(!syn_ok(&f, "192.0.2.1", "10.5.0.9", p), "{p}: its deny");
+    }
+    assert!(
+        syn_ok(&f, "192.0.2.1", "10.5.0.9", 1041),
+        "past a long key the next pair decides"
+    );
+    assert!(syn_ok(&f, "192.0.2.1", "10.5.1.9", 1020), "outside the /24");
+    for p in [100, 101, 102, 9, 8, 7] {
+        assert!(syn_ok(&f, "192.0.2.1", "10.6.0.1", p), "pair of port {p}");
+    }
+    assert!(!syn_ok(&f, "192.0.2.1", "10.6.0.1", 10), "no pair's key");
+    assert!(!syn_ok(&f, "192.0.2.1", "10.6.0.2", 100), "only the /32's");
+}
+
 #[test]
 fn explicit_deny_default_drop_and_protocols_are_separate() {
     require_priv!();

@@ -44,6 +44,49 @@ int bench_first_packet(struct __sk_buff *skb)
 	return zfw_ingress(skb);
 }
 
+/*
+ * Steps of the first-packet path alone, for the per-step rows (README
+ * "make bench"): the parse every row includes; the known-flow check of a
+ * bare SYN (zfw_known_flow, the lookup that finds no flow); the rules'
+ * decision with no cache in front (zfw_rules_decide: the trie, the pairs'
+ * keys, their ranges).  Each returns TC_ACT_OK when its step found
+ * something (a flow, a rule), else TC_ACT_SHOT.
+ */
+SEC("tc")
+int bench_step_parse(struct __sk_buff *skb)
+{
+	struct zfw_pkt p = {};
+
+	return bench_parse(skb, &p) ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+SEC("tc")
+int bench_step_known(struct __sk_buff *skb)
+{
+	struct zfw_ictx c = {};
+
+	c.cfg = zfw_cfg();
+	c.flags = zfw_if_flags(skb->ifindex);
+	if (!bench_parse(skb, &c.p))
+		return TC_ACT_SHOT;
+	return zfw_known_flow(skb, &c) ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
+SEC("tc")
+int bench_step_rules(struct __sk_buff *skb)
+{
+	struct zfw_config *cfg = zfw_cfg();
+	struct zfw_decision d = {};
+	struct zfw_pkt p = {};
+	__u32 how = ZFW_DIR_INGRESS;
+
+	if (cfg && (cfg->active_set & 1))
+		how |= ZFW_WALK_SET1;
+	if (!bench_parse(skb, &p))
+		return TC_ACT_SHOT;
+	return zfw_rules_decide(&p, how, &d) ? TC_ACT_OK : TC_ACT_SHOT;
+}
+
 /* The flow cache forgets the packet's flow, then the real ingress runs:
  * what a flow the cache does not hold costs (its first packets, and one
  * packet every ZFW_FLOW_CACHE_JIFFIES ticks), rule cache still warm. */

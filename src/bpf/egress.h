@@ -82,7 +82,12 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 	 * (conntrack.h, zfw_ct_open) */
 	zfw_flow_reverse(&p.k, &rev);
 	inbound = 1;
-	if (zfw_ct_touch_get(in_map, &rev, &p, 0, 0, &f) == ZFW_CT_MISS) {
+	/* a bare SYN most often finds neither table: asked of the maps by
+	 * name first, which the verifier inlines (see zfw_known_flow) */
+	if (zfw_is_bare_syn(&p) && !bpf_map_lookup_elem(&tcp_ingress_map, &rev) &&
+	    !bpf_map_lookup_elem(&tcp_map, &p.k)) {
+		inbound = -1;
+	} else if (zfw_ct_touch_get(in_map, &rev, &p, 0, 0, &f) == ZFW_CT_MISS) {
 		inbound = 0;
 		if (zfw_ct_touch_get(out_map, &p.k, &p, 1, 1, &f) == ZFW_CT_MISS) {
 			inbound = -1;

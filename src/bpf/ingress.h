@@ -152,8 +152,15 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 
 	if (!in_map || !out_map)
 		return 0;
-	/* a bare SYN is never cached nor cacheable: no slot, no epoch */
+	/* a bare SYN is never cached nor cacheable: no slot, no epoch; it is
+	 * a known flow only if tcp_ingress_map holds it.  Asked of the map by
+	 * name first: a lookup in a map chosen at run time (in_map) is a call
+	 * through the map's ops, one in a constant map the verifier inlines,
+	 * and most bare SYNs find nothing (README "make bench", the per-step
+	 * rows) */
 	if (zfw_is_bare_syn(p)) {
+		if (!bpf_map_lookup_elem(&tcp_ingress_map, &p->k))
+			return 0;
 		epoch = 0;
 	} else {
 		struct zfw_fc_probe q;

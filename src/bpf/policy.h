@@ -22,7 +22,8 @@
  *  2. For each pair of that list (bounded by ZFW_MAX_PAIRS, typically 1-3)
  *     one tproxy_map hash lookup with the packet's addresses masked to the
  *     pair's lengths.  A hit gives a span of range_map (an array) holding the
- *     key's ranges in insertion order; a bounded bpf_loop scans them.
+ *     key's ranges in insertion order, scanned in order: the first pairs and
+ *     ranges in plain loops, the rest in bpf_loop (zfw_policy_walk).
  *
  * So a miss costs one trie lookup, a hit one trie lookup plus a lookup per
  * pair on the address's path: independent of how many rules or prefixes
@@ -49,9 +50,12 @@
  * in place, in an order (ranges into free slots, key, then the trie lists;
  * removals backwards) that never lets this code see a half-written rule.
  *
- * Cost (zfw-bench, "first packet" rows, 2-core VM): about 1 us for a hit or
- * a miss, flat from 10 to 250,000 rules; a cache hit costs what the steps
- * before the policy cost.
+ * Cost (zfw-bench, "first packet" rows, shared 2-core VM, empty program
+ * 27 ns): about 210 ns for a hit and 255 for a miss at 250,000 rules, flat
+ * from 10 (195 and 225); of that the trie lookup is about 40 ns and each
+ * tproxy_map probe 35, the known-flow lookup before the policy 25 (the
+ * per-step rows, README "make bench").  A cache hit costs what the steps
+ * before the policy cost: about 85-100 ns.
  */
 #ifndef ZFW_POLICY_H
 #define ZFW_POLICY_H
@@ -78,12 +82,17 @@ struct zfw_range_scan {
 
 /* State of the walk over the (dst len, src len) pairs of one address. */
 struct zfw_pair_walk {
+	struct zfw_lpm_key lk;
 	struct zfw_lpm_val lv;
-	__u16 pad;
+	__u16 pair0; /* the pair the walk's bpf_loop starts at */
 	__u32 daddr[4];
 	__u32 saddr[4];
 	struct zfw_rule_key rk;
 	struct zfw_range_scan scan;
+	/* zfw_hit_now's clock: the jiffy it last read the coarse clock in,
+	 * and what it read (per-CPU state, like the walk's) */
+	__u64 clock_jiffies;
+	__u64 clock_ns;
 };
 
 /* bpf_loop wants its context on the stack: a handle to the per-CPU state. */
@@ -119,13 +128,37 @@ ZFW_INLINE void zfw_mask(const __u32 *in, __u32 *out, __u32 len, __u8 family)
 	}
 }
 
+/* Does range @r decide for a packet to @port on @ifindex?  With @per_if
+ * only a range that lists the interface counts. */
+ZFW_INLINE int zfw_range_fits(const struct zfw_range *r, __u16 port, __u32 ifindex, int per_if)
+{
+	int hit = 0;
+	int j;
+
+	if (port < r->lo || port > r->hi)
+		return 0;
+	if (!per_if)
+		return 1;
+#pragma unroll
+	for (j = 0; j < ZFW_MAX_RULE_IFACES; j++)
+		if (j < r->nif && r->ifindex[j] == ifindex)
+			hit = 1;
+	return hit;
+}
+
+ZFW_INLINE void zfw_range_decide(struct zfw_decision *d, const struct zfw_range *r)
+{
+	d->action = r->action;
+	d->tproxy_port = r->tproxy_port;
+	d->stat = r->stat;
+}
+
 static long zfw_range_cb(__u32 i, void *ctx)
 {
 	struct zfw_pair_walk *w = ((struct zfw_walk_ref *)ctx)->w;
 	struct zfw_range_scan *s;
 	struct zfw_range *r;
 	__u32 idx;
-	int j;
 
 	if (!w)
 		return 1;
@@ -136,35 +169,26 @@ static long zfw_range_cb(__u32 i, void *ctx)
 	r = bpf_map_lookup_elem(&range_map, &idx);
 	if (!r)
 		return 1;
-	if (s->port < r->lo || s->port > r->hi)
+	if (!zfw_range_fits(r, s->port, s->ifindex, s->per_if))
 		return 0;
-	/* per_interface_rules: only rules that list this interface count */
-	if (s->per_if) {
-		int hit = 0;
-
-#pragma unroll
-		for (j = 0; j < ZFW_MAX_RULE_IFACES; j++)
-			if (j < r->nif && r->ifindex[j] == s->ifindex)
-				hit = 1;
-		if (!hit)
-			return 0;
-	}
-	s->d.action = r->action;
-	s->d.tproxy_port = r->tproxy_port;
-	s->d.stat = r->stat;
+	zfw_range_decide(&s->d, r);
 	s->found = 1;
 	return 1;
 }
 
-/* One (dst len, src len) pair: probe its key, scan its ranges. */
+/* One (dst len, src len) pair, the walk's pair w->pair0 + @i: probe its
+ * key, scan its ranges. */
 static long zfw_pair_cb(__u32 i, void *ctx)
 {
 	struct zfw_walk_ref *ref = ctx;
 	struct zfw_pair_walk *w = ref->w;
 	struct zfw_rule_span *sp;
-	__u32 j = i & 0x3f;
+	__u32 j;
 
-	if (!w || i >= w->lv.npairs)
+	if (!w)
+		return 1;
+	j = (w->pair0 + i) & 0x3f;
+	if (w->pair0 + i >= w->lv.npairs)
 		return 1;
 	asm volatile("" : "+r"(j));
 	if (j >= ZFW_MAX_PAIRS)
@@ -182,6 +206,152 @@ static long zfw_pair_cb(__u32 i, void *ctx)
 	return w->scan.found ? 1 : 0;
 }
 
+/*
+ * The walk's first ZFW_WALK_INLINE_PAIRS pairs, and the first
+ * ZFW_WALK_INLINE_RANGES ranges of each of their keys, run as plain loops
+ * in two global functions (each verified once, on its own): a bpf_loop
+ * callback costs a function call per pair and per range, about as much as
+ * the rest of the walk together.  What lies beyond (a key with more
+ * ranges, an address with more pairs) goes on in the bpf_loop walk, in the
+ * same order.  ZFW_WALK_INLINE_* are in zfw_abi.h (the tests probe both
+ * sides of the line).
+ */
+
+/* zfw_policy_walk's @how: ZFW_DIR_* | per_interface_rules | rule set 1. */
+#define ZFW_WALK_PER_IF 0x100
+#define ZFW_WALK_SET1 0x200
+
+/**
+ * zfw_scan_ranges - the first ZFW_WALK_INLINE_RANGES of the @count ranges
+ * from range_map[@first] (one key's), in order, for the packet @s
+ * describes: 1 with s->d set by the first that fits (and s->found), 0 when
+ * none of them does, -1 when the key has more ranges to scan.
+ */
+__attribute__((noinline)) int zfw_scan_ranges(struct zfw_range_scan *s, __u32 first, __u32 count)
+{
+	__u32 i;
+
+	if (!s)
+		return 0;
+	for (i = 0; i < ZFW_WALK_INLINE_RANGES; i++) {
+		__u32 idx = first + i;
+		struct zfw_range *r;
+
+		if (i >= count)
+			return 0;
+		r = bpf_map_lookup_elem(&range_map, &idx);
+		if (!r)
+			return 0; /* past range_map: the key's scan ends */
+		if (zfw_range_fits(r, s->port, s->ifindex, s->per_if)) {
+			zfw_range_decide(&s->d, r);
+			s->found = 1;
+			return 1;
+		}
+	}
+	return count > ZFW_WALK_INLINE_RANGES ? -1 : 0;
+}
+
+/**
+ * zfw_policy_walk - the rule lookup proper for packet @p (the trie, then
+ * the pairs' keys and their ranges); @how: ZFW_DIR_* | ZFW_WALK_*.  Its
+ * answer is in the per-CPU walk state @w: w->scan.found, w->scan.d.
+ * Returns -1 when the walk goes on past the inline part (zfw_walk_rest:
+ * @w says where), else 0.
+ */
+__attribute__((noinline)) int zfw_policy_walk(const struct zfw_pkt *p, struct zfw_pair_walk *w,
+					      __u32 how)
+{
+	const struct zfw_lpm_val *lv;
+	struct zfw_rule_span *sp;
+	__u32 npairs, j;
+	int rc;
+
+	if (!p || !w)
+		return 0;
+	__builtin_memset(&w->scan, 0, sizeof(w->scan));
+	w->scan.ifindex = p->k.ifindex;
+	w->scan.port = p->k.dport;
+	w->scan.per_if = !!(how & ZFW_WALK_PER_IF);
+	/* the keys live in the walk state, not on the stack, which this
+	 * function shares with its callers */
+	__builtin_memset(&w->lk, 0, sizeof(w->lk));
+	w->lk.prefixlen = 32 + (p->k.family == ZFW_AF_INET ? 32 : 128);
+	w->lk.family = p->k.family;
+	w->lk.proto = p->k.proto;
+	w->lk.dir = how & 0xff;
+	w->lk.set = !!(how & ZFW_WALK_SET1);
+	__builtin_memcpy(w->lk.addr, p->k.daddr, 16);
+	lv = bpf_map_lookup_elem(&dst_lpm_map, &w->lk);
+	if (!lv)
+		return 0;
+	npairs = lv->npairs;
+	__builtin_memset(&w->rk, 0, sizeof(w->rk));
+	w->rk.family = p->k.family;
+	w->rk.proto = p->k.proto;
+	w->rk.dir = how & 0xff;
+	w->rk.set = !!(how & ZFW_WALK_SET1);
+	for (j = 0; j < ZFW_WALK_INLINE_PAIRS; j++) {
+		if (j >= npairs)
+			return 0;
+		w->rk.dst_len = lv->dst_len[j];
+		w->rk.src_len = lv->src_len[j];
+		zfw_mask(p->k.daddr, w->rk.dst, w->rk.dst_len, w->rk.family);
+		zfw_mask(p->k.saddr, w->rk.src, w->rk.src_len, w->rk.family);
+		sp = bpf_map_lookup_elem(&tproxy_map, &w->rk);
+		if (!sp)
+			continue;
+		rc = zfw_scan_ranges(&w->scan, sp->first, sp->count);
+		if (rc > 0)
+			return 0;
+		if (rc < 0) {
+			/* the rest of this key's ranges first */
+			w->scan.first = sp->first + ZFW_WALK_INLINE_RANGES;
+			w->scan.count = sp->count - ZFW_WALK_INLINE_RANGES;
+			break;
+		}
+	}
+	if (!w->scan.count && npairs <= ZFW_WALK_INLINE_PAIRS)
+		return 0;
+	w->pair0 = w->scan.count ? j + 1 : ZFW_WALK_INLINE_PAIRS;
+	__builtin_memcpy(&w->lv, lv, sizeof(w->lv));
+	__builtin_memcpy(w->daddr, p->k.daddr, 16);
+	__builtin_memcpy(w->saddr, p->k.saddr, 16);
+	return -1;
+}
+
+/* The walk past its inline part, in bpf_loop: the rest of the key
+ * w->scan names (if any), then the pairs from w->pair0 on. */
+ZFW_INLINE void zfw_walk_rest(struct zfw_pair_walk *w)
+{
+	struct zfw_walk_ref ref = { .w = w };
+
+	if (w->scan.count)
+		bpf_loop(ZFW_MAX_RANGES_PER_KEY, zfw_range_cb, &ref, 0);
+	if (!w->scan.found)
+		bpf_loop(ZFW_MAX_PAIRS, zfw_pair_cb, &ref, 0);
+}
+
+/* The rules' decision for packet @p (@how as for zfw_policy_walk), no
+ * cache: action, tproxy_port and stat of *@d, left as they are when no
+ * rule matches.  Returns 1 when a rule matched. */
+ZFW_INLINE int zfw_rules_decide(const struct zfw_pkt *p, __u32 how, struct zfw_decision *d)
+{
+	struct zfw_pair_walk *w;
+	__u32 zero = 0;
+
+	w = bpf_map_lookup_elem(&policy_scratch_map, &zero);
+	if (!w)
+		return 0;
+	if (zfw_policy_walk(p, w, how) < 0)
+		zfw_walk_rest(w);
+	if (!w->scan.found)
+		return 0;
+	d->action = w->scan.d.action;
+	d->tproxy_port = w->scan.d.tproxy_port;
+	d->stat = w->scan.d.stat;
+	return 1;
+}
+
 /* The matched_map key of packet @p in direction @dir. */
 ZFW_INLINE void zfw_match_key_of(const struct zfw_pkt *p, __u8 dir, struct zfw_match_key *mk)
 {
@@ -197,29 +367,24 @@ ZFW_INLINE void zfw_match_key_of(const struct zfw_pkt *p, __u8 dir, struct zfw_m
 /*
  * matched_map slot of packet @p in direction @dir: a multiplicative hash
  * over the words of its zfw_match_key, computed from the packet directly so
- * that no key copy is needed on the (tight) stack.
+ * that no key copy is needed on the (tight) stack.  Every word gets its own
+ * multiplier and the products are folded and mixed once at the end: the
+ * slot is on the path of every decision, and a chain of multiplies, one
+ * word after the other, costs its whole length in latency.
  */
-ZFW_INLINE __u32 zfw_match_tail(const struct zfw_pkt *p)
-{
-	/* dport | family << 16 | proto << 24: the key's last words but dir */
-	return (__u32)p->k.dport | ((__u32)p->k.family << 16) | ((__u32)p->k.proto << 24);
-}
-
 ZFW_INLINE __u32 zfw_match_slot_of(const struct zfw_pkt *p, __u8 dir)
 {
-	__u32 h = 0x811c9dc5;
-	int i;
+	const __u32 *d = p->k.daddr, *s = p->k.saddr;
+	/* dport | family << 16 | proto << 24: the key's last words but dir */
+	__u32 tail = (__u32)p->k.dport | ((__u32)p->k.family << 16) | ((__u32)p->k.proto << 24);
+	__u32 h;
 
-#pragma unroll
-	for (i = 0; i < 4; i++) {
-		h = (h ^ p->k.daddr[i]) * 0x9e3779b1;
-		h ^= h >> 15;
-		h = (h ^ p->k.saddr[i]) * 0x9e3779b1;
-		h ^= h >> 15;
-	}
-	h = (h ^ p->k.ifindex) * 0x9e3779b1;
-	h = (h ^ zfw_match_tail(p)) * 0x9e3779b1;
-	h = (h ^ dir) * 0x9e3779b1;
+	h = (d[0] * 0x9e3779b1) ^ (s[0] * 0x85ebca6b) ^ (d[1] * 0xc2b2ae35) ^
+	    (s[1] * 0x27d4eb2f) ^ (d[2] * 0x165667b1) ^ (s[2] * 0xd3a2646d) ^
+	    (d[3] * 0xfd7046c5) ^ (s[3] * 0xb55a4f09) ^
+	    ((p->k.ifindex ^ ((__u32)dir << 31)) * 0x2545f491) ^ (tail * 0x68e31da5);
+	h ^= h >> 16;
+	h *= 0x7feb352d;
 	h ^= h >> 15;
 	return h & (ZFW_MATCH_SLOTS - 1);
 }
@@ -257,11 +422,6 @@ ZFW_INLINE struct zfw_decision zfw_policy_lookup(const struct zfw_pkt *p, __u8 d
 {
 	struct zfw_decision d = {};
 	struct zfw_match_slot *ms;
-	struct zfw_lpm_key lk = {};
-	struct zfw_lpm_val *lv;
-	struct zfw_pair_walk *w;
-	struct zfw_walk_ref ref;
-	__u32 zero = 0;
 	__u32 gen = cfg ? cfg->policy_gen : 0;
 	__u8 set = cfg ? (cfg->active_set & 1) : 0;
 
@@ -274,38 +434,7 @@ ZFW_INLINE struct zfw_decision zfw_policy_lookup(const struct zfw_pkt *p, __u8 d
 		return d;
 	}
 
-	lk.prefixlen = 32 + (p->k.family == ZFW_AF_INET ? 32 : 128);
-	lk.family = p->k.family;
-	lk.proto = p->k.proto;
-	lk.dir = dir;
-	lk.set = set;
-	__builtin_memcpy(lk.addr, p->k.daddr, 16);
-	lv = bpf_map_lookup_elem(&dst_lpm_map, &lk);
-	if (!lv)
-		goto out;
-
-	w = bpf_map_lookup_elem(&policy_scratch_map, &zero);
-	if (!w)
-		goto out;
-	__builtin_memcpy(&w->lv, lv, sizeof(w->lv));
-	__builtin_memcpy(w->daddr, p->k.daddr, 16);
-	__builtin_memcpy(w->saddr, p->k.saddr, 16);
-	__builtin_memset(&w->rk, 0, sizeof(w->rk));
-	__builtin_memset(&w->scan, 0, sizeof(w->scan));
-	w->rk.family = p->k.family;
-	w->rk.proto = p->k.proto;
-	w->rk.dir = dir;
-	w->rk.set = set;
-	w->scan.ifindex = p->k.ifindex;
-	w->scan.port = p->k.dport;
-	w->scan.per_if = per_if;
-	ref.w = w;
-	bpf_loop(ZFW_MAX_PAIRS, zfw_pair_cb, &ref, 0);
-	if (w->scan.found) {
-		d = w->scan.d;
-		d.gen = gen;
-	}
-out:
+	zfw_rules_decide(p, dir | (per_if ? ZFW_WALK_PER_IF : 0) | (set ? ZFW_WALK_SET1 : 0), &d);
 	if (ms) {
 		__builtin_memset(&ms->key, 0, sizeof(ms->key));
 		zfw_match_key_of(p, dir, &ms->key);
@@ -316,6 +445,29 @@ out:
 		ms->val.pad = 0;
 	}
 	return d;
+}
+
+/*
+ * The time of a rule hit: bpf_ktime_get_coarse_ns(), read once per tick
+ * on each CPU.  The helper call cost a cached decision of a counted rule
+ * about 11 ns of its ~100 on the bench VM (README "make bench");
+ * bpf_jiffies64 is inlined.  The coarse clock moves in the tick that moves
+ * jiffies, so the time keeps its tick resolution (it can be one tick
+ * behind when read right as the tick moves jiffies).
+ */
+ZFW_INLINE __u64 zfw_hit_now(void)
+{
+	__u32 zero = 0;
+	struct zfw_pair_walk *w = bpf_map_lookup_elem(&policy_scratch_map, &zero);
+	__u64 j = bpf_jiffies64();
+
+	if (!w)
+		return bpf_ktime_get_coarse_ns();
+	if (w->clock_jiffies != j || !w->clock_ns) {
+		w->clock_ns = bpf_ktime_get_coarse_ns();
+		w->clock_jiffies = j;
+	}
+	return w->clock_ns;
 }
 
 /**
@@ -338,7 +490,7 @@ ZFW_INLINE void zfw_rule_hit(const struct zfw_decision *d, const struct zfw_pkt 
 	s->bytes += p->wire_len;
 	/* the coarse clock (a tick's resolution) is plenty for a last-hit age
 	 * and costs no clocksource read */
-	s->last_ns = bpf_ktime_get_coarse_ns();
+	s->last_ns = zfw_hit_now();
 }
 
 #endif /* ZFW_POLICY_H */

@@ -19,10 +19,14 @@ enum zfw_limits {
 	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
 	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */
 	/* port ranges under one (dst, src, proto) key: the datapath scans them
-	 * in a bpf_loop that stops at the key's count, so the bound costs
+	 * in a loop that stops at the key's count, so the bound costs
 	 * nothing per packet (README "Limits") */
 	ZFW_MAX_RANGES_PER_KEY = 1024,
 	ZFW_MAX_PAIRS = 62,          /* (dst len, src len) pairs on one address's path */
+	/* the rule walk's plain loops: its first pairs, and the first ranges
+	 * of each of their keys; the rest goes on in bpf_loop (policy.h) */
+	ZFW_WALK_INLINE_PAIRS = 4,
+	ZFW_WALK_INLINE_RANGES = 16,
 	ZFW_SERVICE_ID_LEN = 32,
 	ZFW_IFNAME_LEN = 16,
 	ZFW_MATCH_SLOTS = 16384,     /* matched_map slots per CPU (a power of two) */

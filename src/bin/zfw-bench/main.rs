@@ -507,19 +507,8 @@ fn frame_to_last_key(last: &zfw::rules::model::Rule, dport: u16) -> Vec<u8> {
     tcp(&src, 40000, &last.dst.addr.to_string(), dport, TCP_SYN)
 }
 
-/// Load bench.bpf.c's `bench_first_packet` against the maps pinned under
-/// `root` (the same maps the real programs use).
-fn first_packet_prog(root: &Root) -> zfw::Result<TestProg> {
-    bench_prog(root, false)
-}
-
-/// bench.bpf.c's `bench_first_packet` (xdp false) or `bench_xdp_tun`,
-/// loaded against the maps pinned under `root`.
-fn bench_prog(root: &Root, xdp: bool) -> zfw::Result<TestProg> {
-    Ok(bench_progs(root, xdp)?.main)
-}
-
-/// The program bench_prog names and the XDP reference programs.
+/// bench.bpf.c's programs, loaded against the maps pinned under `root`:
+/// `main` is `bench_first_packet` (xdp false) or `bench_xdp_tun`.
 pub(crate) struct BenchProgs {
     pub main: TestProg,
     /// bench_xdp_head_pair: push and pop an Ethernet header
@@ -528,6 +517,11 @@ pub(crate) struct BenchProgs {
     pub push_redirect: TestProg,
     /// bench_flow_uncached: ingress with the packet's flow cache slot emptied
     pub flow_uncached: TestProg,
+    /// bench_step_parse, bench_step_known, bench_step_rules: steps of the
+    /// first-packet path alone (policy.rs, the per-step rows)
+    pub step_parse: TestProg,
+    pub step_known: TestProg,
+    pub step_rules: TestProg,
 }
 
 fn bench_progs(root: &Root, xdp: bool) -> zfw::Result<BenchProgs> {
@@ -561,6 +555,9 @@ fn bench_progs(root: &Root, xdp: bool) -> zfw::Result<BenchProgs> {
         head_pair: TestProg::from_fd(fd(&skel.progs.bench_xdp_head_pair)?, true),
         push_redirect: TestProg::from_fd(fd(&skel.progs.bench_xdp_push_redirect)?, true),
         flow_uncached: TestProg::from_fd(fd(&skel.progs.bench_flow_uncached)?, false),
+        step_parse: TestProg::from_fd(fd(&skel.progs.bench_step_parse)?, false),
+        step_known: TestProg::from_fd(fd(&skel.progs.bench_step_known)?, false),
+        step_rules: TestProg::from_fd(fd(&skel.progs.bench_step_rules)?, false),
     })
 }
 

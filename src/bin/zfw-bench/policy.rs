@@ -1,13 +1,15 @@
 //! First-packet rows (ZFW_BENCH_ONLY=policy): a SYN decided by the rules
 //! at 10, 10k and 250k rules, hit and miss, with the decision cache
-//! bypassed, and the cached decision beside them.
+//! bypassed, and the cached decision beside them; then steps of that path
+//! alone (bench.bpf.c's bench_step_*): the parse, the known-flow check of a
+//! SYN no flow has, the rules' decision without the cache.
 
 use zfw::bpffs::Root;
 use zfw::maps::{defs, Maps};
 use zfw::testkit::packet::*;
 use zfw::testkit::run::TestProg;
 
-use super::{first_packet_prog, frame_to_last_key, rule_set, Bench, Case, IFINDEX};
+use super::{bench_progs, frame_to_last_key, rule_set, Bench, Case, IFINDEX};
 
 fn check_first_packet_bypasses_cache(
     maps: &Maps,
@@ -45,7 +47,8 @@ fn check_first_packet_bypasses_cache(
 pub fn policy_cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
     let maps = Maps::open(root)?;
     let policy = TestProg::open(&root.prog_path("zfw_policy"))?;
-    let first = first_packet_prog(root)?;
+    let progs = bench_progs(root, false)?;
+    let first = progs.main;
     let mut out = Vec::new();
     let mut add = |name: &str, rules: usize, ns: f64| {
         out.push(Case {
@@ -89,7 +92,47 @@ pub fn policy_cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
             n,
             bench.measure(&policy, &hit, [0; 5])?,
         );
+        // the rules' decision alone: it must find the hit's rule and no
+        // rule for the miss, as the full path did
+        let rules = &progs.step_rules;
+        if rules.run(&hit, IFINDEX)?.retval != zfw::testkit::run::TC_ACT_OK
+            || rules.run(&miss, IFINDEX)?.retval != zfw::testkit::run::TC_ACT_SHOT
+        {
+            return Err(zfw::Error::runtime(
+                "bench: bench_step_rules does not decide as the policy does",
+            ));
+        }
+        add(
+            "step: rules' decision, no cache, hit",
+            n,
+            bench.measure(rules, &hit, [0; 5])?,
+        );
+        add(
+            "step: rules' decision, no cache, miss",
+            n,
+            bench.measure(rules, &miss, [0; 5])?,
+        );
     }
+    // the steps every first packet (and cached decision) takes before the
+    // policy: the parse, and the known-flow check of a SYN no flow has
+    let syn = tcp("192.0.2.1", 40000, "10.9.0.1", 80, TCP_SYN);
+    if progs.step_parse.run(&syn, IFINDEX)?.retval != zfw::testkit::run::TC_ACT_OK
+        || progs.step_known.run(&syn, IFINDEX)?.retval != zfw::testkit::run::TC_ACT_SHOT
+    {
+        return Err(zfw::Error::runtime(
+            "bench: the parse or known-flow step did not run as it should",
+        ));
+    }
+    add(
+        "step: parse (in every step row)",
+        0,
+        bench.measure(&progs.step_parse, &syn, [0; 5])?,
+    );
+    add(
+        "step: known-flow check, SYN of no flow",
+        0,
+        bench.measure(&progs.step_known, &syn, [0; 5])?,
+    );
     zfw::rules::store::replace_all(&maps, &[])?;
     Ok(out)
 }
