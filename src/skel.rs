@@ -143,7 +143,8 @@ mod tests {
         // The generated mirrors must have exactly the C sizes the header
         // comments promise (no implicit padding).
         assert_eq!(std::mem::size_of::<types::zfw_flow_key>(), 44);
-        assert_eq!(std::mem::size_of::<types::zfw_flow>(), 64);
+        assert_eq!(std::mem::size_of::<types::zfw_flow>(), 80);
+        assert_eq!(std::mem::size_of::<types::zfw_flow_cache>(), 136);
         assert_eq!(std::mem::size_of::<types::zfw_rule_key>(), 40);
         assert_eq!(std::mem::size_of::<types::zfw_range>(), 32);
         assert_eq!(std::mem::size_of::<types::zfw_rule_stats>(), 24);
