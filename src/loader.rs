@@ -149,6 +149,11 @@ fn load_programs(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<()> {
                     .unwrap_or(crate::skel::names::ZFW_RULE_STATS_SLOTS as u32);
                 Some(crate::rules::ids::words_for(ids))
             }
+            // a chunked map's size is given in slots, its outer array
+            // holds chunks (src/maps/chunked.rs)
+            None if info.chunked() => sizes
+                .get(info.name)
+                .map(|n| crate::maps::chunked::chunks_for(*n)),
             None => sizes.get(info.name).copied(),
         };
         if let Some(max) = max {

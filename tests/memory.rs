@@ -40,11 +40,10 @@ fn memory(st: &serde_json::Value, map: &str) -> u64 {
 
 /// The plain hash maps (ARCHITECTURE.md §6): those only user space writes,
 /// and those the datapath inserts into once per new mapping or interface.
-const NOT_PREALLOCATED: [&str; 12] = [
+const NOT_PREALLOCATED: [&str; 11] = [
     "ifindex_ip_map",
     "ifindex_ip6_map",
     "tproxy_map",
-    "service_map",
     "ifindex_tun_map",
     "ddos_dport_map",
     "ddos_saddr_map",

@@ -285,12 +285,13 @@ fn every_state_between_the_writes_decides_as_the_old_or_the_new_set() {
 #[test]
 fn a_fragmented_range_map_is_compacted_by_a_full_rewrite() {
     require_priv!();
-    // range_map of 1000 slots: 500 per rule set
-    let f = Fixture::with_sizes(&[("range_map", 1000)]);
+    // range_map of two chunks: one chunk's slots per rule set
+    const HALF: u32 = zfw::maps::chunked::SLOTS;
+    let f = Fixture::with_sizes(&[("range_map", 2 * HALF)]);
     let maps = f.root.maps();
     let half = maps.max_entries(&zfw::maps::defs::RANGE_MAP).unwrap() / 2;
-    assert_eq!(half, 500);
-    // 497 ranges: keys 10.0.0.0..4/32 with 100 ranges each (the last 97)
+    assert_eq!(half, HALF);
+    // HALF - 3 ranges: keys 10.0.0.0../32 with 100 ranges each (the last fewer)
     let mk = |i: u32| {
         let a = std::net::Ipv4Addr::from(0x0a00_0000u32 | (i / 100));
         rule(
@@ -300,7 +301,7 @@ fn a_fragmented_range_map_is_compacted_by_a_full_rewrite() {
             Action::Allow,
         )
     };
-    let mut rules: Vec<Rule> = (0..497).map(mk).collect();
+    let mut rules: Vec<Rule> = (0..HALF - 3).map(mk).collect();
     store::replace_all(&maps, &rules).unwrap();
     let set = store::active_set(&maps).unwrap();
     let gone = |rules: &mut Vec<Rule>, i: u32| {
@@ -309,11 +310,11 @@ fn a_fragmented_range_map_is_compacted_by_a_full_rewrite() {
         r
     };
     // the last range of the last key: its span shrinks, in place
-    let r = gone(&mut rules, 496);
+    let r = gone(&mut rules, HALF - 4);
     store::del(&maps, &r.id()).unwrap();
     assert_eq!(store::active_set(&maps).unwrap(), set, "deleted in place");
     // a range appended to the last key: the slot after its span is free
-    let r = mk(496);
+    let r = mk(HALF - 4);
     store::add(&maps, r.clone()).unwrap();
     rules.push(r);
     assert_eq!(store::active_set(&maps).unwrap(), set, "appended in place");
@@ -361,7 +362,7 @@ fn a_fragmented_range_map_is_compacted_by_a_full_rewrite() {
         store::add(&maps, r.clone()).unwrap();
         rules.push(r);
     }
-    assert_eq!(store::read_live(&maps).unwrap().len(), 500);
+    assert_eq!(store::read_live(&maps).unwrap().len(), HALF as usize);
     let e = store::add(&maps, big).unwrap_err();
     assert_eq!(e.exit_code(), 1, "{e}");
     assert_eq!(store::read_live(&maps).unwrap().len(), before.len() + 3);

@@ -46,9 +46,39 @@ ZFW_HASH(journal_map, BPF_MAP_TYPE_ARRAY, __u32, struct zfw_journal, 1, 0);
 /* policy: rule keys, their port ranges, the dst pruning trie, decision cache */
 ZFW_HASH(tproxy_map, BPF_MAP_TYPE_HASH, struct zfw_rule_key, struct zfw_rule_span,
 	 800000, BPF_F_NO_PREALLOC);
-ZFW_HASH(range_map, BPF_MAP_TYPE_ARRAY, __u32, struct zfw_range, 1048576, 0);
-ZFW_HASH(service_map, BPF_MAP_TYPE_HASH, __u32, struct zfw_service_id, 1048576,
-	 BPF_F_NO_PREALLOC);
+/* range_map and service_map are indexed by range slot, split into chunks of
+ * ZFW_CHUNK_SLOTS slots: the outer array holds a chunk (an inner array) only
+ * where some rule's ranges lie, so an empty policy costs one array of map
+ * pointers, not a million slots.  User space makes and drops the chunks
+ * (src/maps/chunked.rs, ARCHITECTURE.md §6 "Chunks"); a slot without a chunk
+ * reads as the end of its key's ranges. */
+struct zfw_range_chunk {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct zfw_range));
+	__uint(max_entries, ZFW_CHUNK_SLOTS);
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, ZFW_RANGE_CHUNKS);
+	__array(values, struct zfw_range_chunk);
+} range_map SEC(".maps");
+/* the service id of each range slot (user space only: audit labels).  The
+ * chunks are sized, not typed: clang leaves a nested map's value type a
+ * forward declaration (zfw.bpf.c anchors both types for the skeleton). */
+struct zfw_service_chunk {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct zfw_service_id));
+	__uint(max_entries, ZFW_CHUNK_SLOTS);
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, ZFW_RANGE_CHUNKS);
+	__array(values, struct zfw_service_chunk);
+} service_map SEC(".maps");
 ZFW_HASH(dst_lpm_map, BPF_MAP_TYPE_LPM_TRIE, struct zfw_lpm_key, struct zfw_lpm_val,
 	 800000, BPF_F_NO_PREALLOC);
 ZFW_HASH(matched_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct zfw_match_slot,

@@ -21,7 +21,7 @@
  *     ancestors, sorted most specific first.  No entry: no rule can match.
  *  2. For each pair of that list (bounded by ZFW_MAX_PAIRS, typically 1-3)
  *     one tproxy_map hash lookup with the packet's addresses masked to the
- *     pair's lengths.  A hit gives a span of range_map (an array) holding the
+ *     pair's lengths.  A hit gives a span of range_map (chunked arrays, maps.h) holding the
  *     key's ranges in insertion order, scanned in order: the first pairs and
  *     ranges in plain loops, the rest in bpf_loop (zfw_policy_walk).
  *
@@ -153,6 +153,18 @@ ZFW_INLINE void zfw_range_decide(struct zfw_decision *d, const struct zfw_range 
 	d->stat = r->stat;
 }
 
+/* range_map slot @idx: its chunk, then the slot in it (both array lookups
+ * are inlined by the verifier); NULL past the map or where no chunk is. */
+ZFW_INLINE struct zfw_range *zfw_range_at(__u32 idx)
+{
+	__u32 c = idx >> ZFW_CHUNK_SHIFT, i = idx & (ZFW_CHUNK_SLOTS - 1);
+	void *chunk = bpf_map_lookup_elem(&range_map, &c);
+
+	if (!chunk)
+		return NULL;
+	return bpf_map_lookup_elem(chunk, &i);
+}
+
 static long zfw_range_cb(__u32 i, void *ctx)
 {
 	struct zfw_pair_walk *w = ((struct zfw_walk_ref *)ctx)->w;
@@ -166,7 +178,7 @@ static long zfw_range_cb(__u32 i, void *ctx)
 	idx = s->first + i;
 	if (i >= s->count)
 		return 1;
-	r = bpf_map_lookup_elem(&range_map, &idx);
+	r = zfw_range_at(idx);
 	if (!r)
 		return 1;
 	if (!zfw_range_fits(r, s->port, s->ifindex, s->per_if))
@@ -239,9 +251,9 @@ __attribute__((noinline)) int zfw_scan_ranges(struct zfw_range_scan *s, __u32 fi
 
 		if (i >= count)
 			return 0;
-		r = bpf_map_lookup_elem(&range_map, &idx);
+		r = zfw_range_at(idx);
 		if (!r)
-			return 0; /* past range_map: the key's scan ends */
+			return 0; /* past range_map or no chunk: the key's scan ends */
 		if (zfw_range_fits(r, s->port, s->ifindex, s->per_if)) {
 			zfw_range_decide(&s->d, r);
 			s->found = 1;

@@ -19,6 +19,9 @@ char LICENSE[] SEC("license") = "GPL";
 struct zfw_btf_anchor {
 	struct zfw_event ev;
 	struct zfw_modbus_key mk;
+	/* the chunks' values (maps.h) */
+	struct zfw_range range;
+	struct zfw_service_id service_id;
 	enum zfw_reason reason;
 	enum zfw_tcp_state tcp_state;
 	enum zfw_action action;

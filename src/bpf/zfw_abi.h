@@ -15,7 +15,7 @@
 #define ZFW_ABI_H
 
 enum zfw_limits {
-	ZFW_ABI_VERSION = 8,
+	ZFW_ABI_VERSION = 9,
 	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
 	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */
 	/* port ranges under one (dst, src, proto) key: the datapath scans them
@@ -30,6 +30,11 @@ enum zfw_limits {
 	ZFW_SERVICE_ID_LEN = 32,
 	ZFW_IFNAME_LEN = 16,
 	ZFW_MATCH_SLOTS = 16384,     /* matched_map slots per CPU (a power of two) */
+	ZFW_CHUNK_SHIFT = 14,        /* range_map and service_map are arrays of maps whose
+				      * chunks hold 1 << ZFW_CHUNK_SHIFT slots each, made
+				      * as rules need them (ARCHITECTURE.md §6 "Chunks") */
+	ZFW_CHUNK_SLOTS = 16384,     /* 1 << ZFW_CHUNK_SHIFT */
+	ZFW_RANGE_CHUNKS = 64,       /* default chunks: 1,048,576 slots, two rule sets */
 	ZFW_FLOW_CACHE_SLOTS = 4096, /* flow_cache_map slots per CPU (a power of two) */
 	ZFW_FLOW_CACHE_JIFFIES = 32, /* a cached flow verdict is trusted this many ticks */
 	ZFW_CT_EPOCH_BUCKETS = 1024, /* ct_epoch_map: per-bucket epochs, then one global */

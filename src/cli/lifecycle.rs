@@ -20,7 +20,8 @@ pub struct LoadArgs {
     /// Do not attach the egress program
     #[arg(long)]
     pub no_egress: bool,
-    /// Map size override applied when maps are first created, e.g. tcp_map=131072; repeatable
+    /// Map size override applied when maps are first created, e.g. tcp_map=131072 (range_map and
+    /// service_map: slots, rounded up to chunks of 16384); repeatable
     #[arg(long = "map-size", value_name = "MAP=N")]
     pub map_size: Vec<String>,
     /// Print the result as JSON

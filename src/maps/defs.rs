@@ -50,8 +50,11 @@ registry! {
     MONITOR_MAP: "monitor_map", Array<u32, types::zfw_monitor_lease>, Fixed, Slots, Raw;
     /// Rule keys of both rule sets, each pointing at its port ranges.
     TPROXY_MAP: "tproxy_map", Hash<types::zfw_rule_key, types::zfw_rule_span>, Resizable, Keys, RuleKeys;
-    RANGE_MAP: "range_map", Array<u32, types::zfw_range>, Resizable, Slots, Ranges;
-    SERVICE_MAP: "service_map", Hash<u32, types::zfw_service_id>, Resizable, Keys, ServiceIds;
+    /// Port ranges by slot, in chunks made as rules need them
+    /// (src/maps/chunked.rs); `--map-size` counts slots.
+    RANGE_MAP: "range_map", ArrayOfMaps<u32, types::zfw_range>, Resizable, Slots, Ranges;
+    /// The service id of each range slot, chunked like range_map.
+    SERVICE_MAP: "service_map", ArrayOfMaps<u32, types::zfw_service_id>, Resizable, Keys, ServiceIds;
     /// The destination trie that prunes the rule lookup.
     DST_LPM_MAP: "dst_lpm_map", LpmTrie<types::zfw_lpm_key, types::zfw_lpm_val>, Resizable, Keys, DstPrefixes;
     /// The rule store's journal: the change in progress (ARCHITECTURE.md §7).

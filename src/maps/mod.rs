@@ -5,6 +5,7 @@
 //! the maps are opened.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
 
@@ -13,6 +14,7 @@ use crate::error::{Context, Error, Result};
 use crate::skel::{bytes_of, from_bytes, types};
 
 pub mod batch;
+pub mod chunked;
 pub mod defs;
 pub mod pending;
 pub mod registry;
@@ -47,7 +49,12 @@ pub struct Maps {
     /// Pinned maps whose layout differs from this build's registry row:
     /// name -> how.
     mismatched: BTreeMap<&'static str, String>,
+    /// Chunks of the chunked maps opened so far (src/maps/chunked.rs).
+    chunks: Mutex<ChunkCache>,
 }
+
+/// (map, chunk) -> (the chunk's map id, its handle).
+type ChunkCache = BTreeMap<(&'static str, u32), (u32, Arc<MapHandle>)>;
 
 impl Maps {
     /// Open every map of the registry pinned under `root` ("zfw is not
@@ -93,6 +100,7 @@ impl Maps {
             root: root.clone(),
             handles,
             mismatched,
+            chunks: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -122,6 +130,10 @@ impl Maps {
                 self.root.dir.display()
             ),
         }))
+    }
+
+    fn chunk_cache(&self) -> MutexGuard<'_, ChunkCache> {
+        self.chunks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The handle of a map the caller reads or writes as K -> V.
@@ -156,10 +168,13 @@ impl Maps {
         key: &K,
     ) -> Result<Option<V>> {
         let (info, h) = self.typed(m)?;
-        h.lookup(bytes_of(key), MapFlags::ANY)
-            .ctx(|| format!("reading {}", info.name))?
-            .map(|b| named(from_bytes(&b), info.name))
-            .transpose()
+        let v = if info.chunked() {
+            self.chunked_get(info, bytes_of(key))?
+        } else {
+            h.lookup(bytes_of(key), MapFlags::ANY)
+                .ctx(|| format!("reading {}", info.name))?
+        };
+        v.map(|b| named(from_bytes(&b), info.name)).transpose()
     }
 
     pub fn put<K: plain::Plain, V: plain::Plain>(
@@ -169,6 +184,9 @@ impl Maps {
         val: &V,
     ) -> Result<()> {
         let (info, h) = self.typed(m)?;
+        if info.chunked() {
+            return self.chunked_put(info, &[slot(bytes_of(key))?], bytes_of(val));
+        }
         h.update(bytes_of(key), bytes_of(val), MapFlags::ANY)
             .ctx(|| format!("writing {}", info.name))
     }
@@ -179,6 +197,11 @@ impl Maps {
         let info = m.info()?;
         info.check_key::<K>()?;
         let h = self.handle(info)?;
+        if info.chunked() {
+            let had = self.chunked_get(info, bytes_of(key))?.is_some();
+            self.chunked_del(info, &[slot(bytes_of(key))?])?;
+            return Ok(had);
+        }
         if matches!(h.map_type(), MapType::Array) {
             let zero = vec![0u8; h.value_size() as usize];
             return h
@@ -207,6 +230,10 @@ impl Maps {
             ks.extend_from_slice(bytes_of(k));
             vs.extend_from_slice(bytes_of(v));
         }
+        if info.chunked() {
+            let slots = ks.chunks_exact(4).map(slot).collect::<Result<Vec<u32>>>()?;
+            return self.chunked_put(info, &slots, &vs);
+        }
         batch::update(h, info.name, &ks, &vs, WRITE_BATCH)
     }
 
@@ -219,6 +246,10 @@ impl Maps {
         let mut ks = Vec::with_capacity(std::mem::size_of_val(keys));
         for k in keys {
             ks.extend_from_slice(bytes_of(k));
+        }
+        if info.chunked() {
+            let slots = ks.chunks_exact(4).map(slot).collect::<Result<Vec<u32>>>()?;
+            return self.chunked_del(info, &slots);
         }
         if matches!(h.map_type(), MapType::Array) {
             let zero = vec![0u8; h.value_size() as usize * keys.len()];
@@ -234,6 +265,13 @@ impl Maps {
     ) -> Result<Vec<(K, V)>> {
         let (info, h) = self.typed(m)?;
         let name = info.name;
+        if info.chunked() {
+            return self
+                .chunked_entries(info, 0, self.chunked_max(info)?)?
+                .iter()
+                .map(|(k, v)| pair(name, &k.to_ne_bytes(), v))
+                .collect();
+        }
         // hash tables and tries: batch reads (one syscall per 4096 entries)
         if matches!(
             h.map_type(),
@@ -313,6 +351,9 @@ impl Maps {
     pub fn count(&self, m: impl MapId) -> Result<usize> {
         let info = m.info()?;
         let h = self.handle(info)?;
+        if info.chunked() {
+            return self.chunked_count(info);
+        }
         Ok(match info.count {
             Count::Nothing => 0,
             Count::Slots => h.max_entries() as usize,
@@ -333,24 +374,26 @@ impl Maps {
         })
     }
 
+    /// Capacity in entries (a chunked map's: slots, not chunks).
     pub fn max_entries(&self, m: impl MapId) -> Result<u32> {
-        Ok(self.handle(m)?.max_entries())
+        let info = m.info()?;
+        if info.chunked() {
+            return self.chunked_max(info);
+        }
+        Ok(self.handle(info)?.max_entries())
     }
 
     /// The kernel memory the map holds in bytes, as `bpftool map show`
     /// reports it (`bytes_memlock`: the memlock line of the map fd's
     /// fdinfo; for a hash map without preallocation, its buckets plus the
     /// elements present).
+    /// (A chunked map: its outer array and every chunk.)
     pub fn memlock(&self, m: impl MapId) -> Result<u64> {
-        use std::os::fd::{AsFd, AsRawFd};
         let info = m.info()?;
-        let fd = self.handle(info)?.as_fd().as_raw_fd();
-        let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
-            .ctx(|| format!("reading the fdinfo of {}", info.name))?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("memlock:"))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| Error::runtime(format!("no memlock figure for {}", info.name)))
+        if info.chunked() {
+            return self.chunked_memlock(info);
+        }
+        fd_memlock(self.handle(info)?, info.name)
     }
 
     pub fn map_type(&self, m: impl MapId) -> Result<MapType> {
@@ -442,6 +485,26 @@ fn keywise<K: plain::Plain + Default, V: plain::Plain + Default>(
         }
     }
     Ok(out)
+}
+
+/// The memlock figure of map `h`'s fdinfo (what bpftool shows as
+/// bytes_memlock).
+fn fd_memlock(h: &MapHandle, name: &str) -> Result<u64> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = h.as_fd().as_raw_fd();
+    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+        .ctx(|| format!("reading the fdinfo of {name}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("memlock:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| Error::runtime(format!("no memlock figure for {name}")))
+}
+
+/// A chunked map's key: its slot number.
+fn slot(key: &[u8]) -> Result<u32> {
+    key.try_into()
+        .map(u32::from_ne_bytes)
+        .map_err(|_| Error::runtime("a chunked map's key is a 4-byte slot number"))
 }
 
 /// One (key, value) out of map bytes; the error names the map.

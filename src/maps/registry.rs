@@ -107,6 +107,12 @@ impl MapInfo {
         self.size == Size::Resizable
     }
 
+    /// An array of maps of `chunked::SLOTS`-slot arrays (range_map,
+    /// service_map: src/maps/chunked.rs): key and value are a chunk's.
+    pub fn chunked(&self) -> bool {
+        self.kind == MapType::ArrayOfMaps
+    }
+
     pub fn is_array(&self) -> bool {
         matches!(self.kind, MapType::Array | MapType::PercpuArray)
     }
@@ -131,6 +137,13 @@ impl MapInfo {
         if kind == MapType::RingBuf {
             return Ok(());
         }
+        // the outer map of a chunked map holds map ids; its chunks are
+        // checked against the row as they are opened (maps::chunked)
+        let value_size = if self.chunked() && value_size == 4 {
+            self.value_size as u32
+        } else {
+            value_size
+        };
         let (k, v) = (key_size as usize, value_size as usize);
         if k != self.key_size || v != self.value_size {
             return Err(format!(

@@ -364,24 +364,12 @@ fn read_slots(maps: &Maps, sp: &types::zfw_rule_span) -> Result<Vec<Slot>> {
 
 /// Write slots at `at..` (free slots: nothing the datapath can reach).
 fn write_slots(maps: &Maps, at: u32, slots: &[Slot]) -> Result<()> {
-    let h = maps.handle(&defs::RANGE_MAP)?;
-    let mut ks = Vec::with_capacity(slots.len() * 4);
-    let mut vs = Vec::new();
-    for (i, (r, _)) in slots.iter().enumerate() {
-        ks.extend_from_slice(&(at + i as u32).to_ne_bytes());
-        vs.extend_from_slice(bytes_of(r));
-    }
-    if !slots.is_empty() {
-        libbpf_rs::MapCore::update_batch(
-            h,
-            &ks,
-            &vs,
-            slots.len() as u32,
-            libbpf_rs::MapFlags::ANY,
-            libbpf_rs::MapFlags::ANY,
-        )
-        .map_err(|e| Error::runtime(format!("writing range_map: {e}")))?;
-    }
+    let ranges: Vec<(u32, types::zfw_range)> = slots
+        .iter()
+        .enumerate()
+        .map(|(i, (r, _))| (at + i as u32, *r))
+        .collect();
+    maps.put_many(&defs::RANGE_MAP, &ranges)?;
     for (i, (_, s)) in slots.iter().enumerate() {
         let idx = at + i as u32;
         match s {

@@ -49,15 +49,10 @@ pub fn set_keys(maps: &Maps, set: u8) -> Result<Vec<Span>> {
     Ok(v)
 }
 
-/// range_map slots `[lo, hi)`, in slot order (an array: every slot is
-/// returned, so a short read is an error).
+/// range_map slots `[lo, hi)`, in slot order: every slot of a span is
+/// written before its key, so a slot that is not there is an error.
 pub fn ranges(maps: &Maps, lo: u32, hi: u32) -> Result<Vec<types::zfw_range>> {
-    let e = batch::read(
-        maps.handle(&defs::RANGE_MAP)?,
-        defs::RANGE_MAP.info.name,
-        BATCH,
-        Some((lo, hi)),
-    )?;
+    let e = maps.chunked_entries(&defs::RANGE_MAP.info, lo, hi)?;
     let want = hi.saturating_sub(lo) as usize;
     if e.len() != want {
         return Err(Error::runtime(format!(
@@ -70,18 +65,9 @@ pub fn ranges(maps: &Maps, lo: u32, hi: u32) -> Result<Vec<types::zfw_range>> {
 
 /// service_map entries whose slot lies in `[lo, hi)`.
 pub fn services(maps: &Maps, lo: u32, hi: u32) -> Result<HashMap<u32, String>> {
-    let e = batch::read(
-        maps.handle(&defs::SERVICE_MAP)?,
-        defs::SERVICE_MAP.info.name,
-        BATCH,
-        None,
-    )?;
     let mut out = HashMap::new();
-    for (k, v) in e.iter() {
-        let i: u32 = from_bytes(k)?;
-        if i >= lo && i < hi {
-            out.insert(i, service_text(&from_bytes::<types::zfw_service_id>(v)?));
-        }
+    for (i, v) in maps.chunked_entries(&defs::SERVICE_MAP.info, lo, hi)? {
+        out.insert(i, service_text(&from_bytes::<types::zfw_service_id>(&v)?));
     }
     Ok(out)
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use crate::error::{Error, Result};
 use crate::ifaddr;
-use crate::maps::{defs, Maps};
+use crate::maps::{chunked, defs, Maps};
 use crate::rules::compile::set_region;
 use crate::rules::live;
 use crate::rules::model::{Action, Direction, Prefix, Rule, RuleId};
@@ -36,17 +36,30 @@ pub(crate) fn clear_set(maps: &Maps, set: u8) -> Result<()> {
         .map(|(k, _)| k)
         .filter(|k| k.set == set)
         .collect();
-    if keys.is_empty() {
-        return Ok(());
+    if !keys.is_empty() {
+        let lpm: Vec<types::zfw_lpm_key> = maps
+            .entries::<types::zfw_lpm_key, types::zfw_lpm_val>(&defs::DST_LPM_MAP)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.set == set)
+            .collect();
+        maps.del_many(&defs::DST_LPM_MAP, &lpm)?;
+        maps.del_many(&defs::TPROXY_MAP, &keys)?;
     }
-    let lpm: Vec<types::zfw_lpm_key> = maps
-        .entries::<types::zfw_lpm_key, types::zfw_lpm_val>(&defs::DST_LPM_MAP)?
-        .into_iter()
-        .map(|(k, _)| k)
-        .filter(|k| k.set == set)
-        .collect();
-    maps.del_many(&defs::DST_LPM_MAP, &lpm)?;
-    maps.del_many(&defs::TPROXY_MAP, &keys)
+    drop_unused_chunks(maps)
+}
+
+/// Drop the range_map and service_map chunks no key's span covers (a
+/// cleared set's, a compacted one's, those a cut write made): the rule
+/// maps' memory follows the rules present (ARCHITECTURE.md §6 "Chunks").
+/// Keys are written before the ranges they point at and removed after the
+/// spans are left, so a chunk no key covers holds nothing a writer still
+/// needs, and the datapath reads only chunks of the active set's keys.
+pub(crate) fn drop_unused_chunks(maps: &Maps) -> Result<()> {
+    let spans = live::all_keys(maps)?;
+    let keep = chunked::chunks_of(spans.iter().map(|(_, sp)| (sp.first, sp.count)));
+    maps.drop_chunks_except(&defs::RANGE_MAP.info, &keep)?;
+    maps.drop_chunks_except(&defs::SERVICE_MAP.info, &keep)
 }
 
 /// dst prefixes that need a local route: those of ingress TPROXY rules.
