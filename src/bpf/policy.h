@@ -154,11 +154,19 @@ ZFW_INLINE void zfw_range_decide(struct zfw_decision *d, const struct zfw_range 
 }
 
 /* range_map slot @idx: its chunk, then the slot in it (both array lookups
- * are inlined by the verifier); NULL past the map or where no chunk is. */
+ * are inlined by the verifier); NULL past the map or where no chunk is
+ * (ARCHITECTURE.md §6 "Chunks"). */
+ZFW_INLINE void *zfw_range_chunk(__u32 idx)
+{
+	__u32 c = idx >> ZFW_CHUNK_SHIFT;
+
+	return bpf_map_lookup_elem(&range_map, &c);
+}
+
 ZFW_INLINE struct zfw_range *zfw_range_at(__u32 idx)
 {
-	__u32 c = idx >> ZFW_CHUNK_SHIFT, i = idx & (ZFW_CHUNK_SLOTS - 1);
-	void *chunk = bpf_map_lookup_elem(&range_map, &c);
+	__u32 i = idx & (ZFW_CHUNK_SLOTS - 1);
+	void *chunk = zfw_range_chunk(idx);
 
 	if (!chunk)
 		return NULL;
@@ -241,19 +249,34 @@ static long zfw_pair_cb(__u32 i, void *ctx)
  */
 __attribute__((noinline)) int zfw_scan_ranges(struct zfw_range_scan *s, __u32 first, __u32 count)
 {
-	__u32 i;
+	void *chunk;
+	__u32 i, k;
 
-	if (!s)
+	if (!s || !count)
 		return 0;
+	/* the chunk is looked up once, and again only where the span enters
+	 * the next one: two dependent loads less per range.  One key variable
+	 * serves both lookups (this function's stack adds to the caller's). */
+	k = first >> ZFW_CHUNK_SHIFT;
+	chunk = bpf_map_lookup_elem(&range_map, &k);
+	if (!chunk)
+		return 0; /* past range_map or no chunk: the key's scan ends */
 	for (i = 0; i < ZFW_WALK_INLINE_RANGES; i++) {
-		__u32 idx = first + i;
 		struct zfw_range *r;
 
 		if (i >= count)
 			return 0;
-		r = zfw_range_at(idx);
+		k = (first + i) & (ZFW_CHUNK_SLOTS - 1);
+		if (!k && i) {
+			k = (first + i) >> ZFW_CHUNK_SHIFT;
+			chunk = bpf_map_lookup_elem(&range_map, &k);
+			if (!chunk)
+				return 0;
+			k = 0;
+		}
+		r = bpf_map_lookup_elem(chunk, &k);
 		if (!r)
-			return 0; /* past range_map or no chunk: the key's scan ends */
+			return 0;
 		if (zfw_range_fits(r, s->port, s->ifindex, s->per_if)) {
 			zfw_range_decide(&s->d, r);
 			s->found = 1;

@@ -66,6 +66,7 @@ pub fn dump_cases(root: &Root, n: u32) -> zfw::Result<Vec<Case>> {
         rules: 0,
         ns: ns / filled.max(1) as f64,
         floor_ns: None,
+        memlock_bytes: None,
     }])
 }
 
@@ -126,5 +127,6 @@ pub fn status_cases(root: &Root) -> zfw::Result<Vec<Case>> {
         rules: 0,
         ns: ns / (slots as usize * cpus) as f64,
         floor_ns: None,
+        memlock_bytes: None,
     }])
 }

@@ -186,6 +186,11 @@ fn status_flows(json: &str) -> zfw::Result<usize> {
 fn one_size(root: &Root, maps: &Maps, n: u32, runs: usize) -> zfw::Result<Vec<Case>> {
     let (mut t_status, mut t_list, mut t_gc) = (Vec::new(), Vec::new(), Vec::new());
     fill(maps, n)?;
+    let mem = super::memory::row(
+        &format!("{n} flows (tables of {TABLE_SIZE})"),
+        0,
+        super::memory::total(maps)?,
+    );
     for _ in 0..runs {
         let (ns, out) = timed(root, &["status", "--json"], true)?;
         let seen = status_flows(&out)?;
@@ -238,9 +243,11 @@ fn one_size(root: &Root, maps: &Maps, n: u32, runs: usize) -> zfw::Result<Vec<Ca
             rules: 0,
             ns: ns / f64::from(n),
             floor_ns: None,
+            memlock_bytes: None,
         }
     };
     Ok(vec![
+        mem,
         row("status --json", t_status),
         row("conntrack list --json", t_list),
         row("gc, half expired", t_gc),

@@ -17,6 +17,7 @@
 
 mod dump;
 mod flows;
+mod memory;
 mod policy;
 mod tunnel;
 
@@ -52,6 +53,9 @@ pub(crate) struct Case {
     /// the empty program, interleaved with this case's runs (packet cases)
     #[serde(skip_serializing_if = "Option::is_none")]
     floor_ns: Option<f64>,
+    /// memory rows (memory.rs): the sum of the maps' memlock
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memlock_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -213,6 +217,9 @@ fn run() -> zfw::Result<Report> {
         if only("policy") {
             return policy::policy_cases(&bench, &root);
         }
+        if only("memory") {
+            return memory::memory_cases();
+        }
         if only("ruleadd") {
             return store_cases::cases(&Maps::open(&root)?, 250_000);
         }
@@ -232,6 +239,7 @@ fn run() -> zfw::Result<Report> {
             c.extend(dump::status_cases(&root)?);
         }
         if !quick && !only_store {
+            c.extend(memory::memory_cases()?);
             c.extend(flows::flow_cases()?);
         }
         Ok(c)
@@ -257,6 +265,7 @@ fn cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
             rules,
             ns,
             floor_ns: bench.floor(),
+            memlock_bytes: None,
         })
     };
 
@@ -655,12 +664,14 @@ fn apply_cases(root: &Root) -> zfw::Result<Vec<Case>> {
             rules: n,
             ns: first[first.len() / 2],
             floor_ns: None,
+            memlock_bytes: None,
         });
         out.push(Case {
             name: format!("re-apply {n} rules, no change: ns per rule"),
             rules: n,
             ns: again[again.len() / 2],
             floor_ns: None,
+            memlock_bytes: None,
         });
         out.push(Case {
             name: format!(
@@ -671,6 +682,7 @@ fn apply_cases(root: &Root) -> zfw::Result<Vec<Case>> {
             rules: n,
             ns: e_ns,
             floor_ns: None,
+            memlock_bytes: None,
         });
     }
     zfw::rules::store::replace_all(&maps, &[])?;
@@ -707,6 +719,10 @@ fn main() {
                 c.ns,
                 f,
                 c.ns / f
+            ),
+            _ if c.memlock_bytes.is_some() => println!(
+                "{:<48} {:>8} {:>10} {:>8} {:>8}",
+                c.name, c.rules, "-", "-", "-"
             ),
             _ => println!(
                 "{:<48} {:>8} {:>10.1} {:>8} {:>8}",

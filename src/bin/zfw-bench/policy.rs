@@ -56,6 +56,7 @@ pub fn policy_cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Case>> {
             rules,
             ns,
             floor_ns: bench.floor(),
+            memlock_bytes: None,
         })
     };
     // what forgetting the cached decision costs: a frame decided before

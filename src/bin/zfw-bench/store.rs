@@ -58,6 +58,7 @@ pub fn cases(maps: &Maps, n: usize) -> zfw::Result<Vec<Case>> {
         rules: n,
         ns: median(t_list),
         floor_ns: None,
+        memlock_bytes: None,
     });
     let last = &rules[rules.len() - 1];
     let mut added = Vec::new();
@@ -112,6 +113,7 @@ fn op_case(what: String, n: usize, v: Vec<f64>) -> Case {
         rules: n,
         ns: median(v),
         floor_ns: None,
+        memlock_bytes: None,
     }
 }
 
