@@ -151,6 +151,9 @@ fn load_programs(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<()> {
             }
             // a chunked map's size is given in slots, its outer array
             // holds chunks (src/maps/chunked.rs)
+            // a grown table's capacity is a setting (stamp), its outer
+            // array has one slot
+            None if info.grown() => None,
             None if info.chunked() => sizes
                 .get(info.name)
                 .map(|n| crate::maps::chunked::chunks_for(*n)),
@@ -284,12 +287,25 @@ pub fn load_detached_with(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<
         let _lock = root.lock()?;
         ensure_programs(root, sizes)?;
         let maps = Maps::open(root)?;
-        let mut cfg = maps.config()?;
-        cfg.abi_version = crate::skel::names::ZFW_ABI_VERSION as u32;
-        cfg.build_id = BPF_BUILD_ID;
-        maps.set_config(&cfg)
+        stamp_config(&maps, sizes)
     })();
     rollback_if_fresh(root, fresh, res)
+}
+
+/// Record this build's ABI and object in config_map, and, at the first
+/// load under a root, how many keys tproxy_map's table may grow to
+/// (`--map-size tproxy_map=N`; ARCHITECTURE.md §6 "Grown tables").
+fn stamp_config(maps: &Maps, sizes: &BTreeMap<String, u32>) -> Result<()> {
+    let mut cfg = maps.config()?;
+    cfg.abi_version = crate::skel::names::ZFW_ABI_VERSION as u32;
+    cfg.build_id = BPF_BUILD_ID;
+    if cfg.rule_keys_max == 0 {
+        cfg.rule_keys_max = sizes
+            .get(defs::TPROXY_MAP.info.name)
+            .copied()
+            .unwrap_or(crate::skel::names::ZFW_RULE_KEYS_MAX as u32);
+    }
+    maps.set_config(&cfg)
 }
 
 /// A load that fails on a root it created leaves nothing behind: a
@@ -349,10 +365,7 @@ fn attach_all(
     let progs = Programs::open(root)?;
     let maps = Maps::open(root)?;
 
-    let mut cfg = maps.config()?;
-    cfg.abi_version = crate::skel::names::ZFW_ABI_VERSION as u32;
-    cfg.build_id = BPF_BUILD_ID;
-    maps.set_config(&cfg)?;
+    stamp_config(&maps, &opts.sizes)?;
     // a rule change killed part-way is finished or rolled back
     // (ARCHITECTURE.md §7)
     crate::rules::journal::recover(&maps)?;

@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(std::mem::size_of::<types::zfw_rule_stats>(), 24);
         assert_eq!(std::mem::size_of::<types::zfw_lpm_key>(), 24);
         assert_eq!(std::mem::size_of::<types::zfw_event>(), 64);
-        assert_eq!(std::mem::size_of::<types::zfw_config>(), 32);
+        assert_eq!(std::mem::size_of::<types::zfw_config>(), 40);
     }
 
     #[test]

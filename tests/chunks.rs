@@ -1,16 +1,20 @@
-//! range_map and service_map hold chunks only where rules are
-//! (ARCHITECTURE.md §6 "Chunks", README "Memory"): an empty policy costs
-//! their outer arrays, a rule set the chunks its ranges fill, and a set
-//! that shrinks or goes gives its chunks back.  Verdicts are those of the
-//! rules also for a key whose ranges straddle two chunks.
+//! The rule maps' memory follows the rules (ARCHITECTURE.md §6 "Chunks",
+//! "Grown tables"; README "Memory"): range_map and service_map hold chunks
+//! only where rules' ranges are, tproxy_map's table is made for the keys
+//! present and replaced by a larger or smaller copy as they come and go.
+//! An empty policy costs the outer arrays; a set that shrinks or goes
+//! gives its memory back.  Verdicts are those of the rules also for a key
+//! whose ranges straddle two chunks, and across a table's replacement.
 
 mod common;
+
+use libbpf_rs::MapCore;
 
 use common::fixture::*;
 use common::packet::*;
 use common::rulemodel::rule;
 use zfw::maps::chunked::{split, SLOTS};
-use zfw::maps::defs::{RANGE_MAP, SERVICE_MAP};
+use zfw::maps::defs::{RANGE_MAP, SERVICE_MAP, TPROXY_MAP};
 use zfw::maps::Maps;
 use zfw::rules::live;
 use zfw::rules::model::{Action, Rule};
@@ -115,4 +119,70 @@ fn rule_maps_hold_chunks_only_where_ranges_are_and_give_them_back() {
     assert_eq!(chunks(&maps), (0, 0), "no rules, no chunks");
     let after = maps.memlock(&RANGE_MAP).unwrap() + maps.memlock(&SERVICE_MAP).unwrap();
     assert_eq!(after, idle);
+}
+
+/// `n` single-range keys 10.K.K.K/32 port 443.
+fn keys(n: u32) -> Vec<Rule> {
+    (0..n)
+        .map(|k| rule(&format!("{}/32", dst(k)), "0.0.0.0/0", "443", Action::Allow))
+        .collect()
+}
+
+#[test]
+fn tproxy_maps_table_grows_with_the_keys_and_shrinks_after_them() {
+    require_priv!();
+    let f = Fixture::new();
+    let maps = f.root.maps();
+    assert_eq!(
+        maps.table_size(&TPROXY_MAP.info).unwrap(),
+        None,
+        "no rule, no table"
+    );
+    assert!(maps.memlock(&TPROXY_MAP).unwrap() < 4096);
+    // a whole set of 5,000 keys: a table with room for them
+    store::replace_all(&maps, &keys(5000)).unwrap();
+    let size = maps.table_size(&TPROXY_MAP.info).unwrap().unwrap();
+    let flags = maps.table(&TPROXY_MAP.info).unwrap().unwrap().info().unwrap().info.map_flags;
+    assert_eq!(flags & 1, 1, "the table is BPF_F_NO_PREALLOC");
+    assert!(
+        (5000..=16384).contains(&size),
+        "a table of {size} for 5,000 keys"
+    );
+    assert!(verdict(&f, &dst(0), 443) && verdict(&f, &dst(4999), 443));
+    // ten keys: the next whole-set write leaves a table that fits them
+    store::replace_all(&maps, &keys(10)).unwrap();
+    assert_eq!(maps.table_size(&TPROXY_MAP.info).unwrap(), Some(1024));
+    assert!(verdict(&f, &dst(9), 443));
+    assert!(!verdict(&f, &dst(4999), 443), "gone with the old set");
+    // single adds past the table's size: it is replaced by a larger copy,
+    // every key decides all along
+    for k in 10..1100 {
+        store::add(&maps, keys(k + 1).pop().unwrap()).unwrap();
+    }
+    let size = maps.table_size(&TPROXY_MAP.info).unwrap().unwrap();
+    assert!(size >= 1100, "table of {size} for 1,100 keys");
+    assert_eq!(maps.count(&TPROXY_MAP).unwrap(), 1100);
+    for k in [0, 9, 10, 1023, 1024, 1099] {
+        assert!(verdict(&f, &dst(k), 443), "key {k}");
+    }
+    // a flush keeps a table at most four times the smallest (2,048 here)
+    store::replace_all(&maps, &[]).unwrap();
+    let size = maps.table_size(&TPROXY_MAP.info).unwrap().unwrap();
+    assert!(size <= 4 * 1024, "a table of {size} for no key");
+    assert_eq!(maps.count(&TPROXY_MAP).unwrap(), 0);
+}
+
+#[test]
+fn tproxy_maps_capacity_is_the_map_size_of_the_first_load() {
+    require_priv!();
+    let f = Fixture::with_sizes(&[("tproxy_map", 50)]);
+    let maps = f.root.maps();
+    assert_eq!(maps.max_entries(&TPROXY_MAP).unwrap(), 50);
+    store::replace_all(&maps, &keys(20)).unwrap();
+    // 20 live keys and 31 new ones do not fit 50: refused, nothing changed
+    let e = store::replace_all(&maps, &keys(31)).unwrap_err();
+    assert!(e.to_string().contains("tproxy_map is full"), "{e}");
+    assert_eq!(store::read_live(&maps).unwrap().len(), 20);
+    store::replace_all(&maps, &keys(30)).unwrap();
+    assert_eq!(store::read_live(&maps).unwrap().len(), 30);
 }

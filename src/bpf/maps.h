@@ -44,8 +44,25 @@ ZFW_HASH(monitor_map, BPF_MAP_TYPE_ARRAY, __u32, struct zfw_monitor_lease, 1, 0)
 ZFW_HASH(journal_map, BPF_MAP_TYPE_ARRAY, __u32, struct zfw_journal, 1, 0);
 
 /* policy: rule keys, their port ranges, the dst pruning trie, decision cache */
-ZFW_HASH(tproxy_map, BPF_MAP_TYPE_HASH, struct zfw_rule_key, struct zfw_rule_span,
-	 800000, BPF_F_NO_PREALLOC);
+/* tproxy_map: the rule keys of both sets in one hash table, held in the
+ * outer array's only slot so that user space can replace it by a larger
+ * or smaller copy as the rules grow or shrink: a hash table's bucket
+ * array is sized when it is made (16 bytes a key), 16.8 MB for 800k keys
+ * with no rule loaded (src/maps/grown.rs, ARCHITECTURE.md §6 "Grown
+ * tables").  No table: no rule. */
+struct zfw_rule_key_table {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(key_size, sizeof(struct zfw_rule_key));
+	__uint(value_size, sizeof(struct zfw_rule_span));
+	__uint(max_entries, ZFW_RULE_KEYS_MIN);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__type(key, __u32);
+	__uint(max_entries, 1);
+	__array(values, struct zfw_rule_key_table);
+} tproxy_map SEC(".maps");
 /* range_map and service_map are indexed by range slot, split into chunks of
  * ZFW_CHUNK_SLOTS slots: the outer array holds a chunk (an inner array) only
  * where some rule's ranges lie, so an empty policy costs one array of map

@@ -20,7 +20,7 @@
  *     (dst len, src len) pairs of keys whose dst is D or one of D's stored
  *     ancestors, sorted most specific first.  No entry: no rule can match.
  *  2. For each pair of that list (bounded by ZFW_MAX_PAIRS, typically 1-3)
- *     one tproxy_map hash lookup with the packet's addresses masked to the
+ *     one hash lookup in tproxy_map's table with the packet's addresses masked to the
  *     pair's lengths.  A hit gives a span of range_map (chunked arrays, maps.h) holding the
  *     key's ranges in insertion order, scanned in order: the first pairs and
  *     ranges in plain loops, the rest in bpf_loop (zfw_policy_walk).
@@ -78,6 +78,11 @@ struct zfw_range_scan {
 	__u8 per_if;
 	__u8 found;
 	struct zfw_decision d;
+	/* zfw_scan_ranges' lookup key and span, off the stack (in memory
+	 * its loop keeps its values in registers: the stack is zfw_policy's) */
+	__u32 key;
+	__u32 at;
+	__u32 n;
 };
 
 /* State of the walk over the (dst len, src len) pairs of one address. */
@@ -93,6 +98,8 @@ struct zfw_pair_walk {
 	 * and what it read (per-CPU state, like the walk's) */
 	__u64 clock_jiffies;
 	__u64 clock_ns;
+	__u32 keys_slot; /* 0: tproxy_map's slot, a lookup key off the stack */
+	__u32 pad;
 };
 
 /* bpf_loop wants its context on the stack: a handle to the per-CPU state. */
@@ -203,6 +210,7 @@ static long zfw_pair_cb(__u32 i, void *ctx)
 	struct zfw_walk_ref *ref = ctx;
 	struct zfw_pair_walk *w = ref->w;
 	struct zfw_rule_span *sp;
+	void *keys;
 	__u32 j;
 
 	if (!w)
@@ -217,7 +225,10 @@ static long zfw_pair_cb(__u32 i, void *ctx)
 	w->rk.src_len = w->lv.src_len[j];
 	zfw_mask(w->daddr, w->rk.dst, w->rk.dst_len, w->rk.family);
 	zfw_mask(w->saddr, w->rk.src, w->rk.src_len, w->rk.family);
-	sp = bpf_map_lookup_elem(&tproxy_map, &w->rk);
+	keys = bpf_map_lookup_elem(&tproxy_map, &w->keys_slot);
+	if (!keys)
+		return 1;
+	sp = bpf_map_lookup_elem(keys, &w->rk);
 	if (!sp)
 		return 0;
 	w->scan.first = sp->first;
@@ -250,31 +261,33 @@ static long zfw_pair_cb(__u32 i, void *ctx)
 __attribute__((noinline)) int zfw_scan_ranges(struct zfw_range_scan *s, __u32 first, __u32 count)
 {
 	void *chunk;
-	__u32 i, k;
+	__u32 i;
 
 	if (!s || !count)
 		return 0;
 	/* the chunk is looked up once, and again only where the span enters
-	 * the next one: two dependent loads less per range.  One key variable
-	 * serves both lookups (this function's stack adds to the caller's). */
-	k = first >> ZFW_CHUNK_SHIFT;
-	chunk = bpf_map_lookup_elem(&range_map, &k);
+	 * the next one: two dependent loads less per range.  The lookup key
+	 * lives in @s: this function's stack adds to zfw_policy's. */
+	s->at = first;
+	s->n = count;
+	s->key = first >> ZFW_CHUNK_SHIFT;
+	chunk = bpf_map_lookup_elem(&range_map, &s->key);
 	if (!chunk)
 		return 0; /* past range_map or no chunk: the key's scan ends */
 	for (i = 0; i < ZFW_WALK_INLINE_RANGES; i++) {
 		struct zfw_range *r;
 
-		if (i >= count)
+		if (i >= s->n)
 			return 0;
-		k = (first + i) & (ZFW_CHUNK_SLOTS - 1);
-		if (!k && i) {
-			k = (first + i) >> ZFW_CHUNK_SHIFT;
-			chunk = bpf_map_lookup_elem(&range_map, &k);
+		s->key = (s->at + i) & (ZFW_CHUNK_SLOTS - 1);
+		if (!s->key && i) {
+			s->key = (s->at + i) >> ZFW_CHUNK_SHIFT;
+			chunk = bpf_map_lookup_elem(&range_map, &s->key);
 			if (!chunk)
 				return 0;
-			k = 0;
+			s->key = 0;
 		}
-		r = bpf_map_lookup_elem(chunk, &k);
+		r = bpf_map_lookup_elem(chunk, &s->key);
 		if (!r)
 			return 0;
 		if (zfw_range_fits(r, s->port, s->ifindex, s->per_if)) {
@@ -283,7 +296,7 @@ __attribute__((noinline)) int zfw_scan_ranges(struct zfw_range_scan *s, __u32 fi
 			return 1;
 		}
 	}
-	return count > ZFW_WALK_INLINE_RANGES ? -1 : 0;
+	return s->n > ZFW_WALK_INLINE_RANGES ? -1 : 0;
 }
 
 /**
@@ -299,6 +312,7 @@ __attribute__((noinline)) int zfw_policy_walk(const struct zfw_pkt *p, struct zf
 	const struct zfw_lpm_val *lv;
 	struct zfw_rule_span *sp;
 	__u32 npairs, j;
+	void *keys;
 	int rc;
 
 	if (!p || !w)
@@ -319,6 +333,11 @@ __attribute__((noinline)) int zfw_policy_walk(const struct zfw_pkt *p, struct zf
 	lv = bpf_map_lookup_elem(&dst_lpm_map, &w->lk);
 	if (!lv)
 		return 0;
+	w->keys_slot = 0;
+	/* the addresses from the walk state: @p is then dead in the loop,
+	 * which keeps its values in registers (the stack is shared) */
+	__builtin_memcpy(w->daddr, p->k.daddr, 16);
+	__builtin_memcpy(w->saddr, p->k.saddr, 16);
 	npairs = lv->npairs;
 	__builtin_memset(&w->rk, 0, sizeof(w->rk));
 	w->rk.family = p->k.family;
@@ -330,9 +349,14 @@ __attribute__((noinline)) int zfw_policy_walk(const struct zfw_pkt *p, struct zf
 			return 0;
 		w->rk.dst_len = lv->dst_len[j];
 		w->rk.src_len = lv->src_len[j];
-		zfw_mask(p->k.daddr, w->rk.dst, w->rk.dst_len, w->rk.family);
-		zfw_mask(p->k.saddr, w->rk.src, w->rk.src_len, w->rk.family);
-		sp = bpf_map_lookup_elem(&tproxy_map, &w->rk);
+		zfw_mask(w->daddr, w->rk.dst, w->rk.dst_len, w->rk.family);
+		zfw_mask(w->saddr, w->rk.src, w->rk.src_len, w->rk.family);
+		/* the table per pair, not once: a pointer kept across
+		 * zfw_scan_ranges would take a stack slot the callers need */
+		keys = bpf_map_lookup_elem(&tproxy_map, &w->keys_slot);
+		if (!keys)
+			return 0; /* no table: no rule */
+		sp = bpf_map_lookup_elem(keys, &w->rk);
 		if (!sp)
 			continue;
 		rc = zfw_scan_ranges(&w->scan, sp->first, sp->count);
@@ -349,8 +373,6 @@ __attribute__((noinline)) int zfw_policy_walk(const struct zfw_pkt *p, struct zf
 		return 0;
 	w->pair0 = w->scan.count ? j + 1 : ZFW_WALK_INLINE_PAIRS;
 	__builtin_memcpy(&w->lv, lv, sizeof(w->lv));
-	__builtin_memcpy(w->daddr, p->k.daddr, 16);
-	__builtin_memcpy(w->saddr, p->k.saddr, 16);
 	return -1;
 }
 

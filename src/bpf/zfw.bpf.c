@@ -22,6 +22,8 @@ struct zfw_btf_anchor {
 	/* the chunks' values (maps.h) */
 	struct zfw_range range;
 	struct zfw_service_id service_id;
+	struct zfw_rule_key rule_key;
+	struct zfw_rule_span rule_span;
 	enum zfw_reason reason;
 	enum zfw_tcp_state tcp_state;
 	enum zfw_action action;

@@ -35,6 +35,8 @@ enum zfw_limits {
 				      * as rules need them (ARCHITECTURE.md §6 "Chunks") */
 	ZFW_CHUNK_SLOTS = 16384,     /* 1 << ZFW_CHUNK_SHIFT */
 	ZFW_RANGE_CHUNKS = 64,       /* default chunks: 1,048,576 slots, two rule sets */
+	ZFW_RULE_KEYS_MIN = 1024,    /* tproxy_map's table is made for at least this many keys */
+	ZFW_RULE_KEYS_MAX = 800000,  /* ... and grows up to zfw_config.rule_keys_max, by default this */
 	ZFW_FLOW_CACHE_SLOTS = 4096, /* flow_cache_map slots per CPU (a power of two) */
 	ZFW_FLOW_CACHE_JIFFIES = 32, /* a cached flow verdict is trusted this many ticks */
 	ZFW_CT_EPOCH_BUCKETS = 1024, /* ct_epoch_map: per-bucket epochs, then one global */
@@ -270,6 +272,11 @@ struct zfw_config {
 	 * policy_gen, so a change of theirs makes the record untrusted */
 	__u32 rule_ids_gen;
 	__u64 build_id;     /* hash of the loaded BPF object */
+	/* user space only: how many keys tproxy_map's table may grow to
+	 * (`--map-size tproxy_map=N` at the first load; ARCHITECTURE.md §6
+	 * "Grown tables") */
+	__u32 rule_keys_max;
+	__u32 pad2;
 };
 
 /* diag_map value, indexed by ifindex (an all-zero slot: not configured). */

@@ -63,11 +63,20 @@ fn runs(slots: &[u32]) -> Vec<(u32, std::ops::Range<usize>)> {
 }
 
 impl Maps {
-    /// Chunk `c` of `info`, if the outer map holds one.  The outer slot is
-    /// read every time: another process may have replaced or dropped the
-    /// chunk since this one last used it (a cached handle is reused only
-    /// while it is still the chunk in place).
+    /// Chunk `c` of `info`, if the outer map holds one.
     pub(crate) fn chunk(&self, info: &'static MapInfo, c: u32) -> Result<Option<Arc<MapHandle>>> {
+        self.inner_map(info, c)
+    }
+
+    /// The inner map in slot `c` of array of maps `info`, if there is one,
+    /// checked against the row.  The outer slot is read every time: another
+    /// process may have replaced or dropped the map since this one last used
+    /// it (a cached handle is reused only while it is still the one in place).
+    pub(crate) fn inner_map(
+        &self,
+        info: &'static MapInfo,
+        c: u32,
+    ) -> Result<Option<Arc<MapHandle>>> {
         let outer = self.handle(info)?;
         if c >= outer.max_entries() {
             return Ok(None);
@@ -85,15 +94,18 @@ impl Maps {
                 return Ok(Some(h.clone()));
             }
         }
-        let h = MapHandle::from_map_id(id).ctx(|| format!("opening chunk {c} of {}", info.name))?;
-        if h.map_type() != MapType::Array
-            || h.key_size() != 4
+        let h = MapHandle::from_map_id(id).ctx(|| format!("opening map {c} of {}", info.name))?;
+        if Some(h.map_type()) != info.inner
+            || h.key_size() as usize != info.key_size
             || h.value_size() as usize != info.value_size
-            || h.max_entries() != SLOTS
+            || (info.chunked() && h.max_entries() != SLOTS)
         {
             return Err(Error::runtime(format!(
-                "chunk {c} of {} is not an array of {SLOTS} {} values; run `zfw unload --all` first",
-                info.name, info.value_type
+                "map {c} of {} is not the {:?} of {} -> {} this zfw expects; run `zfw unload --all` first",
+                info.name,
+                info.inner,
+                info.key_type,
+                info.value_type
             )));
         }
         let h = Arc::new(h);

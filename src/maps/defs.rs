@@ -14,16 +14,28 @@ use libbpf_rs::MapType;
 use super::registry::{Count, Decode, MapDef, MapInfo, Size};
 use crate::skel::types;
 
+/// A row's inner map type: `ArrayOfMaps of Array<K, V>` (chunks) or `of
+/// Hash` (a grown table); none for a plain map.
+macro_rules! inner {
+    () => {
+        None
+    };
+    ($t:ident) => {
+        Some(MapType::$t)
+    };
+}
+
 macro_rules! registry {
     ($(
         $(#[$doc:meta])*
-        $id:ident: $name:literal, $kind:ident<$k:ty, $v:ty>, $size:ident, $count:ident, $decode:ident;
+        $id:ident: $name:literal, $kind:ident $(of $inner:ident)? <$k:ty, $v:ty>, $size:ident, $count:ident, $decode:ident;
     )*) => {
         $(
             $(#[$doc])*
             pub static $id: MapDef<$k, $v> = MapDef::new(MapInfo {
                 name: $name,
                 kind: MapType::$kind,
+                inner: inner!($($inner)?),
                 size: Size::$size,
                 count: Count::$count,
                 decode: Decode::$decode,
@@ -49,12 +61,14 @@ registry! {
     WATCH_MAP: "watch_map", Array<u32, types::zfw_watch_lease>, Fixed, Slots, Raw;
     MONITOR_MAP: "monitor_map", Array<u32, types::zfw_monitor_lease>, Fixed, Slots, Raw;
     /// Rule keys of both rule sets, each pointing at its port ranges.
-    TPROXY_MAP: "tproxy_map", Hash<types::zfw_rule_key, types::zfw_rule_span>, Resizable, Keys, RuleKeys;
+    /// (one table in the outer array's slot, replaced by a larger or
+    /// smaller copy as rules come and go: src/maps/grown.rs)
+    TPROXY_MAP: "tproxy_map", ArrayOfMaps of Hash<types::zfw_rule_key, types::zfw_rule_span>, Resizable, Keys, RuleKeys;
     /// Port ranges by slot, in chunks made as rules need them
     /// (src/maps/chunked.rs); `--map-size` counts slots.
-    RANGE_MAP: "range_map", ArrayOfMaps<u32, types::zfw_range>, Resizable, Slots, Ranges;
+    RANGE_MAP: "range_map", ArrayOfMaps of Array<u32, types::zfw_range>, Resizable, Slots, Ranges;
     /// The service id of each range slot, chunked like range_map.
-    SERVICE_MAP: "service_map", ArrayOfMaps<u32, types::zfw_service_id>, Resizable, Keys, ServiceIds;
+    SERVICE_MAP: "service_map", ArrayOfMaps of Array<u32, types::zfw_service_id>, Resizable, Keys, ServiceIds;
     /// The destination trie that prunes the rule lookup.
     DST_LPM_MAP: "dst_lpm_map", LpmTrie<types::zfw_lpm_key, types::zfw_lpm_val>, Resizable, Keys, DstPrefixes;
     /// The rule store's journal: the change in progress (ARCHITECTURE.md §7).

@@ -16,6 +16,7 @@ use crate::skel::{bytes_of, from_bytes, types};
 pub mod batch;
 pub mod chunked;
 pub mod defs;
+pub mod grown;
 pub mod pending;
 pub mod registry;
 
@@ -170,6 +171,8 @@ impl Maps {
         let (info, h) = self.typed(m)?;
         let v = if info.chunked() {
             self.chunked_get(info, bytes_of(key))?
+        } else if info.grown() {
+            self.grown_get(info, bytes_of(key))?
         } else {
             h.lookup(bytes_of(key), MapFlags::ANY)
                 .ctx(|| format!("reading {}", info.name))?
@@ -187,6 +190,9 @@ impl Maps {
         if info.chunked() {
             return self.chunked_put(info, &[slot(bytes_of(key))?], bytes_of(val));
         }
+        if info.grown() {
+            return self.grown_put(info, bytes_of(key), bytes_of(val));
+        }
         h.update(bytes_of(key), bytes_of(val), MapFlags::ANY)
             .ctx(|| format!("writing {}", info.name))
     }
@@ -201,6 +207,9 @@ impl Maps {
             let had = self.chunked_get(info, bytes_of(key))?.is_some();
             self.chunked_del(info, &[slot(bytes_of(key))?])?;
             return Ok(had);
+        }
+        if info.grown() {
+            return Ok(self.grown_del(info, bytes_of(key))? > 0);
         }
         if matches!(h.map_type(), MapType::Array) {
             let zero = vec![0u8; h.value_size() as usize];
@@ -234,6 +243,9 @@ impl Maps {
             let slots = ks.chunks_exact(4).map(slot).collect::<Result<Vec<u32>>>()?;
             return self.chunked_put(info, &slots, &vs);
         }
+        if info.grown() {
+            return self.grown_put(info, &ks, &vs);
+        }
         batch::update(h, info.name, &ks, &vs, WRITE_BATCH)
     }
 
@@ -250,6 +262,9 @@ impl Maps {
         if info.chunked() {
             let slots = ks.chunks_exact(4).map(slot).collect::<Result<Vec<u32>>>()?;
             return self.chunked_del(info, &slots);
+        }
+        if info.grown() {
+            return self.grown_del(info, &ks).map(drop);
         }
         if matches!(h.map_type(), MapType::Array) {
             let zero = vec![0u8; h.value_size() as usize * keys.len()];
@@ -271,6 +286,10 @@ impl Maps {
                 .iter()
                 .map(|(k, v)| pair(name, &k.to_ne_bytes(), v))
                 .collect();
+        }
+        if info.grown() {
+            let e = self.grown_entries(info)?;
+            return e.iter().map(|(k, v)| pair(name, k, v)).collect();
         }
         // hash tables and tries: batch reads (one syscall per 4096 entries)
         if matches!(
@@ -354,6 +373,9 @@ impl Maps {
         if info.chunked() {
             return self.chunked_count(info);
         }
+        if info.grown() {
+            return self.grown_count(info);
+        }
         Ok(match info.count {
             Count::Nothing => 0,
             Count::Slots => h.max_entries() as usize,
@@ -380,6 +402,9 @@ impl Maps {
         if info.chunked() {
             return self.chunked_max(info);
         }
+        if info.grown() {
+            return self.grown_cap();
+        }
         Ok(self.handle(info)?.max_entries())
     }
 
@@ -392,6 +417,9 @@ impl Maps {
         let info = m.info()?;
         if info.chunked() {
             return self.chunked_memlock(info);
+        }
+        if info.grown() {
+            return self.grown_memlock(info);
         }
         fd_memlock(self.handle(info)?, info.name)
     }

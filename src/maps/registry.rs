@@ -88,6 +88,9 @@ pub struct MapInfo {
     /// name `dump --map` and `--map-size` take.
     pub name: &'static str,
     pub kind: MapType,
+    /// The inner maps' type of an array of maps: `Array` for chunks
+    /// (src/maps/chunked.rs), `Hash` for a grown table (src/maps/grown.rs).
+    pub inner: Option<MapType>,
     pub size: Size,
     pub count: Count,
     pub decode: Decode,
@@ -110,7 +113,13 @@ impl MapInfo {
     /// An array of maps of `chunked::SLOTS`-slot arrays (range_map,
     /// service_map: src/maps/chunked.rs): key and value are a chunk's.
     pub fn chunked(&self) -> bool {
-        self.kind == MapType::ArrayOfMaps
+        self.inner == Some(MapType::Array)
+    }
+
+    /// One hash table in slot 0 of an array of maps (tproxy_map): key and
+    /// value are the table's.
+    pub fn grown(&self) -> bool {
+        self.inner == Some(MapType::Hash)
     }
 
     pub fn is_array(&self) -> bool {
@@ -137,13 +146,18 @@ impl MapInfo {
         if kind == MapType::RingBuf {
             return Ok(());
         }
-        // the outer map of a chunked map holds map ids; its chunks are
-        // checked against the row as they are opened (maps::chunked)
-        let value_size = if self.chunked() && value_size == 4 {
-            self.value_size as u32
-        } else {
-            value_size
-        };
+        // an array of maps: u32 slots holding map ids; its inner maps are
+        // checked against the row as they are opened (maps::chunked,
+        // maps::grown)
+        if self.inner.is_some() {
+            if key_size != 4 || value_size != 4 {
+                return Err(format!(
+                    "{} has {key_size}-byte keys and {value_size}-byte values, an array of maps has 4 and 4",
+                    self.name
+                ));
+            }
+            return Ok(());
+        }
         let (k, v) = (key_size as usize, value_size as usize);
         if k != self.key_size || v != self.value_size {
             return Err(format!(

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::ifaddr;
-use crate::maps::{batch, defs, Maps};
+use crate::maps::{defs, Maps};
 use crate::rules::compile::{action_from_code, dir_from_code};
 use crate::rules::model::{words_addr, Direction, Family, Ports, Prefix, Proto, Rule};
 use crate::skel::{from_bytes, types};
@@ -28,15 +28,7 @@ pub fn active_set(maps: &Maps) -> Result<u8> {
 
 /// Every tproxy_map entry (both sets).
 pub fn all_keys(maps: &Maps) -> Result<Vec<Span>> {
-    let e = batch::read(
-        maps.handle(&defs::TPROXY_MAP)?,
-        defs::TPROXY_MAP.info.name,
-        BATCH,
-        None,
-    )?;
-    e.iter()
-        .map(|(k, v)| Ok((from_bytes(k)?, from_bytes(v)?)))
-        .collect()
+    maps.entries(&defs::TPROXY_MAP)
 }
 
 /// The keys of rule set `set`, in range order.

@@ -46,20 +46,22 @@ pub(crate) fn clear_set(maps: &Maps, set: u8) -> Result<()> {
         maps.del_many(&defs::DST_LPM_MAP, &lpm)?;
         maps.del_many(&defs::TPROXY_MAP, &keys)?;
     }
-    drop_unused_chunks(maps)
+    trim_rule_maps(maps)
 }
 
 /// Drop the range_map and service_map chunks no key's span covers (a
-/// cleared set's, a compacted one's, those a cut write made): the rule
-/// maps' memory follows the rules present (ARCHITECTURE.md §6 "Chunks").
+/// cleared set's, a compacted one's, those a cut write made), and fit
+/// tproxy_map's table to its keys: the rule maps' memory follows the rules
+/// present (ARCHITECTURE.md §6 "Chunks", "Grown tables").
 /// Keys are written before the ranges they point at and removed after the
 /// spans are left, so a chunk no key covers holds nothing a writer still
 /// needs, and the datapath reads only chunks of the active set's keys.
-pub(crate) fn drop_unused_chunks(maps: &Maps) -> Result<()> {
+pub(crate) fn trim_rule_maps(maps: &Maps) -> Result<()> {
     let spans = live::all_keys(maps)?;
     let keep = chunked::chunks_of(spans.iter().map(|(_, sp)| (sp.first, sp.count)));
     maps.drop_chunks_except(&defs::RANGE_MAP.info, &keep)?;
-    maps.drop_chunks_except(&defs::SERVICE_MAP.info, &keep)
+    maps.drop_chunks_except(&defs::SERVICE_MAP.info, &keep)?;
+    maps.fit_table(&defs::TPROXY_MAP.info)
 }
 
 /// dst prefixes that need a local route: those of ingress TPROXY rules.

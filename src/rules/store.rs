@@ -148,7 +148,7 @@ fn write_set(maps: &Maps, old_set: &Live, rules: &[Rule]) -> Result<()> {
         route::del_local(p)?;
     }
     remove_live(maps, old_set, &live_c)?;
-    sets::drop_unused_chunks(maps)?;
+    sets::trim_rule_maps(maps)?;
     // the old set's ids that no rule kept are free
     ids::sync(maps, stats)
 }
