@@ -142,7 +142,14 @@ fn tproxy_maps_table_grows_with_the_keys_and_shrinks_after_them() {
     // a whole set of 5,000 keys: a table with room for them
     store::replace_all(&maps, &keys(5000)).unwrap();
     let size = maps.table_size(&TPROXY_MAP.info).unwrap().unwrap();
-    let flags = maps.table(&TPROXY_MAP.info).unwrap().unwrap().info().unwrap().info.map_flags;
+    let flags = maps
+        .table(&TPROXY_MAP.info)
+        .unwrap()
+        .unwrap()
+        .info()
+        .unwrap()
+        .info
+        .map_flags;
     assert_eq!(flags & 1, 1, "the table is BPF_F_NO_PREALLOC");
     assert!(
         (5000..=16384).contains(&size),
