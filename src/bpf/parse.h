@@ -274,6 +274,7 @@ ZFW_INLINE int zfw_parse_eth(void *data, void *data_end, struct zfw_pkt *p)
 /* zfw_parse_fast: which packets besides plain IPv4 may take a fast path. */
 #define ZFW_FAST_V6 1      /* IPv6 without extension headers */
 #define ZFW_FAST_V4_OPTS 2 /* IPv4 with options */
+#define ZFW_FAST_PORTS 4   /* the caller needs the ports only (no TCP fields) */
 
 /*
  * The tuple of a packet as a fast path or a cache sees it.  zfw_parse_fast
@@ -302,8 +303,9 @@ struct zfw_tuple {
  * untagged Ethernet frame (its type gives the family), 0 for a tun frame
  * (the version does).  Accepted: IPv4 without options (@how may add
  * ZFW_FAST_V4_OPTS, and ZFW_FAST_V6 for IPv6 without extension headers),
- * not a fragment, TCP or UDP with a whole header and its ports inside the
- * IP length, and the IP packet complete within @wire_len bytes of the
+ * not a fragment, TCP or UDP with a whole header (with ZFW_FAST_PORTS: its
+ * ports; the TCP fields are then not read) and its ports inside the IP
+ * length, and the IP packet complete within @wire_len bytes of the
  * window's start.  Returns 0, or -1 for anything else, which the caller's
  * general path handles.
  */
@@ -363,7 +365,13 @@ ZFW_INLINE int zfw_parse_fast(void *data, void *data_end, __u32 l3, __u32 wire_l
 	asm volatile("" : "+r"(v6));
 	t->family = v6;
 	l4 = l3 + hl;
-	if (t->proto == ZFW_P_TCP) {
+	if (how & ZFW_FAST_PORTS) {
+		if (t->proto != ZFW_P_TCP && t->proto != ZFW_P_UDP)
+			return -1;
+		ports = data + l4;
+		if ((void *)(ports + 2) > data_end)
+			return -1;
+	} else if (t->proto == ZFW_P_TCP) {
 		struct tcphdr *th = data + l4;
 		__u32 doff;
 

@@ -239,18 +239,24 @@ ZFW_INLINE struct zfw_tun_cache *zfw_tun_dest_v4(const struct zfw_tuple *t)
 
 /**
  * zfw_tun_dest - the tun cache slot of a reply (an IP packet from the tun):
- * only TCP/UDP replies zfw_parse_fast accepts (IPv4 options and IPv6 too)
- * can be tunnel replies worth the fast path.  NULL: anything else, which
- * takes the stack.
+ * only TCP/UDP replies zfw_parse_fast accepts (IPv4 options and IPv6 too;
+ * the ports are all a reply is matched on) can be tunnel replies worth the
+ * fast path.  NULL: anything else, which takes the stack.
  */
 ZFW_INLINE struct zfw_tun_cache *zfw_tun_dest(void *data, void *data_end)
 {
+	__u32 len = data_end - data;
 	struct zfw_tuple t;
 
-	if (zfw_parse_fast(data, data_end, 0, data_end - data, ZFW_FAST_V6 | ZFW_FAST_V4_OPTS, &t))
+	/* IPv4 options asked for only when the common header failed: the
+	 * header length stays a constant on the common path */
+	if (!zfw_parse_fast(data, data_end, 0, len, ZFW_FAST_V6 | ZFW_FAST_PORTS, &t)) {
+		if (t.family == ZFW_AF_INET)
+			return zfw_tun_dest_v4(&t);
+		return zfw_tun_dest_key(&t);
+	}
+	if (zfw_parse_fast(data, data_end, 0, len, ZFW_FAST_V4_OPTS | ZFW_FAST_PORTS, &t))
 		return 0;
-	if (t.family == ZFW_AF_INET && t.l4_off == sizeof(struct iphdr))
-		return zfw_tun_dest_v4(&t);
 	return zfw_tun_dest_key(&t);
 }
 
