@@ -722,6 +722,24 @@ fn cached_flows_are_translated_with_valid_checksums_every_time() {
             >= 2,
         "both directions cached: {slots}"
     );
+    // the replies came from the slot keyed by the tuple they arrive with,
+    // which carries the way to the inside host (ARCHITECTURE.md §5)
+    let arrival = format!("{OUT}:{nport}");
+    let inside = format!("{IN}:40100");
+    let dnat = slots["maps"]["flow_cache_map"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| {
+            s["hook"] == "ingress"
+                && s["dst"] == arrival.as_str()
+                && s["translate_to"] == inside.as_str()
+                && s["pending_packets"].as_u64() > Some(0)
+        });
+    assert!(
+        dnat,
+        "a DNAT slot under the arrival tuple served the replies: {slots}"
+    );
     assert_eq!(f.counter("nat"), nat_before + 8, "every packet counted");
     // and conntrack counts the packets of both cached directions
     assert_eq!(counts(&f), (orig + 4, reply + 4));

@@ -63,13 +63,13 @@ int bench_step_parse(struct __sk_buff *skb)
 SEC("tc")
 int bench_step_known(struct __sk_buff *skb)
 {
+	struct zfw_config *cfg = zfw_cfg();
 	struct zfw_ictx c = {};
 
-	c.cfg = zfw_cfg();
 	c.flags = zfw_if_flags(skb->ifindex);
 	if (!bench_parse(skb, &c.p))
 		return TC_ACT_SHOT;
-	return zfw_known_flow(skb, &c) ? TC_ACT_OK : TC_ACT_SHOT;
+	return zfw_known_flow(skb, &c, cfg, 0) ? TC_ACT_OK : TC_ACT_SHOT;
 }
 
 SEC("tc")
@@ -96,7 +96,7 @@ int bench_flow_uncached(struct __sk_buff *skb)
 	struct zfw_pkt p = {};
 
 	if (bench_parse(skb, &p)) {
-		struct zfw_fc_probe q;
+		struct zfw_tuple q;
 		struct zfw_flow_cache *s;
 		__u32 idx;
 

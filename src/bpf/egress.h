@@ -24,16 +24,39 @@ ZFW_INLINE int zfw_egress_drop(const struct zfw_pkt *p, __u32 flags, __u16 reaso
 	return TC_ACT_SHOT;
 }
 
+/*
+ * The last step for a packet of known flow @f: masquerade, then the flow
+ * cache (@slot, the packet's slot) remembers the flow with what masquerade
+ * did.  A global function: verified once, not on each of the egress
+ * program's many paths to it (docs/ARCHITECTURE.md §5); the two calls keep
+ * their stack frames apart.
+ */
+__attribute__((noinline)) int zfw_egress_known(struct __sk_buff *skb, struct zfw_pkt *p,
+					       struct zfw_flow_cache *slot,
+					       const struct zfw_flow *f,
+					       const struct zfw_fc_req *req)
+{
+	struct zfw_xlat x = {};
+	int rc;
+
+	if (!skb || !p || !req)
+		return TC_ACT_OK;
+	rc = zfw_nat_out(skb, p, &x);
+	zfw_fc_remember_once(slot, f, req, &p->k, &x);
+	return rc;
+}
+
 /* @slot: the packet's flow cache slot when the fast path already looked
  * it up and missed (NULL: look it up here). */
 ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slot,
-				   struct zfw_fc_probe *q)
+				   struct zfw_tuple *q)
 {
 	struct zfw_pkt p = {};
 	struct zfw_config *cfg;
 	struct zfw_flow_key rev;
 	struct zfw_decision d;
 	struct zfw_fc_req req = {};
+	struct zfw_xlat x = {};
 	struct zfw_flow *f;
 	__u32 gen, epoch;
 	void *data, *data_end, *in_map, *out_map, *out_new;
@@ -50,13 +73,13 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 		return TC_ACT_OK; /* the host's own non-IP or odd frames are not ours to judge */
 	zfw_tcp_syn_opts(skb, &p); /* conntrack.h, "Windows" */
 	if (p.frag == ZFW_FRAG_LATER)
-		return zfw_nat_out(skb, &p, 0);
+		return zfw_nat_out(skb, &p, &x);
 
 	if (p.k.proto == ZFW_P_ICMP || p.k.proto == ZFW_P_ICMPV6) {
 		if (zfw_icmp_is_echo_req(&p) &&
 		    zfw_ct_touch(&icmp_echo_map, &p.k, &p, 1, 1) == ZFW_CT_MISS)
 			zfw_ct_create(&icmp_echo_map, &p.k, &p);
-		return zfw_nat_out(skb, &p, 0);
+		return zfw_nat_out(skb, &p, &x);
 	}
 	if (p.k.dport == ZFW_MODBUS_PORT)
 		zfw_ot_egress(skb, &p);
@@ -64,14 +87,13 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 	out_map = zfw_ct_map(p.k.proto, 0);
 	out_new = zfw_ct_new_map(p.k.proto, 0);
 	if (!in_map || !out_map || !out_new)
-		return zfw_nat_out(skb, &p, 0);
+		return zfw_nat_out(skb, &p, &x);
 	cfg = zfw_cfg();
 	gen = cfg ? cfg->policy_gen : 0;
 	if (!slot && zfw_fc_hit(&p, ZFW_DIR_EGRESS, gen, &slot, q))
-		return zfw_nat_out(skb, &p, 0);
+		return zfw_nat_out(skb, &p, &x);
 	epoch = zfw_ct_epoch(zfw_ct_bucket(&p.k));
 
-	req.slot = slot;
 	req.gen = gen;
 	req.epoch = epoch;
 	req.dir = ZFW_DIR_EGRESS;
@@ -101,32 +123,26 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 			}
 		}
 	}
-	if (inbound == 1) {
-		req.f = f;
-		req.inbound = 1;
-		req.from_orig = 0;
-		return zfw_nat_out(skb, &p, &req);
-	}
-	flags = zfw_if_flags(p.k.ifindex);
 	/* one an egress rule admitted ends if an egress deny now matches it */
-	if (inbound == 0) {
-		if (f && f->policy_gen && f->policy_gen != gen) {
-			d = zfw_policy_lookup(&p, ZFW_DIR_EGRESS,
-					      !!(flags & ZFW_IF_PER_INTERFACE_RULES), cfg);
-			if (d.action == ZFW_ACT_DENY) {
-				zfw_rule_hit(&d, &p);
-				zfw_ct_forget(out_map, 0, &p.k);
-				zfw_ct_epoch_bump(&p.k);
-				return zfw_egress_drop(&p, flags, ZFW_R_DROP_EGRESS_RULE);
-			}
-			f->policy_gen = gen;
+	if (inbound == 0 && f && f->policy_gen && f->policy_gen != gen) {
+		flags = zfw_if_flags(p.k.ifindex);
+		d = zfw_policy_lookup(&p, ZFW_DIR_EGRESS, !!(flags & ZFW_IF_PER_INTERFACE_RULES),
+				      cfg);
+		if (d.action == ZFW_ACT_DENY) {
+			zfw_rule_hit(&d, &p);
+			zfw_ct_forget(out_map, 0, &p.k);
+			zfw_ct_epoch_bump(&p.k);
+			return zfw_egress_drop(&p, flags, ZFW_R_DROP_EGRESS_RULE);
 		}
-		req.f = f;
-		req.inbound = 0;
-		req.from_orig = 1;
-		return zfw_nat_out(skb, &p, &req);
+		f->policy_gen = gen;
+	}
+	if (inbound >= 0) {
+		req.inbound = inbound;
+		req.from_orig = !inbound;
+		return zfw_egress_known(skb, &p, slot, f, &req);
 	}
 
+	flags = zfw_if_flags(p.k.ifindex);
 	if (flags & ZFW_IF_OUTBOUND_FILTER) {
 		d = zfw_policy_lookup(&p, ZFW_DIR_EGRESS, !!(flags & ZFW_IF_PER_INTERFACE_RULES), cfg);
 		zfw_rule_hit(&d, &p);
@@ -140,7 +156,7 @@ ZFW_INLINE int zfw_egress_full(struct __sk_buff *skb, struct zfw_flow_cache *slo
 			zfw_emit(&p, ZFW_DIR_EGRESS, ZFW_EV_STATE, ZFW_R_TRACK_NEW,
 				 p.k.proto == ZFW_P_TCP ? ZFW_TCP_SYN_SENT : ZFW_TCP_UDP);
 	}
-	return zfw_nat_out(skb, &p, 0);
+	return zfw_nat_out(skb, &p, &x);
 }
 
 /* Entry point: a packet of a cached flow leaves at once (translated when
@@ -150,7 +166,7 @@ ZFW_INLINE int zfw_egress(struct __sk_buff *skb)
 	struct zfw_config *cfg = zfw_cfg();
 	__u32 flags = zfw_if_flags(skb->ifindex);
 	struct zfw_flow_cache *slot = 0;
-	struct zfw_fc_probe q;
+	struct zfw_tuple q;
 
 	if (!(flags & ZFW_IF_OT_FILTERING) &&
 	    zfw_fc_fast(skb, ZFW_DIR_EGRESS, cfg ? cfg->policy_gen : 0, 1, &q, &slot) && slot) {

@@ -36,30 +36,10 @@
 
 _Static_assert(__builtin_offsetof(struct zfw_flow_cache, tun_mac) % 8 == 0, "tun_mac alignment");
 
-/* Where zfw_fc_fast's frames carry their addresses (untagged Ethernet). */
-#define ZFW_FC_V4_SADDR (14 + 12)
-#define ZFW_FC_V4_ADDRS_END (ZFW_FC_V4_SADDR + 8)
-#define ZFW_FC_V6_SADDR (14 + 8)
-#define ZFW_FC_V6_ADDRS_END (ZFW_FC_V6_SADDR + 32)
+/* The cache's probe is the fast tuple (parse.h): zfw_fc_fast reads it
+ * from the packet, the slow path points it at a parsed zfw_pkt. */
 
-/* What the cache needs of a packet; the addresses point into the packet
- * (fast path) or at a parsed zfw_pkt (slow path). */
-struct zfw_fc_probe {
-	const __u32 *saddr;
-	const __u32 *daddr;
-	__u32 ifindex;
-	__u32 ip_len;
-	__u32 tcp_end; /* TCP: the sequence number after the segment */
-	__u16 sport;
-	__u16 dport;
-	__u16 tcp_win; /* TCP: the window field */
-	__u16 l4_off;  /* zfw_fc_fast: where the TCP/UDP header starts */
-	__u8 family;
-	__u8 proto;
-	__u8 tcp_flags;
-};
-
-ZFW_INLINE void zfw_fc_probe_of(const struct zfw_pkt *p, struct zfw_fc_probe *q)
+ZFW_INLINE void zfw_fc_probe_of(const struct zfw_pkt *p, struct zfw_tuple *q)
 {
 	q->saddr = p->k.saddr;
 	q->daddr = p->k.daddr;
@@ -75,7 +55,7 @@ ZFW_INLINE void zfw_fc_probe_of(const struct zfw_pkt *p, struct zfw_fc_probe *q)
 	q->l4_off = p->l4_off;
 }
 
-ZFW_INLINE void zfw_fc_probe_key(const struct zfw_flow_key *k, struct zfw_fc_probe *q)
+ZFW_INLINE void zfw_fc_probe_key(const struct zfw_flow_key *k, struct zfw_tuple *q)
 {
 	q->saddr = k->saddr;
 	q->daddr = k->daddr;
@@ -94,7 +74,7 @@ ZFW_INLINE void zfw_fc_probe_key(const struct zfw_flow_key *k, struct zfw_fc_pro
 /* Hash of @q's tuple at hook @dir for the direct-mapped caches: IPv6
  * addresses are folded to one word first (a collision costs a table
  * lookup, never a wrong verdict). */
-ZFW_INLINE __u32 zfw_fc_hash(const struct zfw_fc_probe *q, __u8 dir)
+ZFW_INLINE __u32 zfw_fc_hash(const struct zfw_tuple *q, __u8 dir)
 {
 	__u32 a = q->saddr[0], b = q->daddr[0], h;
 
@@ -110,7 +90,7 @@ ZFW_INLINE __u32 zfw_fc_hash(const struct zfw_fc_probe *q, __u8 dir)
 }
 
 /* flow_cache_map slot of @q at hook @dir. */
-ZFW_INLINE __u32 zfw_fc_index(const struct zfw_fc_probe *q, __u8 dir)
+ZFW_INLINE __u32 zfw_fc_index(const struct zfw_tuple *q, __u8 dir)
 {
 	return zfw_fc_hash(q, dir) & (ZFW_FLOW_CACHE_SLOTS - 1);
 }
@@ -118,7 +98,7 @@ ZFW_INLINE __u32 zfw_fc_index(const struct zfw_fc_probe *q, __u8 dir)
 /* Is @k the tuple of @q?  An IPv4 key always holds zeros past the first
  * address word (zfw_parse_ipv4 writes only that word of a zeroed key), so
  * equal families and first words decide for IPv4. */
-ZFW_INLINE int zfw_fc_is(const struct zfw_flow_key *k, const struct zfw_fc_probe *q)
+ZFW_INLINE int zfw_fc_is(const struct zfw_flow_key *k, const struct zfw_tuple *q)
 {
 	__u32 diff;
 
@@ -138,7 +118,7 @@ ZFW_INLINE int zfw_fc_is(const struct zfw_flow_key *k, const struct zfw_fc_probe
  * @gen: the current rule generation.  *@sp gets the packet's slot (for
  * zfw_fc_fill after a miss).  Returns 1 when the packet was admitted.
  */
-ZFW_INLINE int zfw_fc_probe_hit(const struct zfw_fc_probe *q, __u8 dir, __u32 gen,
+ZFW_INLINE int zfw_fc_probe_hit(const struct zfw_tuple *q, __u8 dir, __u32 gen,
 				struct zfw_flow_cache **sp)
 {
 	__u32 idx = zfw_fc_index(q, dir);
@@ -166,7 +146,7 @@ ZFW_INLINE int zfw_fc_probe_hit(const struct zfw_fc_probe *q, __u8 dir, __u32 ge
  * (programs that probed on their fast path pass that one: the stack is
  * tight). */
 ZFW_INLINE int zfw_fc_hit(const struct zfw_pkt *p, __u8 dir, __u32 gen,
-			  struct zfw_flow_cache **sp, struct zfw_fc_probe *q)
+			  struct zfw_flow_cache **sp, struct zfw_tuple *q)
 {
 	zfw_fc_probe_of(p, q);
 	return zfw_fc_probe_hit(q, dir, gen, sp);
@@ -185,17 +165,25 @@ ZFW_INLINE void zfw_fc_flush(struct zfw_flow_cache *s)
 	 * counted under ZFW_R_TUNNEL as they go) */
 	map = s->tun_ifindex ? 0 : zfw_ct_map(s->key.proto, s->inbound);
 	if (map) {
-		struct zfw_flow_key ct = s->key;
+		const __u32 *da = s->key.daddr;
+		__u16 dp = s->key.dport;
 
 		if (s->nat && s->dir == ZFW_DIR_INGRESS + 1) {
 			/* a DNAT slot: conntrack saw the inside destination */
-			__builtin_memcpy(ct.daddr, s->naddr, 16);
-			ct.dport = s->nport;
+			da = s->naddr;
+			dp = s->nport;
 		}
-		if (s->from_orig)
-			k = ct;
-		else
-			zfw_flow_reverse(&ct, &k);
+		/* the entry's key, built in one place (the stack is tight) */
+		k = s->key;
+		if (s->from_orig) {
+			__builtin_memcpy(k.daddr, da, 16);
+			k.dport = dp;
+		} else {
+			__builtin_memcpy(k.saddr, da, 16);
+			k.sport = dp;
+			__builtin_memcpy(k.daddr, s->key.saddr, 16);
+			k.dport = s->key.sport;
+		}
 		f = bpf_map_lookup_elem(map, &k);
 		if (!f) {
 			/* a live UDP flow not assured yet (conntrack.h) */
@@ -244,86 +232,60 @@ __attribute__((noinline)) int zfw_fc_fill_window(struct zfw_flow_cache *s,
 }
 
 /**
- * zfw_fc_fill - after the table admitted @p as part of flow @f, remember
- * the verdict in slot @s.
- * @inbound, @from_orig: which table holds @f and which way @p travels
+ * zfw_fc_fill - after the table admitted a packet of flow @f (tuple @k),
+ * remember the verdict in slot @s (zfw_fc_remember's untranslated part).
+ * @inbound, @from_orig: which table holds @f and which way the packet travels
  * @gen, @epoch: rule generation and zfw_ct_epoch() read BEFORE the table
  * lookup, so that a change racing with this packet leaves the slot invalid.
+ * Returns 1 when @s now holds the flow.
  */
-ZFW_INLINE void zfw_fc_fill(struct zfw_flow_cache *s, const struct zfw_pkt *p, __u8 dir,
+ZFW_INLINE int zfw_fc_fill(struct zfw_flow_cache *s, const struct zfw_flow_key *k, __u8 dir,
 			    int inbound, int from_orig, const struct zfw_flow *f, __u32 gen,
 			    __u32 epoch)
 {
 	if (!s)
-		return;
+		return 0;
 	zfw_fc_flush(s);
 	if (!f || !zfw_flow_cacheable(f)) {
-		if (s->dir && zfw_flow_key_eq(&s->key, &p->k))
+		if (s->dir && zfw_flow_key_eq(&s->key, k))
 			s->dir = 0;
-		return;
+		return 0;
 	}
-	s->key = p->k;
+	s->key = *k;
 	s->policy_gen = gen;
 	s->jiffies = bpf_jiffies64();
 	s->epoch = epoch;
-	s->bucket = zfw_ct_bucket(&p->k);
+	s->bucket = zfw_ct_bucket(k);
 	s->dir = dir + 1;
 	s->inbound = inbound;
 	s->from_orig = from_orig;
 	s->nat = 0;
 	s->tun_ifindex = 0;
 	zfw_fc_fill_window(s, f, from_orig);
+	return 1;
 }
 
 /**
  * zfw_fc_fill_tun - remember in slot @s that the ingress frame at @data
- * goes into tun @tun_ifindex: a tunnel rule of generation @gen matched and
- * tun_map was updated.  The frame is one zfw_fc_fast parsed (untagged,
- * IPv4 without options or IPv6 without extension headers, TCP/UDP); the key
- * is written straight into the slot.  The fast path redirects the flow's
- * next packets while the rule generation and the epoch hold and the frame's
- * MAC addresses are the recorded ones; a client that comes back with
- * another MAC takes the full path, which rewrites tun_map.  A slot holding
- * another flow's pending counts is left to it (its flow would lose them).
- * The epoch is read after the rule lookup: a user-space invalidation racing
- * with this packet can leave the slot current for ZFW_FLOW_CACHE_JIFFIES.
+ * (its MAC addresses) of flow @k goes into tun @tun_ifindex: a tunnel rule
+ * of generation @gen matched and tun_map was updated.  @k is the tuple the
+ * full path parsed; @s the slot zfw_fc_fast probed for the same frame.  The
+ * fast path redirects the flow's next packets while the rule generation and
+ * the epoch hold and the frame's MAC addresses are the recorded ones; a
+ * client that comes back with another MAC takes the full path, which
+ * rewrites tun_map.  A slot holding another flow's pending counts is left
+ * to it (its flow would lose them).  The epoch is read after the rule
+ * lookup: a user-space invalidation racing with this packet can leave the
+ * slot current for ZFW_FLOW_CACHE_JIFFIES.
  */
-ZFW_INLINE void zfw_fc_fill_tun(struct zfw_flow_cache *s, void *data, void *data_end,
-				__u32 ifindex, __u32 tun_ifindex, __u32 gen)
+ZFW_INLINE void zfw_fc_fill_tun(struct zfw_flow_cache *s, const struct zfw_flow_key *k,
+				void *data, void *data_end, __u32 tun_ifindex, __u32 gen)
 {
-	struct ethhdr *eth = data;
-	__u16 *ports;
-
 	if (s->pkts && !s->tun_ifindex)
 		return;
-	if (data + ZFW_FC_V4_ADDRS_END + 4 > data_end)
-		return; /* shorter than any frame with ports */
-	__builtin_memset(&s->key, 0, sizeof(s->key));
-	if (eth->h_proto == bpf_htons(ZFW_ETH_P_IPV6)) {
-		__u32 *a = data + ZFW_FC_V6_SADDR; /* word loads: no byte-wise copy */
-		int i;
-
-		if (data + ZFW_FC_V6_ADDRS_END + 4 > data_end)
-			return;
-
-#pragma unroll
-		for (i = 0; i < 4; i++) {
-			s->key.saddr[i] = a[i];
-			s->key.daddr[i] = a[4 + i];
-		}
-		s->key.family = ZFW_AF_INET6;
-		s->key.proto = *(__u8 *)(data + 14 + 6);
-		ports = data + ZFW_FC_V6_ADDRS_END;
-	} else {
-		s->key.saddr[0] = *(__u32 *)(data + ZFW_FC_V4_SADDR);
-		s->key.daddr[0] = *(__u32 *)(data + ZFW_FC_V4_SADDR + 4);
-		s->key.family = ZFW_AF_INET;
-		s->key.proto = *(__u8 *)(data + 14 + 9);
-		ports = data + ZFW_FC_V4_ADDRS_END;
-	}
-	s->key.sport = bpf_ntohs(ports[0]);
-	s->key.dport = bpf_ntohs(ports[1]);
-	s->key.ifindex = ifindex;
+	if (data + 12 > data_end)
+		return;
+	s->key = *k;
 	s->bucket = zfw_ct_bucket(&s->key);
 	s->epoch = zfw_ct_epoch(s->bucket);
 	s->policy_gen = gen;
@@ -349,10 +311,26 @@ ZFW_INLINE int zfw_fc_tun_macs(const struct zfw_flow_cache *s, void *data, void 
 }
 
 
-/* A fill the caller leaves to a later step (masquerade decides it). */
+/* What masquerade did to a packet (nat.h fills one of these and nothing
+ * of the cache), and so how zfw_fc_remember keeps its flow. */
+enum zfw_xlat_kind {
+	ZFW_XLAT_NONE = 0, /* not translated: remember the flow as it is */
+	ZFW_XLAT_SNAT,     /* egress: the source becomes addr:port */
+	ZFW_XLAT_DNAT,     /* ingress: the destination was addr:port, the key holds the inside one */
+	ZFW_XLAT_UNCACHED, /* translated (or dropped): the next packets must see the full path */
+};
+
+/* A translation: the packet's key is the inside tuple, addr:port its
+ * outside side (the masquerade address and port). */
+struct zfw_xlat {
+	__u32 addr[4];
+	__u16 port;
+	__u8 kind; /* enum zfw_xlat_kind */
+	__u8 pad;
+};
+
+/* How a known flow's packet is remembered (zfw_fc_fill's arguments). */
 struct zfw_fc_req {
-	struct zfw_flow_cache *slot;
-	const struct zfw_flow *f;
 	__u32 gen;
 	__u32 epoch;
 	__u8 dir;
@@ -361,19 +339,12 @@ struct zfw_fc_req {
 	__u8 pad;
 };
 
-ZFW_INLINE void zfw_fc_fill_req(const struct zfw_fc_req *r, const struct zfw_pkt *p)
-{
-	zfw_fc_fill(r->slot, p, r->dir, r->inbound, r->from_orig, r->f, r->gen, r->epoch);
-}
-
-/* Make a slot zfw_fc_fill just validated translate its packets: address
- * @old -> @naddr (the source on egress, the destination on ingress), port
- * -> @nport.  IPv6 slots carry the checksum difference of the address. */
+/* Make a slot zfw_fc_fill just filled translate its packets: address @old
+ * -> @naddr (the source on egress, the destination on ingress), port ->
+ * @nport.  IPv6 slots carry the checksum difference of the address. */
 ZFW_INLINE void zfw_fc_set_nat(struct zfw_flow_cache *s, __u8 family, const __u32 *old,
 			       const __u32 *naddr, __u16 nport)
 {
-	if (!s || !s->dir)
-		return;
 	__builtin_memcpy(s->naddr, naddr, 16);
 	s->nport = nport;
 	s->csum_diff = 0;
@@ -390,85 +361,72 @@ ZFW_INLINE void zfw_fc_set_nat(struct zfw_flow_cache *s, __u8 family, const __u3
 }
 
 /**
+ * zfw_fc_remember - the one place a known flow's verdict goes into the flow
+ * cache (docs/ARCHITECTURE.md §5): the table admitted a packet of flow @f
+ * (tuple @k, the inside one), and masquerade described in @x what it did
+ * to the packet.  @s: the packet's
+ * slot by its tuple (NULL: none).  A DNAT slot is keyed by the tuple as it
+ * arrived (the fast path sees that one), which picks another slot than @s;
+ * conntrack and the slot's epoch bucket keep the inside tuple.  The
+ * translation goes in only if the fill took.
+ */
+ZFW_INLINE void zfw_fc_remember(struct zfw_flow_cache *s, const struct zfw_flow *f,
+				const struct zfw_fc_req *r, const struct zfw_flow_key *k,
+				const struct zfw_xlat *x)
+{
+	if (x->kind == ZFW_XLAT_UNCACHED)
+		return;
+	if (x->kind == ZFW_XLAT_DNAT) {
+		struct zfw_tuple q;
+		__u32 idx;
+
+		zfw_fc_probe_key(k, &q);
+		q.daddr = x->addr;
+		q.dport = x->port;
+		idx = zfw_fc_index(&q, r->dir);
+		s = bpf_map_lookup_elem(&flow_cache_map, &idx);
+	}
+	if (!zfw_fc_fill(s, k, r->dir, r->inbound, r->from_orig, f, r->gen, r->epoch) ||
+	    x->kind == ZFW_XLAT_NONE)
+		return;
+	if (x->kind == ZFW_XLAT_DNAT) {
+		__builtin_memcpy(s->key.daddr, x->addr, 16);
+		s->key.dport = x->port;
+		zfw_fc_set_nat(s, k->family, x->addr, k->daddr, k->dport);
+	} else {
+		zfw_fc_set_nat(s, k->family, k->saddr, x->addr, x->port);
+	}
+}
+
+/* zfw_fc_remember as a global function, which the programs call: verified
+ * once rather than on each path to it, and its stack frame stays out of
+ * the caller's (egress reaches it beside masquerade's deep calls). */
+__attribute__((noinline)) int zfw_fc_remember_once(struct zfw_flow_cache *s,
+						   const struct zfw_flow *f,
+						   const struct zfw_fc_req *r,
+						   const struct zfw_flow_key *k,
+						   const struct zfw_xlat *x)
+{
+	if (r && k && x)
+		zfw_fc_remember(s, f, r, k, x);
+	return 0;
+}
+
+/**
  * zfw_fc_fast - the whole conntrack step for the common packet, before any
- * general parsing: an untagged Ethernet frame with IPv4 without options or
- * IPv6 without extension headers, not a fragment, TCP or UDP, complete as
- * far as its IP header says -- the same checks zfw_parse_eth makes -- whose
+ * general parsing: an untagged Ethernet frame zfw_parse_fast accepts whose
  * flow is in this CPU's cache.  Anything else returns 0 and takes the full
  * path (which consults the same cache after its parser).
  * @allow_v6: IPv6 may take this path on this interface
  */
 ZFW_INLINE int zfw_fc_fast(struct __sk_buff *skb, __u8 dir, __u32 gen, int allow_v6,
-			   struct zfw_fc_probe *qp, struct zfw_flow_cache **sp)
+			   struct zfw_tuple *qp, struct zfw_flow_cache **sp)
 {
-	void *data = ZFW_SKB_DATA(skb);
-	void *data_end = ZFW_SKB_DATA_END(skb);
-	struct ethhdr *eth = data;
-	struct zfw_fc_probe q;
-	__u16 *ports;
-	__u32 l4;
+	struct zfw_tuple q;
 
-	if ((void *)(eth + 1) > data_end)
+	if (zfw_parse_fast(ZFW_SKB_DATA(skb), ZFW_SKB_DATA_END(skb), ZFW_ETH_HLEN, skb->len,
+			   allow_v6 ? ZFW_FAST_V6 : 0, &q))
 		return 0;
-	if (eth->h_proto == bpf_htons(ZFW_ETH_P_IP)) {
-		struct iphdr *ip = (void *)(eth + 1);
-
-		if ((void *)(ip + 1) > data_end)
-			return 0;
-		if (*(__u8 *)ip != 0x45 || (ip->frag_off & bpf_htons(0x3fff)))
-			return 0;
-		q.ip_len = bpf_ntohs(ip->tot_len);
-		q.saddr = &ip->saddr;
-		q.daddr = &ip->daddr;
-		q.family = ZFW_AF_INET;
-		q.proto = ip->protocol;
-		l4 = sizeof(*eth) + sizeof(*ip);
-		if (q.ip_len < sizeof(*ip))
-			return 0;
-	} else if (eth->h_proto == bpf_htons(ZFW_ETH_P_IPV6) && allow_v6) {
-		struct ipv6hdr *ip6 = (void *)(eth + 1);
-
-		if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
-			return 0;
-		q.ip_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
-		q.saddr = (const __u32 *)&ip6->saddr;
-		q.daddr = (const __u32 *)&ip6->daddr;
-		q.family = ZFW_AF_INET6;
-		q.proto = ip6->nexthdr;
-		l4 = sizeof(*eth) + sizeof(*ip6);
-	} else {
-		return 0;
-	}
-	if (skb->len < sizeof(*eth) + q.ip_len)
-		return 0; /* truncated: the full path drops it */
-	if (q.proto == ZFW_P_TCP) {
-		struct tcphdr *th = data + l4;
-		__u32 doff;
-
-		if ((void *)(th + 1) > data_end)
-			return 0;
-		doff = th->doff * 4;
-		if (doff < sizeof(*th) || data + l4 + doff > data_end)
-			return 0;
-		q.tcp_flags = ((__u8 *)th)[13];
-		q.tcp_win = bpf_ntohs(th->window);
-		/* a header longer than the packet gives a far end: full path */
-		q.tcp_end = bpf_ntohl(th->seq) + q.ip_len - (l4 - sizeof(*eth)) - doff;
-		ports = (__u16 *)th;
-	} else if (q.proto == ZFW_P_UDP) {
-		struct udphdr *uh = data + l4;
-
-		if ((void *)(uh + 1) > data_end || bpf_ntohs(uh->len) < sizeof(*uh))
-			return 0;
-		q.tcp_flags = 0;
-		q.tcp_win = 0;
-		q.tcp_end = 0;
-		ports = (__u16 *)uh;
-	} else {
-		return 0;
-	}
-	q.sport = bpf_ntohs(ports[0]);
-	q.dport = bpf_ntohs(ports[1]);
 	q.ifindex = skb->ifindex;
 	/* DHCPv6 replies pass earlier in the full path, under their own reason */
 	if (q.family == ZFW_AF_INET6 && q.proto == ZFW_P_UDP && q.sport == 547 && q.dport == 546)
@@ -476,7 +434,6 @@ ZFW_INLINE int zfw_fc_fast(struct __sk_buff *skb, __u8 dir, __u32 gen, int allow
 	/* packets that change TCP state never come from the cache */
 	if (q.tcp_flags & (ZFW_TCP_SYN | ZFW_TCP_FIN | ZFW_TCP_RST))
 		return 0;
-	q.l4_off = l4;
 	*qp = q;
 	return zfw_fc_probe_hit(&q, dir, gen, sp);
 }

@@ -26,58 +26,45 @@
 
 struct zfw_ictx {
 	struct zfw_pkt p;
-	struct zfw_config *cfg;
-	__u32 flags; /* interface settings */
-	int natted;  /* zfw_nat_in's result: 1 translated (cacheable), 2 translated */
-	/* the packet's flow cache slot when the fast path already looked it up
-	 * and missed (NULL: known_flow looks it up) */
-	struct zfw_flow_cache *slot;
+	__u32 flags;          /* interface settings */
+	struct zfw_xlat xlat; /* what masquerade did (zfw_nat_in) */
 };
 
 /*
- * Remember the verdict of a known flow in the flow cache.  A packet that
- * masquerade translated is cached under the tuple it arrived with, with its
- * translation (see zfw_nat_in), so that the fast path can redo both.
+ * Remember the verdict of a known flow in the flow cache, with what
+ * masquerade did to the packet (a DNAT slot is keyed by the tuple the
+ * packet arrived with, so that the fast path can redo both).  The global
+ * zfw_fc_remember_once: verified once, not on every path here.
  */
 ZFW_INLINE void zfw_known_fill(struct zfw_ictx *c, struct zfw_flow_cache *slot,
 			       const struct zfw_flow *f, int inbound, int from_orig, __u32 gen,
 			       __u32 epoch)
 {
-	struct zfw_nat_scratch *s;
-	struct zfw_fc_probe q;
-	__u32 idx;
+	struct zfw_fc_req r = {
+		.gen = gen,
+		.epoch = epoch,
+		.dir = ZFW_DIR_INGRESS,
+		.inbound = inbound,
+		.from_orig = from_orig,
+	};
 
-	if (!c->natted) {
-		zfw_fc_fill(slot, &c->p, ZFW_DIR_INGRESS, inbound, from_orig, f, gen, epoch);
-		return;
-	}
-	s = zfw_nat_scratch();
-	if (c->natted != 1 || !s)
-		return;
-	zfw_fc_probe_key(&s->pre, &q);
-	idx = zfw_fc_index(&q, ZFW_DIR_INGRESS);
-	slot = bpf_map_lookup_elem(&flow_cache_map, &idx);
-	zfw_fc_fill(slot, &c->p, ZFW_DIR_INGRESS, inbound, from_orig, f, gen, epoch);
-	if (slot && slot->dir) {
-		slot->key = s->pre;
-		zfw_fc_set_nat(slot, c->p.k.family, s->pre.daddr, c->p.k.daddr, c->p.k.dport);
-	}
+	zfw_fc_remember_once(slot, f, &r, &c->p.k, &c->xlat);
 }
 
 /*
  * Remember in flow cache slot @s (the one the fast path probed for this
- * packet and missed) that the packet's flow goes into tun @tun_ifindex: a
- * tunnel rule of generation @gen matched.  A global function: the verifier
- * checks it once, on its own, instead of once per path of the policy
- * program that reaches it, and its stack is not the policy program's.
+ * packet and missed) that flow @k goes into tun @tun_ifindex: a tunnel rule
+ * of generation @gen matched.  A global function: the verifier checks it
+ * once, on its own, instead of once per path of the policy program that
+ * reaches it.
  */
 __attribute__((noinline)) int zfw_tun_cache_flow(struct __sk_buff *skb, struct zfw_flow_cache *s,
-						 __u32 tun_ifindex, __u32 gen)
+						 const struct zfw_flow_key *k, __u32 tun_ifindex,
+						 __u32 gen)
 {
-	if (!skb || !s)
+	if (!skb || !s || !k)
 		return 0;
-	zfw_fc_fill_tun(s, ZFW_SKB_DATA(skb), ZFW_SKB_DATA_END(skb), skb->ifindex, tun_ifindex,
-			gen);
+	zfw_fc_fill_tun(s, k, ZFW_SKB_DATA(skb), ZFW_SKB_DATA_END(skb), tun_ifindex, gen);
 	return 0;
 }
 
@@ -137,17 +124,20 @@ ZFW_INLINE int zfw_v6_control(const struct zfw_pkt *p)
  * ended), ZFW_R_DROP_TCP_INVALID (the segment contradicts the flow's
  * handshake numbers: conntrack.h; the flow is unchanged).  Rule changes apply to new flows at once;
  * an established flow keeps running unless an explicit deny now matches it.
+ * @slot: the packet's flow cache slot when the fast path already looked it
+ * up and missed (NULL: looked up here).  (@cfg and @slot are arguments, not
+ * zfw_ictx members: the stack is tight.)
  */
-ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
+ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c, struct zfw_config *cfg,
+			      struct zfw_flow_cache *slot)
 {
 	struct zfw_pkt *p = &c->p;
-	struct zfw_flow_cache *slot = 0;
 	struct zfw_flow_key rev;
 	struct zfw_flow *f;
 	int inbound, rc;
 	void *in_map = zfw_ct_map(p->k.proto, 1);
 	void *out_map = zfw_ct_map(p->k.proto, 0);
-	__u32 gen = c->cfg ? c->cfg->policy_gen : 0;
+	__u32 gen = cfg ? cfg->policy_gen : 0;
 	__u32 epoch;
 
 	if (!in_map || !out_map)
@@ -161,12 +151,12 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 	if (zfw_is_bare_syn(p)) {
 		if (!bpf_map_lookup_elem(&tcp_ingress_map, &p->k))
 			return 0;
+		slot = 0;
 		epoch = 0;
 	} else {
-		struct zfw_fc_probe q;
+		struct zfw_tuple q;
 
-		slot = c->slot;
-		if (!slot && !c->natted && zfw_fc_hit(p, ZFW_DIR_INGRESS, gen, &slot, &q) &&
+		if (!slot && c->xlat.kind == ZFW_XLAT_NONE && zfw_fc_hit(p, ZFW_DIR_INGRESS, gen, &slot, &q) &&
 		    !slot->tun_ifindex)
 			return 1; /* (a tunnelled flow is no known flow: the rules decide) */
 		epoch = zfw_ct_epoch(zfw_ct_bucket(&p->k));
@@ -196,24 +186,23 @@ ZFW_INLINE int zfw_known_flow(struct __sk_buff *skb, struct zfw_ictx *c)
 	}
 	if (rc == ZFW_CT_INVALID)
 		return -ZFW_R_DROP_TCP_INVALID;
-	if (inbound) {
-		if (f && f->policy_gen && f->policy_gen != gen) {
-			struct zfw_decision d;
+	if (inbound && f && f->policy_gen && f->policy_gen != gen) {
+		struct zfw_decision d;
 
-			d = zfw_policy_lookup(p, ZFW_DIR_INGRESS,
-					      !!(c->flags & ZFW_IF_PER_INTERFACE_RULES), c->cfg);
-			if (d.action == ZFW_ACT_DENY) {
-				zfw_rule_hit(&d, p);
-				zfw_ct_forget(in_map, 1, &p->k);
-				zfw_ct_epoch_bump(&p->k);
-				return -ZFW_R_DROP_RULE_DENY;
-			}
-			f->policy_gen = gen;
+		d = zfw_policy_lookup(p, ZFW_DIR_INGRESS, !!(c->flags & ZFW_IF_PER_INTERFACE_RULES),
+				      cfg);
+		if (d.action == ZFW_ACT_DENY) {
+			zfw_rule_hit(&d, p);
+			zfw_ct_forget(in_map, 1, &p->k);
+			zfw_ct_epoch_bump(&p->k);
+			return -ZFW_R_DROP_RULE_DENY;
 		}
-		zfw_known_fill(c, slot, f, 1, 1, gen, epoch);
-		return 1;
+		f->policy_gen = gen;
 	}
-	zfw_known_fill(c, slot, f, 0, 0, gen, epoch);
+	if (inbound)
+		zfw_known_fill(c, slot, f, 1, 1, gen, epoch);
+	else
+		zfw_known_fill(c, slot, f, 0, 0, gen, epoch);
 	return 1;
 }
 
@@ -226,8 +215,6 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 	__u32 tun_if = 0;
 	int rc, tun_only;
 
-	c.cfg = cfg;
-	c.slot = slot;
 	c.flags = flags;
 	c.p.k.ifindex = skb->ifindex;
 	c.p.wire_len = skb->len;
@@ -260,10 +247,13 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 
 	/* Step 4, masquerade: replies to translated flows get the inside destination back */
 	if (c.flags & ZFW_IF_MASQUERADE) {
+		/* a DNAT's description: from the destination the packet arrived with */
+		__builtin_memcpy(c.xlat.addr, c.p.k.daddr, 16);
+		c.xlat.port = c.p.k.dport;
 		rc = zfw_nat_in(skb, &c.p);
 		if (rc < 0)
 			return zfw_drop(&c, -rc);
-		c.natted = rc;
+		c.xlat.kind = rc;
 		data = ZFW_SKB_DATA(skb);
 		data_end = ZFW_SKB_DATA_END(skb);
 	}
@@ -276,7 +266,7 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 	}
 
 	/* Step 6: known flows, the cheapest path */
-	rc = zfw_known_flow(skb, &c);
+	rc = zfw_known_flow(skb, &c, cfg, slot);
 	if (rc > 0) {
 		zfw_frag_note(&c.p);
 		return zfw_pass(&c, ZFW_R_PASS_KNOWN_FLOW);
@@ -311,7 +301,7 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 
 	/* Step 9 (ahead of SSH, so that a protected port 22 stays protected): DDoS */
 	if ((c.flags & ZFW_IF_DDOS) && c.p.k.proto == ZFW_P_TCP && !tun_only) {
-		rc = zfw_ddos_check(&c.p, c.cfg);
+		rc = zfw_ddos_check(&c.p, cfg);
 		if (rc)
 			return zfw_drop(&c, rc);
 	}
@@ -322,7 +312,7 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 		return zfw_admit(skb, &c, ZFW_R_PASS_SSH);
 
 	/* Step 11: policy */
-	d = zfw_policy_lookup(&c.p, ZFW_DIR_INGRESS, !!(c.flags & ZFW_IF_PER_INTERFACE_RULES), c.cfg);
+	d = zfw_policy_lookup(&c.p, ZFW_DIR_INGRESS, !!(c.flags & ZFW_IF_PER_INTERFACE_RULES), cfg);
 	if (tun_only && d.action != ZFW_ACT_TUNNEL)
 		return zfw_drop(&c, ZFW_R_DROP_NO_STATE);
 	/* a new flow's decision (a tunnelled connection's later segments are
@@ -344,9 +334,9 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 		if (rc == TC_ACT_SHOT)
 			return zfw_drop(&c, ZFW_R_DROP_NO_TUNNEL);
 		zfw_note(&c.p, c.flags, ZFW_DIR_INGRESS, ZFW_R_TUNNEL, 0);
-		/* for zfw_ingress, which caches the flow's way into the tun */
-		skb->cb[2] = tun_if;
-		skb->cb[3] = d.gen;
+		/* the flow's way into the tun, for the fast path */
+		if (slot && rc == TC_ACT_REDIRECT)
+			zfw_tun_cache_flow(skb, slot, &c.p.k, tun_if, d.gen);
 		return rc;
 	default:
 		return zfw_drop(&c, ZFW_R_DROP_NO_RULE);
@@ -363,39 +353,35 @@ ZFW_INLINE int zfw_ingress(struct __sk_buff *skb)
 	struct zfw_config *cfg = zfw_cfg();
 	__u32 flags = zfw_if_flags(skb->ifindex);
 	struct zfw_flow_cache *slot = 0;
-	struct zfw_fc_probe q;
-	int rc;
 
-	if (!(flags & (ZFW_IF_OT_FILTERING | ZFW_IF_VERBOSE)) &&
-	    zfw_fc_fast(skb, ZFW_DIR_INGRESS, cfg ? cfg->policy_gen : 0, flags & ZFW_IF_IPV6, &q,
-			&slot) &&
-	    slot) {
-		if (slot->tun_ifindex) {
-			/* a tunnelled flow: into the tun, unless the client
-			 * came back with other MACs (the full path records them) */
+	if (!(flags & (ZFW_IF_OT_FILTERING | ZFW_IF_VERBOSE))) {
+		struct zfw_tuple q; /* in this block only: the full path reuses its stack */
+
+		if (zfw_fc_fast(skb, ZFW_DIR_INGRESS, cfg ? cfg->policy_gen : 0, flags & ZFW_IF_IPV6,
+				&q, &slot) &&
+		    slot) {
+			if (!slot->tun_ifindex) {
+				if (slot->nat) {
+					/* a reply to a masqueraded flow: the inside destination back */
+					if (zfw_fc_nat_apply(skb, slot, &q, 1) < 0) {
+						zfw_count(ZFW_R_DROP_NAT_UNTRANSLATABLE);
+						return TC_ACT_SHOT;
+					}
+					zfw_count(ZFW_R_NAT);
+				}
+				zfw_count(ZFW_R_PASS_KNOWN_FLOW);
+				return TC_ACT_OK;
+			}
+			/* a tunnelled flow: into the tun, unless the client came
+			 * back with other MACs (the full path records them) */
 			if (zfw_fc_tun_macs(slot, ZFW_SKB_DATA(skb), ZFW_SKB_DATA_END(skb))) {
 				zfw_count(ZFW_R_TUNNEL);
 				return bpf_redirect(slot->tun_ifindex, 0);
 			}
 			slot->dir = 0;
-			goto full;
 		}
-		if (slot->nat) {
-			/* a reply to a masqueraded flow: the inside destination back */
-			if (zfw_fc_nat_apply(skb, slot, &q, 1) < 0) {
-				zfw_count(ZFW_R_DROP_NAT_UNTRANSLATABLE);
-				return TC_ACT_SHOT;
-			}
-			zfw_count(ZFW_R_NAT);
-		}
-		zfw_count(ZFW_R_PASS_KNOWN_FLOW);
-		return TC_ACT_OK;
 	}
-full:
-	rc = zfw_ingress_full(skb, cfg, flags, slot);
-	if (rc == TC_ACT_REDIRECT && slot)
-		zfw_tun_cache_flow(skb, slot, skb->cb[2], skb->cb[3]);
-	return rc;
+	return zfw_ingress_full(skb, cfg, flags, slot);
 }
 
 #endif /* ZFW_INGRESS_H */

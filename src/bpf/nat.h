@@ -58,7 +58,7 @@
 #include "events.h"
 #include "iface.h"
 #include "icmp.h"
-#include "flowcache.h"
+#include "flowcache.h" /* struct zfw_xlat: what a step did, for the caller to remember */
 
 #define ZFW_NAT_SIDE_IN ZFW_NAT_FIN_INSIDE
 #define ZFW_NAT_SIDE_OUT ZFW_NAT_FIN_OUTSIDE
@@ -86,7 +86,6 @@ struct zfw_nat_scratch {
 	struct zfw_nat_val v;
 	struct zfw_flow_key rk;
 	struct zfw_nat_rev nr;
-	struct zfw_flow_key pre; /* zfw_nat_in: the tuple before translation */
 	struct zfw_nat_closed c; /* a closing mapping's masquerade_closed_map record */
 	struct zfw_nat_pick pk;  /* zfw_nat_alloc: fallbacks seen among the candidates */
 	struct bpf_sock_tuple t; /* zfw_nat_port_busy: off the stack */
@@ -290,9 +289,10 @@ ZFW_INLINE int zfw_nat_may_start(const struct zfw_pkt *p)
 	return zfw_icmp_is_echo_req(p) && p->has_ports;
 }
 
-/* SNAT of a forwarded TCP / UDP / ICMP echo packet of the mapping @r. */
+/* SNAT of a forwarded TCP / UDP / ICMP echo packet of the mapping @r;
+ * *@x says whether later packets may be translated from the flow cache. */
 ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat_scratch *s,
-			struct zfw_nat_rev *r, const struct zfw_fc_req *req)
+			struct zfw_nat_rev *r, struct zfw_xlat *x)
 {
 	struct zfw_nat_rev *nr = &s->nr;
 	struct zfw_nat_key *k = &s->k;
@@ -324,12 +324,13 @@ ZFW_INLINE int zfw_snat(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_nat
 				    ZFW_NAT_E_REWRITE);
 	if (gone)
 		zfw_nat_forget(s, zfw_nat_map(p->k.proto), k, &p->k, gone, p->k.saddr, p->k.sport);
-	else if (req && (nr->state == ZFW_TCP_ESTABLISHED || nr->state == ZFW_TCP_UDP)) {
-		/* later packets of the flow: translated from the flow cache (the
-		 * reverse entry tracks FIN/RST; half-open mappings stay on the
-		 * full path, which sees the ACK that completes them) */
-		zfw_fc_fill_req(req, p);
-		zfw_fc_set_nat(req->slot, p->k.family, p->k.saddr, nr->naddr, nr->nport);
+	else if (nr->state == ZFW_TCP_ESTABLISHED || nr->state == ZFW_TCP_UDP) {
+		/* later packets of the flow may be translated from the flow
+		 * cache (the reverse entry tracks FIN/RST; half-open mappings
+		 * stay on the full path, which sees the ACK that completes them) */
+		x->kind = ZFW_XLAT_SNAT;
+		__builtin_memcpy(x->addr, nr->naddr, 16);
+		x->port = nr->nport;
 	}
 	zfw_count(ZFW_R_NAT);
 	return TC_ACT_OK;
@@ -406,21 +407,21 @@ ZFW_INLINE int zfw_nat_local_scope(const struct zfw_pkt *p)
 /**
  * zfw_nat_out_map - the masquerade step for packets of existing mappings,
  * ICMP errors and untranslated packets; ZFW_NAT_NEED_MAPPING when the
- * packet starts a flow that needs a mapping first.
+ * packet starts a flow that needs a mapping first.  *@x (ZFW_XLAT_UNCACHED
+ * on entry) gets what was done where later packets may repeat it.
  */
-static __attribute__((noinline, unused)) int zfw_nat_out_map(struct __sk_buff *skb,
-							     struct zfw_pkt *p,
-							     const struct zfw_fc_req *req)
+__attribute__((noinline)) int zfw_nat_out_map(struct __sk_buff *skb, struct zfw_pkt *p,
+					      struct zfw_xlat *x)
 {
 	struct zfw_nat_scratch *s;
 	struct zfw_nat_rev *r;
 	int own;
 
-	/* @req: the packet belongs to a known flow; its flow cache slot is
-	 * filled once the translation (or that there is none) is known */
+	if (!skb || !p || !x)
+		return TC_ACT_SHOT;
+
 	if (!(zfw_if_flags(p->k.ifindex) & ZFW_IF_MASQUERADE)) {
-		if (req)
-			zfw_fc_fill_req(req, p);
+		x->kind = ZFW_XLAT_NONE;
 		return TC_ACT_OK;
 	}
 	s = zfw_nat_scratch();
@@ -436,11 +437,10 @@ static __attribute__((noinline, unused)) int zfw_nat_out_map(struct __sk_buff *s
 	if (p->frag != ZFW_FRAG_LATER && p->has_ports) {
 		r = bpf_map_lookup_elem(&masquerade_reverse_map, &p->k);
 		if (r)
-			return zfw_snat(skb, p, s, r, req);
+			return zfw_snat(skb, p, s, r, x);
 	}
 	if (zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.saddr) || zfw_nat_local_scope(p)) {
-		if (req)
-			zfw_fc_fill_req(req, p); /* never translated */
+		x->kind = ZFW_XLAT_NONE; /* never translated */
 		return TC_ACT_OK;
 	}
 	/* no ports to translate (later fragments, other protocols): never let
@@ -475,21 +475,28 @@ static __attribute__((noinline, unused)) int zfw_nat_new(struct __sk_buff *skb, 
  * packets (source = an address of the interface) leave unchanged.  A new
  * flow's mapping is made by zfw_nat_new, called beside zfw_nat_out_map
  * rather than from it: nested, their stack frames and the egress
- * program's would pass the verifier's 512 bytes.
+ * program's would pass the verifier's 512 bytes.  *@x describes the
+ * translation for the caller's flow cache slot (flowcache.h,
+ * zfw_fc_remember); a flow's first translated packet is never remembered.
  */
-ZFW_INLINE int zfw_nat_out(struct __sk_buff *skb, struct zfw_pkt *p, const struct zfw_fc_req *req)
+ZFW_INLINE int zfw_nat_out(struct __sk_buff *skb, struct zfw_pkt *p, struct zfw_xlat *x)
 {
-	int rc = zfw_nat_out_map(skb, p, req);
+	int rc;
 
+	x->kind = ZFW_XLAT_UNCACHED;
+	rc = zfw_nat_out_map(skb, p, x);
 	if (rc != ZFW_NAT_NEED_MAPPING)
 		return rc;
 	if (zfw_nat_new(skb, p))
 		return TC_ACT_SHOT;
-	return zfw_nat_out_map(skb, p, 0);
+	rc = zfw_nat_out_map(skb, p, x);
+	x->kind = ZFW_XLAT_UNCACHED;
+	return rc;
 }
 
 /* DNAT of an ICMP error quoting a translated flow: outer destination,
- * quoted source address and port go back to the inside host. */
+ * quoted source address and port go back to the inside host.  Returns 1
+ * when translated, 0 when the error quotes no mapping, or minus a reason. */
 ZFW_INLINE int zfw_dnat_icmp_error(struct __sk_buff *skb, struct zfw_pkt *p,
 				   struct zfw_nat_scratch *s)
 {
@@ -526,16 +533,18 @@ ZFW_INLINE int zfw_dnat_icmp_error(struct __sk_buff *skb, struct zfw_pkt *p,
 		return -ZFW_R_DROP_NAT_UNTRANSLATABLE;
 	__builtin_memcpy(p->k.daddr, v->addr, 16);
 	zfw_count(ZFW_R_NAT);
-	return 2;
+	return 1;
 }
 
 /**
  * zfw_nat_in - masquerade step of the ingress program, before the
- * known-flow step.  Returns 1 when the packet was translated and its flow
- * cache slot may carry the translation (the scratch's `pre` holds the tuple
- * as it arrived), 2 when translated but not cacheable; the caller reloads
- * its packet pointers and @p holds the inside tuple.  0 when it is not a
- * reply to a translated flow, or minus a ZFW_R_DROP_* reason.
+ * known-flow step.  Returns what it did, or minus a ZFW_R_DROP_* reason:
+ * ZFW_XLAT_NONE, not a reply to a translated flow; ZFW_XLAT_DNAT,
+ * translated from the destination the packet arrived with, and the flow
+ * cache may repeat it; ZFW_XLAT_UNCACHED, translated, but not that way.
+ * When translated, the caller reloads its packet pointers and @p holds the
+ * inside tuple.  (A global function with few arguments: its stack and the
+ * ingress program's share the verifier's 512 bytes.)
  */
 __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *p)
 {
@@ -546,24 +555,26 @@ __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *
 	struct zfw_flow_key *rk;
 	__u32 csum_off, off;
 	__u64 fl, now;
-	int gone = 0, echo = 0;
+	int gone = 0, echo = 0, rc;
 
 	if (!s || !skb || !p)
-		return 0;
+		return ZFW_XLAT_NONE;
 	k = &s->k;
 	v = &s->v;
 	rk = &s->rk;
 	if (p->k.proto == ZFW_P_ICMP || p->k.proto == ZFW_P_ICMPV6) {
-		if (zfw_icmp_is_error(p))
-			return zfw_dnat_icmp_error(skb, p, s);
+		if (zfw_icmp_is_error(p)) {
+			rc = zfw_dnat_icmp_error(skb, p, s);
+			return rc > 0 ? ZFW_XLAT_UNCACHED : rc;
+		}
 		if (!zfw_icmp_is_echo_reply(p))
-			return 0;
+			return ZFW_XLAT_NONE;
 		echo = 1;
 	} else if (p->k.proto != ZFW_P_TCP && p->k.proto != ZFW_P_UDP) {
-		return 0;
+		return ZFW_XLAT_NONE;
 	}
 	if (!p->has_ports)
-		return 0;
+		return ZFW_XLAT_NONE;
 	__builtin_memset(k, 0, sizeof(*k));
 	__builtin_memcpy(k->raddr, p->k.saddr, 16);
 	k->rport = echo ? 0 : p->k.sport;
@@ -573,11 +584,11 @@ __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *
 	k->proto = p->k.proto;
 	vp = bpf_map_lookup_elem(zfw_nat_map(p->k.proto), k);
 	if (!vp)
-		return 0;
+		return ZFW_XLAT_NONE;
 	/* the mapping is for replies to our translated address only */
 	if (p->k.family == ZFW_AF_INET ? vp->naddr4 != p->k.daddr[0]
 				       : !zfw_is_if_addr(p->k.ifindex, p->k.family, p->k.daddr))
-		return 0;
+		return ZFW_XLAT_NONE;
 	now = zfw_nat_now();
 	if (p->k.proto != ZFW_P_TCP && now - vp->last_ns > ZFW_UDP_TIMEOUT_S * ZFW_NSEC) {
 		/* an idle mapping admits nothing from outside until the inside renews it */
@@ -587,7 +598,7 @@ __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *
 		r = bpf_map_lookup_elem(&masquerade_reverse_map, rk);
 
 		if (!r || now - r->last_ns > ZFW_UDP_TIMEOUT_S * ZFW_NSEC)
-			return 0;
+			return ZFW_XLAT_NONE;
 	}
 	if (p->k.proto == ZFW_P_TCP) {
 		__u8 st = vp->state, fin = vp->fin;
@@ -636,7 +647,6 @@ __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *
 	if (!zfw_nat_half_open(p->k.proto, vp->state))
 		vp->last_ns = now;
 	*v = *vp;
-	s->pre = p->k;
 	csum_off = zfw_nat_addr_csum(p, &fl);
 	if (zfw_nat_set_addr(skb, p->k.family, p->l3_off, 1, p->k.daddr, v->addr, csum_off, fl))
 		return -ZFW_R_DROP_NAT_UNTRANSLATABLE;
@@ -653,8 +663,8 @@ __attribute__((noinline)) int zfw_nat_in(struct __sk_buff *skb, struct zfw_pkt *
 		zfw_nat_forget(s, zfw_nat_map(p->k.proto), k, rk, gone, v->addr, v->port);
 	zfw_count(ZFW_R_NAT);
 	if (gone || echo || (v->state != ZFW_TCP_ESTABLISHED && v->state != ZFW_TCP_UDP))
-		return 2;
-	return 1;
+		return ZFW_XLAT_UNCACHED;
+	return ZFW_XLAT_DNAT;
 }
 
 #endif /* ZFW_NAT_H */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * natfast.h - masquerade on the flow-cache fast path: a packet that
- * zfw_fc_fast admitted from a slot carrying a translation (filled by
- * zfw_nat_out / zfw_nat_in on the full path) is rewritten here with the
+ * zfw_fc_fast admitted from a slot carrying a translation (remembered by
+ * zfw_fc_remember from what zfw_nat_out / zfw_nat_in described on the full
+ * path) is rewritten here with the
  * same checksum helpers the full path uses, so CHECKSUM_PARTIAL and
  * CHECKSUM_COMPLETE packets stay right.
  */
@@ -87,7 +88,7 @@ ZFW_INLINE int zfw_nat4_direct(struct __sk_buff *skb, int summed, __u32 addr_off
  * Returns 0, or -1 when the packet could not be rewritten.
  */
 ZFW_INLINE int zfw_fc_nat_apply(struct __sk_buff *skb, const struct zfw_flow_cache *s,
-				const struct zfw_fc_probe *q, int dst)
+				const struct zfw_tuple *q, int dst)
 {
 	__u32 l4 = q->l4_off & 0x7f;
 	__u32 csum_off = l4 + (q->proto == ZFW_P_TCP ? 16 : 6);

@@ -271,4 +271,137 @@ ZFW_INLINE int zfw_parse_eth(void *data, void *data_end, struct zfw_pkt *p)
 	return ZFW_PARSE_NOT_IP;
 }
 
+/* zfw_parse_fast: which packets besides plain IPv4 may take a fast path. */
+#define ZFW_FAST_V6 1      /* IPv6 without extension headers */
+#define ZFW_FAST_V4_OPTS 2 /* IPv4 with options */
+#define ZFW_FAST_PORTS 4   /* the caller needs the ports only (no TCP fields) */
+
+/*
+ * The tuple of a packet as a fast path or a cache sees it.  zfw_parse_fast
+ * points the addresses into the packet; the flow cache's slow path points
+ * them at a parsed zfw_pkt (flowcache.h, zfw_fc_probe_of).
+ */
+struct zfw_tuple {
+	const __u32 *saddr;
+	const __u32 *daddr;
+	__u32 ifindex; /* set by the caller */
+	__u32 ip_len;  /* bytes from the IP header to the end of the IP packet */
+	__u32 tcp_end; /* TCP: the sequence number after the segment */
+	__u16 sport;   /* host byte order */
+	__u16 dport;
+	__u16 tcp_win; /* TCP: the window field */
+	__u16 l4_off;  /* where the TCP/UDP header starts in the window */
+	__u8 family;
+	__u8 proto;
+	__u8 tcp_flags;
+};
+
+/**
+ * zfw_parse_fast - the one parser of the fast paths (docs/ARCHITECTURE.md
+ * §5): read the tuple of the common packet in place, with the checks
+ * zfw_parse_eth makes.  The IP header starts at @l3: ZFW_ETH_HLEN for an
+ * untagged Ethernet frame (its type gives the family), 0 for a tun frame
+ * (the version does).  Accepted: IPv4 without options (@how may add
+ * ZFW_FAST_V4_OPTS, and ZFW_FAST_V6 for IPv6 without extension headers),
+ * not a fragment, TCP or UDP with a whole header (with ZFW_FAST_PORTS: its
+ * ports; the TCP fields are then not read) and its ports inside the IP
+ * length, and the IP packet complete within @wire_len bytes of the
+ * window's start.  Returns 0, or -1 for anything else, which the caller's
+ * general path handles.
+ */
+ZFW_INLINE int zfw_parse_fast(void *data, void *data_end, __u32 l3, __u32 wire_len, int how,
+			      struct zfw_tuple *t)
+{
+	__u8 *ip = data + l3;
+	__u32 l4, hl;
+	__u16 *ports;
+	int v6;
+
+	if ((void *)(ip + sizeof(struct iphdr)) > data_end)
+		return -1;
+	if (l3) {
+		__u16 type = *(__u16 *)(ip - 2);
+
+		if (type != bpf_htons(ZFW_ETH_P_IP) && type != bpf_htons(ZFW_ETH_P_IPV6))
+			return -1;
+		v6 = type == bpf_htons(ZFW_ETH_P_IPV6);
+	} else {
+		v6 = (ip[0] >> 4) == 6;
+	}
+	if (!v6) {
+		struct iphdr *h = (void *)ip;
+
+		if (ip[0] == 0x45)
+			hl = sizeof(*h);
+		else if ((how & ZFW_FAST_V4_OPTS) && (ip[0] >> 4) == 4 && (ip[0] & 15) > 5)
+			hl = (ip[0] & 15) * 4;
+		else
+			return -1;
+		if (h->frag_off & bpf_htons(0x3fff))
+			return -1;
+		t->ip_len = bpf_ntohs(h->tot_len);
+		t->saddr = &h->saddr;
+		t->daddr = &h->daddr;
+		t->family = ZFW_AF_INET;
+		t->proto = h->protocol;
+	} else {
+		struct ipv6hdr *h6 = (void *)ip;
+
+		if (!(how & ZFW_FAST_V6) || (void *)(h6 + 1) > data_end || h6->version != 6)
+			return -1;
+		hl = sizeof(*h6);
+		t->ip_len = hl + bpf_ntohs(h6->payload_len);
+		t->saddr = (const __u32 *)&h6->saddr;
+		t->daddr = (const __u32 *)&h6->daddr;
+		t->family = ZFW_AF_INET6;
+		t->proto = h6->nexthdr;
+	}
+	if (t->ip_len < hl + 4 || wire_len < l3 + t->ip_len)
+		return -1; /* no ports, or truncated */
+	/* the family as a value of its own: a caller's test of it must not
+	 * become a new test of the version byte, whose paths the verifier
+	 * cannot tie to the header length it checked */
+	v6 = t->family;
+	asm volatile("" : "+r"(v6));
+	t->family = v6;
+	l4 = l3 + hl;
+	if (how & ZFW_FAST_PORTS) {
+		if (t->proto != ZFW_P_TCP && t->proto != ZFW_P_UDP)
+			return -1;
+		ports = data + l4;
+		if ((void *)(ports + 2) > data_end)
+			return -1;
+	} else if (t->proto == ZFW_P_TCP) {
+		struct tcphdr *th = data + l4;
+		__u32 doff;
+
+		if ((void *)(th + 1) > data_end)
+			return -1;
+		doff = th->doff * 4;
+		if (doff < sizeof(*th) || data + l4 + doff > data_end)
+			return -1;
+		t->tcp_flags = ((__u8 *)th)[13];
+		t->tcp_win = bpf_ntohs(th->window);
+		/* a header longer than the packet gives a far end (no cache
+		 * admits it) */
+		t->tcp_end = bpf_ntohl(th->seq) + t->ip_len - hl - doff;
+		ports = (__u16 *)th;
+	} else if (t->proto == ZFW_P_UDP) {
+		struct udphdr *uh = data + l4;
+
+		if ((void *)(uh + 1) > data_end || bpf_ntohs(uh->len) < sizeof(*uh))
+			return -1;
+		t->tcp_flags = 0;
+		t->tcp_win = 0;
+		t->tcp_end = 0;
+		ports = (__u16 *)uh;
+	} else {
+		return -1;
+	}
+	t->sport = bpf_ntohs(ports[0]);
+	t->dport = bpf_ntohs(ports[1]);
+	t->l4_off = l4;
+	return 0;
+}
+
 #endif /* ZFW_PARSE_H */

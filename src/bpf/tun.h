@@ -100,12 +100,8 @@ ZFW_INLINE int zfw_xdp_tun(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct zfw_tun_cache *c;
-	int other;
+	struct zfw_tun_cache *c = zfw_tun_dest(data, data_end);
 
-	c = zfw_tun_dest_v4(data, data_end, &other);
-	if (!c && other)
-		c = zfw_tun_dest_key(data, data_end);
 	if (!c)
 		return XDP_PASS;
 	if (bpf_xdp_adjust_head(ctx, -(int)sizeof(struct ethhdr)))

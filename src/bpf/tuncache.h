@@ -12,10 +12,11 @@
  * no epoch.  A fill that races with such a rewrite is caught by the flow's
  * epoch bucket, read before and after (zfw_tun_fill).
  *
- * Plain IPv4 replies (20-byte header) are matched on the words they carry,
- * in a slot chosen by a hash of those words: no key is built on a hit.
- * Other replies (IPv6, IPv4 with options) are parsed into their tun_map key
- * and matched on it.  Redirects are counted in the slot and added to
+ * Replies are read by the fast paths' one parser (parse.h,
+ * zfw_parse_fast).  Plain IPv4 replies (20-byte header) are matched on the
+ * words they carry, in a slot chosen by a hash of those words: no key is
+ * built on a hit.  Other replies (IPv6, IPv4 with options) are matched on
+ * their tun_map key.  Redirects are counted in the slot and added to
  * counters_map when it is refilled; readers add the pending ones.
  */
 #ifndef ZFW_TUNCACHE_H
@@ -36,70 +37,27 @@ _Static_assert(__builtin_offsetof(struct zfw_tun_cache, eth) % 8 == 0 &&
 		       __builtin_offsetof(struct zfw_tun_cache, wire) % 8 == 0,
 	       "tun cache alignment");
 
-/**
- * zfw_xdp_reply_key - build the tun_map key of the client flow a reply
- * (an IP packet from the tun) belongs to: its tuple reversed.  A lean parser
- * of its own: only unfragmented TCP/UDP without IPv6 extension headers can
- * be tunnel replies worth the fast path; anything else (also a packet
- * shorter than its IP length says) returns -1 and takes the stack.
- */
-ZFW_INLINE int zfw_xdp_reply_key(void *data, void *data_end, struct zfw_flow_key *key)
+/* The tun_map key of the client flow a reply with tuple @t belongs to:
+ * the tuple reversed. */
+ZFW_INLINE void zfw_tun_reply_key(const struct zfw_tuple *t, struct zfw_flow_key *key)
 {
-	__u8 *b = data;
-	__u16 *ports;
-	__u32 ihl;
-
-	if ((void *)(b + 40) > data_end) /* IPv6 header, or IPv4 + ports */
-		goto v4_short;
-	if ((b[0] >> 4) == 6) {
-		struct ipv6hdr *ip6 = data;
-
-		if (ip6->nexthdr != ZFW_P_TCP && ip6->nexthdr != ZFW_P_UDP)
-			return -1;
-		if (data + sizeof(*ip6) + bpf_ntohs(ip6->payload_len) > data_end ||
-		    bpf_ntohs(ip6->payload_len) < 4)
-			return -1; /* truncated, or no ports */
-		ports = data + sizeof(*ip6);
-		if ((void *)(ports + 2) > data_end)
-			return -1;
-		key->family = ZFW_AF_INET6;
-		key->proto = ip6->nexthdr;
-		__builtin_memcpy(key->saddr, &ip6->daddr, 16);
-		__builtin_memcpy(key->daddr, &ip6->saddr, 16);
-		goto ports;
+	key->family = t->family;
+	key->proto = t->proto;
+	if (t->family == ZFW_AF_INET) {
+		key->saddr[0] = t->daddr[0];
+		key->daddr[0] = t->saddr[0];
+	} else {
+		__builtin_memcpy(key->saddr, t->daddr, 16);
+		__builtin_memcpy(key->daddr, t->saddr, 16);
 	}
-v4_short:
-	{
-		struct iphdr *ip = data;
-
-		if ((void *)(ip + 1) > data_end || ip->version != 4)
-			return -1;
-		if (ip->protocol != ZFW_P_TCP && ip->protocol != ZFW_P_UDP)
-			return -1;
-		if (ip->frag_off & bpf_htons(0x3fff))
-			return -1; /* a fragment: the stack reassembles it */
-		ihl = (ip->ihl * 4) & 0x3c;
-		if (ihl < sizeof(*ip) || data + bpf_ntohs(ip->tot_len) > data_end ||
-		    bpf_ntohs(ip->tot_len) < ihl + 4)
-			return -1; /* bad header length, truncated, or no ports */
-		ports = data + ihl;
-		if ((void *)(ports + 2) > data_end)
-			return -1;
-		key->family = ZFW_AF_INET;
-		key->proto = ip->protocol;
-		key->saddr[0] = ip->daddr;
-		key->daddr[0] = ip->saddr;
-	}
-ports:
-	key->sport = bpf_ntohs(ports[1]);
-	key->dport = bpf_ntohs(ports[0]);
-	return 0;
+	key->sport = t->dport;
+	key->dport = t->sport;
 }
 
 /* tun_cache_map slot of tun_map key @k (replies matched on their key). */
 ZFW_INLINE __u32 zfw_tun_cache_index(const struct zfw_flow_key *k)
 {
-	struct zfw_fc_probe q;
+	struct zfw_tuple q;
 
 	zfw_fc_probe_key(k, &q);
 	return zfw_fc_hash(&q, 0) & (ZFW_TUN_CACHE_SLOTS - 1);
@@ -232,18 +190,15 @@ ZFW_INLINE int zfw_tun_fill(struct zfw_tun_cache *c, const struct zfw_flow_key *
 	return 1;
 }
 
-/*
- * The slot of a reply that is not plain IPv4 (IPv6, IPv4 with options):
- * parsed into its client-flow key, matched on that.  NULL: slow path.
- */
-ZFW_INLINE struct zfw_tun_cache *zfw_tun_dest_key(void *data, void *data_end)
+/* The slot of a reply that is not plain IPv4 (IPv6, IPv4 with options):
+ * matched on its client-flow key.  NULL: slow path. */
+ZFW_INLINE struct zfw_tun_cache *zfw_tun_dest_key(const struct zfw_tuple *t)
 {
 	struct zfw_flow_key key = {};
 	struct zfw_tun_cache *c;
 	__u32 idx;
 
-	if (zfw_xdp_reply_key(data, data_end, &key))
-		return 0;
+	zfw_tun_reply_key(t, &key);
 	idx = zfw_tun_cache_index(&key);
 	c = bpf_map_lookup_elem(&tun_cache_map, &idx);
 	if (!c)
@@ -253,52 +208,56 @@ ZFW_INLINE struct zfw_tun_cache *zfw_tun_dest_key(void *data, void *data_end)
 	return zfw_tun_fill(c, &key, 0) ? c : 0;
 }
 
-/*
- * The slot of a plain IPv4 TCP/UDP reply (20-byte header, unfragmented,
- * complete), matched on the words the packet carries.  NULL: slow path;
- * *@other set: not plain IPv4, zfw_tun_dest_key decides.
- */
-ZFW_INLINE struct zfw_tun_cache *zfw_tun_dest_v4(void *data, void *data_end, int *other)
+/* The slot of a plain IPv4 reply (20-byte header), matched on the words
+ * the packet carries.  NULL: slow path. */
+ZFW_INLINE struct zfw_tun_cache *zfw_tun_dest_v4(const struct zfw_tuple *t)
 {
-	struct iphdr *ip = data;
 	struct zfw_tun_cache *c;
-	__u32 w[4], idx, pw, len, *ports = (__u32 *)(ip + 1);
-	__u64 addrs;
+	__u64 addrs = *(const __u64 *)t->saddr; /* saddr, daddr as in the header */
+	__u32 w[4], idx, pw;
+	__u16 ports[2] = { bpf_htons(t->sport), bpf_htons(t->dport) };
 
-	*other = 1;
-	if ((void *)(ports + 1) > data_end || *(__u8 *)ip != 0x45)
-		return 0; /* IPv6, options, or too short for either */
-	*other = 0;
-	len = bpf_ntohs(ip->tot_len);
-	if ((ip->frag_off & bpf_htons(0x3fff)) || data + len > data_end || len < 24)
-		return 0; /* a fragment, truncated, or no ports: the stack sorts it out */
-	addrs = *(__u64 *)(data + 12); /* saddr, daddr as in the header */
-	pw = *ports;
+	__builtin_memcpy(&pw, ports, 4); /* the port word as the packet carries it */
 	idx = zfw_tun_wire_index(addrs, pw);
 	c = bpf_map_lookup_elem(&tun_cache_map, &idx);
 	if (!c)
 		return 0;
-	if (!((*(__u64 *)c->wire ^ addrs) | ((c->wire[2] ^ pw) | (c->wire[3] ^ ip->protocol))) &&
+	if (!((*(__u64 *)c->wire ^ addrs) | ((c->wire[2] ^ pw) | (c->wire[3] ^ t->proto))) &&
 	    zfw_tun_cache_current(c))
-		return c; /* slots hold TCP and UDP flows only: the protocol matched */
-	if (ip->protocol != ZFW_P_TCP && ip->protocol != ZFW_P_UDP)
-		return 0;
-	w[0] = ip->saddr;
-	w[1] = ip->daddr;
+		return c;
+	w[0] = t->saddr[0];
+	w[1] = t->daddr[0];
 	w[2] = pw;
-	w[3] = ip->protocol;
+	w[3] = t->proto;
 	{
-		struct zfw_flow_key key = {
-			.saddr = { w[1] },
-			.daddr = { w[0] },
-			.sport = bpf_ntohs(((__u16 *)ports)[1]),
-			.dport = bpf_ntohs(((__u16 *)ports)[0]),
-			.family = ZFW_AF_INET,
-			.proto = w[3],
-		};
+		struct zfw_flow_key key = {};
 
+		zfw_tun_reply_key(t, &key);
 		return zfw_tun_fill(c, &key, w) ? c : 0;
 	}
+}
+
+/**
+ * zfw_tun_dest - the tun cache slot of a reply (an IP packet from the tun):
+ * only TCP/UDP replies zfw_parse_fast accepts (IPv4 options and IPv6 too;
+ * the ports are all a reply is matched on) can be tunnel replies worth the
+ * fast path.  NULL: anything else, which takes the stack.
+ */
+ZFW_INLINE struct zfw_tun_cache *zfw_tun_dest(void *data, void *data_end)
+{
+	__u32 len = data_end - data;
+	struct zfw_tuple t;
+
+	/* IPv4 options asked for only when the common header failed: the
+	 * header length stays a constant on the common path */
+	if (!zfw_parse_fast(data, data_end, 0, len, ZFW_FAST_V6 | ZFW_FAST_PORTS, &t)) {
+		if (t.family == ZFW_AF_INET)
+			return zfw_tun_dest_v4(&t);
+		return zfw_tun_dest_key(&t);
+	}
+	if (zfw_parse_fast(data, data_end, 0, len, ZFW_FAST_V4_OPTS | ZFW_FAST_PORTS, &t))
+		return 0;
+	return zfw_tun_dest_key(&t);
 }
 
 #endif /* ZFW_TUNCACHE_H */
