@@ -331,13 +331,13 @@ ZFW_INLINE int zfw_ingress_full(struct __sk_buff *skb, struct zfw_config *cfg, _
 		return zfw_pass(&c, ZFW_R_TPROXY);
 	case ZFW_ACT_TUNNEL:
 		rc = zfw_tun_redirect(data, data_end, &c.p, &tun_if);
-		if (rc == TC_ACT_SHOT)
-			return zfw_drop(&c, ZFW_R_DROP_NO_TUNNEL);
+		if (rc < 0)
+			return zfw_drop(&c, -rc);
 		zfw_note(&c.p, c.flags, ZFW_DIR_INGRESS, ZFW_R_TUNNEL, 0);
 		/* the flow's way into the tun, for the fast path */
-		if (slot && rc == TC_ACT_REDIRECT)
+		if (slot)
 			zfw_tun_cache_flow(skb, slot, &c.p.k, tun_if, d.gen);
-		return rc;
+		return bpf_redirect(tun_if, 0);
 	default:
 		return zfw_drop(&c, ZFW_R_DROP_NO_RULE);
 	}

@@ -46,13 +46,14 @@ ZFW_INLINE int zfw_tun_flow_known(const struct zfw_pkt *p)
 }
 
 /**
- * zfw_tun_redirect - record the client's flow and send the packet to the tun.
+ * zfw_tun_redirect - record the client's flow, for the caller to send the packet to the tun.
  * bpf_redirect into an L3 device (no header_ops) strips the Ethernet header
  * itself (__bpf_redirect_no_mac), so the tun reader gets the IP packet.
  * The entry is refreshed in place while the client's MACs and interface
  * stay the same (one lookup, no rewrite of the value).
- * Returns TC_ACT_REDIRECT (*@tun_ifindex: the tun), or TC_ACT_SHOT when no
- * tun is registered.
+ * Returns 0 with *@tun_ifindex set to the tun (the caller redirects there),
+ * or -ZFW_R_DROP_NO_TUNNEL when no tun is registered: a step's result, like
+ * every ingress step's (ARCHITECTURE.md §3).
  */
 ZFW_INLINE int zfw_tun_redirect(void *data, void *data_end, const struct zfw_pkt *p,
 				    __u32 *tun_ifindex)
@@ -66,7 +67,7 @@ ZFW_INLINE int zfw_tun_redirect(void *data, void *data_end, const struct zfw_pkt
 
 	ti = bpf_map_lookup_elem(&ifindex_tun_map, &zero);
 	if (!ti || !ti->ifindex || (void *)(eth + 1) > data_end)
-		return TC_ACT_SHOT;
+		return -ZFW_R_DROP_NO_TUNNEL;
 	zfw_tun_key(&p->k, &key);
 	now = bpf_ktime_get_coarse_ns();
 	cur = bpf_map_lookup_elem(&tun_map, &key);
@@ -84,7 +85,7 @@ ZFW_INLINE int zfw_tun_redirect(void *data, void *data_end, const struct zfw_pkt
 			zfw_tun_forget(&key);
 	}
 	*tun_ifindex = ti->ifindex;
-	return bpf_redirect(ti->ifindex, 0);
+	return 0;
 }
 
 /**
