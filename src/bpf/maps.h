@@ -69,33 +69,27 @@ struct {
  * pointers, not a million slots.  User space makes and drops the chunks
  * (src/maps/chunked.rs, ARCHITECTURE.md §6 "Chunks"); a slot without a chunk
  * reads as the end of its key's ranges. */
-struct zfw_range_chunk {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(struct zfw_range));
-	__uint(max_entries, ZFW_CHUNK_SLOTS);
-};
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__type(key, __u32);
-	__uint(max_entries, ZFW_RANGE_CHUNKS);
-	__array(values, struct zfw_range_chunk);
-} range_map SEC(".maps");
-/* the service id of each range slot (user space only: audit labels).  The
- * chunks are sized, not typed: clang leaves a nested map's value type a
- * forward declaration (zfw.bpf.c anchors both types for the skeleton). */
-struct zfw_service_chunk {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(struct zfw_service_id));
-	__uint(max_entries, ZFW_CHUNK_SLOTS);
-};
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__type(key, __u32);
-	__uint(max_entries, ZFW_RANGE_CHUNKS);
-	__array(values, struct zfw_service_chunk);
-} service_map SEC(".maps");
+/* A chunked map: the outer array of up to ZFW_RANGE_CHUNKS chunks of
+ * ZFW_CHUNK_SLOTS @_val slots.  The chunks are sized, not typed: clang
+ * leaves a nested map's value type a forward declaration (zfw.bpf.c
+ * anchors the types for the skeleton). */
+#define ZFW_CHUNKED(_name, _val)                                              \
+	struct _name##_chunk {                                                \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                             \
+		__uint(key_size, sizeof(__u32));                              \
+		__uint(value_size, sizeof(_val));                             \
+		__uint(max_entries, ZFW_CHUNK_SLOTS);                         \
+	};                                                                    \
+	struct {                                                              \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);                     \
+		__type(key, __u32);                                           \
+		__uint(max_entries, ZFW_RANGE_CHUNKS);                        \
+		__array(values, struct _name##_chunk);                        \
+	} _name SEC(".maps")
+
+ZFW_CHUNKED(range_map, struct zfw_range);
+/* the service id of each range slot (user space only: audit labels) */
+ZFW_CHUNKED(service_map, struct zfw_service_id);
 ZFW_HASH(dst_lpm_map, BPF_MAP_TYPE_LPM_TRIE, struct zfw_lpm_key, struct zfw_lpm_val,
 	 800000, BPF_F_NO_PREALLOC);
 ZFW_HASH(matched_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct zfw_match_slot,

@@ -163,17 +163,10 @@ ZFW_INLINE void zfw_range_decide(struct zfw_decision *d, const struct zfw_range 
 /* range_map slot @idx: its chunk, then the slot in it (both array lookups
  * are inlined by the verifier); NULL past the map or where no chunk is
  * (ARCHITECTURE.md §6 "Chunks"). */
-ZFW_INLINE void *zfw_range_chunk(__u32 idx)
-{
-	__u32 c = idx >> ZFW_CHUNK_SHIFT;
-
-	return bpf_map_lookup_elem(&range_map, &c);
-}
-
 ZFW_INLINE struct zfw_range *zfw_range_at(__u32 idx)
 {
-	__u32 i = idx & (ZFW_CHUNK_SLOTS - 1);
-	void *chunk = zfw_range_chunk(idx);
+	__u32 c = idx >> ZFW_CHUNK_SHIFT, i = idx & (ZFW_CHUNK_SLOTS - 1);
+	void *chunk = bpf_map_lookup_elem(&range_map, &c);
 
 	if (!chunk)
 		return NULL;
