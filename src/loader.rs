@@ -149,11 +149,11 @@ fn load_programs(root: &Root, sizes: &BTreeMap<String, u32>) -> Result<()> {
                     .unwrap_or(crate::skel::names::ZFW_RULE_STATS_SLOTS as u32);
                 Some(crate::rules::ids::words_for(ids))
             }
+            // a grown table's capacity is a setting (stamp_config), its
+            // outer array has one slot
+            None if info.grown() => None,
             // a chunked map's size is given in slots, its outer array
             // holds chunks (src/maps/chunked.rs)
-            // a grown table's capacity is a setting (stamp), its outer
-            // array has one slot
-            None if info.grown() => None,
             None if info.chunked() => sizes
                 .get(info.name)
                 .map(|n| crate::maps::chunked::chunks_for(*n)),

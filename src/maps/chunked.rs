@@ -2,7 +2,7 @@
 //! stored as an array of maps (src/bpf/maps.h) whose inner arrays, the
 //! chunks, hold `SLOTS` consecutive slots each.  A chunk exists only where
 //! some rule's ranges lie: zfw makes it when a write first needs it and
-//! drops it when no rule's span covers it any more (`drop_unused`), so the
+//! drops it when no rule's span covers it any more (`rules::sets::trim_rule_maps`), so the
 //! rule maps' memory follows the rules present (docs/ARCHITECTURE.md §6
 //! "Chunks").  Callers see one map of slots: `Maps::get/put/del/put_many/
 //! del_many/entries/count/max_entries/memlock` take the same registry rows
@@ -49,6 +49,14 @@ pub fn chunks_of(spans: impl IntoIterator<Item = (u32, u32)>) -> BTreeSet<u32> {
     out
 }
 
+/// The chunk-local keys of `slots` (all in one chunk), as a flat buffer.
+fn local_keys(slots: &[u32]) -> Vec<u8> {
+    slots
+        .iter()
+        .flat_map(|s| split(*s).1.to_ne_bytes())
+        .collect()
+}
+
 /// Runs of consecutive items in one chunk, in order: (chunk, item range).
 fn runs(slots: &[u32]) -> Vec<(u32, std::ops::Range<usize>)> {
     let mut out: Vec<(u32, std::ops::Range<usize>)> = Vec::new();
@@ -63,11 +71,6 @@ fn runs(slots: &[u32]) -> Vec<(u32, std::ops::Range<usize>)> {
 }
 
 impl Maps {
-    /// Chunk `c` of `info`, if the outer map holds one.
-    pub(crate) fn chunk(&self, info: &'static MapInfo, c: u32) -> Result<Option<Arc<MapHandle>>> {
-        self.inner_map(info, c)
-    }
-
     /// The inner map in slot `c` of array of maps `info`, if there is one,
     /// checked against the row.  The outer slot is read every time: another
     /// process may have replaced or dropped the map since this one last used
@@ -116,7 +119,7 @@ impl Maps {
     /// Chunk `c` of `info`, made (all slots zero) and put in place if it
     /// was not there.
     fn chunk_or_make(&self, info: &'static MapInfo, c: u32) -> Result<Arc<MapHandle>> {
-        if let Some(h) = self.chunk(info, c)? {
+        if let Some(h) = self.inner_map(info, c)? {
             return Ok(h);
         }
         let outer = self.handle(info)?;
@@ -128,27 +131,48 @@ impl Maps {
                 u64::from(outer.max_entries()) * u64::from(SLOTS)
             )));
         }
-        let opts = libbpf_sys::bpf_map_create_opts {
-            sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
-            ..Default::default()
-        };
         // range_chunk, service_chunk (bpftool map show)
         let name = format!("{}_chunk", info.name.trim_end_matches("_map"));
+        let h = self.make_inner(info, MapType::Array, &name, SLOTS, 0)?;
+        self.place_inner(info, c, &h)?;
+        Ok(h)
+    }
+
+    /// A new, empty map with `info`'s key and value sizes, to be an inner
+    /// map of `info` (chunks here, tables in grown.rs).
+    pub(crate) fn make_inner(
+        &self,
+        info: &'static MapInfo,
+        kind: MapType,
+        name: &str,
+        max_entries: u32,
+        flags: u32,
+    ) -> Result<Arc<MapHandle>> {
+        let opts = libbpf_sys::bpf_map_create_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+            map_flags: flags,
+            ..Default::default()
+        };
         let h = MapHandle::create(
-            MapType::Array,
-            Some(&name),
-            4,
+            kind,
+            Some(name),
+            info.key_size as u32,
             info.value_size as u32,
-            SLOTS,
+            max_entries,
             &opts,
         )
-        .ctx(|| format!("making chunk {c} of {}", info.name))?;
-        let fd = h.as_fd().as_raw_fd() as u32;
-        outer
-            .update(&c.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
-            .ctx(|| format!("adding chunk {c} to {}", info.name))?;
-        // the next use reads the slot and opens the chunk by its id
+        .ctx(|| format!("making a map of {max_entries} for {}", info.name))?;
         Ok(Arc::new(h))
+    }
+
+    /// Put `h` in outer slot `c` of `info`, in place of whatever was there
+    /// (one map update: readers see the old map or the new one).  The next
+    /// use reads the slot and opens the map by its id.
+    pub(crate) fn place_inner(&self, info: &'static MapInfo, c: u32, h: &MapHandle) -> Result<()> {
+        let fd = h.as_fd().as_raw_fd() as u32;
+        self.handle(info)?
+            .update(&c.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+            .ctx(|| format!("putting map {c} in {}", info.name))
     }
 
     /// The chunk numbers `info` holds.
@@ -194,7 +218,7 @@ impl Maps {
         key: &[u8],
     ) -> Result<Option<Vec<u8>>> {
         let (c, i) = split(super::slot(key)?);
-        let Some(h) = self.chunk(info, c)? else {
+        let Some(h) = self.inner_map(info, c)? else {
             return Ok(None);
         };
         let v = h
@@ -213,10 +237,7 @@ impl Maps {
         let vs = info.value_size;
         for (c, r) in runs(slots) {
             let h = self.chunk_or_make(info, c)?;
-            let ks: Vec<u8> = slots[r.clone()]
-                .iter()
-                .flat_map(|s| split(*s).1.to_ne_bytes())
-                .collect();
+            let ks = local_keys(&slots[r.clone()]);
             batch::update(&h, info.name, &ks, &vals[r.start * vs..r.end * vs], 8192)?;
         }
         Ok(())
@@ -225,13 +246,10 @@ impl Maps {
     /// Zero `slots` (a slot of a missing chunk is already absent).
     pub(crate) fn chunked_del(&self, info: &'static MapInfo, slots: &[u32]) -> Result<()> {
         for (c, r) in runs(slots) {
-            let Some(h) = self.chunk(info, c)? else {
+            let Some(h) = self.inner_map(info, c)? else {
                 continue;
             };
-            let ks: Vec<u8> = slots[r.clone()]
-                .iter()
-                .flat_map(|s| split(*s).1.to_ne_bytes())
-                .collect();
+            let ks = local_keys(&slots[r.clone()]);
             let zero = vec![0u8; info.value_size * r.len()];
             batch::update(&h, info.name, &ks, &zero, 8192)?;
         }
@@ -251,7 +269,7 @@ impl Maps {
             return Ok(out);
         }
         for c in split(lo).0..=split(hi - 1).0 {
-            let Some(h) = self.chunk(info, c)? else {
+            let Some(h) = self.inner_map(info, c)? else {
                 continue;
             };
             let base = c * SLOTS;
@@ -283,8 +301,8 @@ impl Maps {
     /// The outer map's memory plus its chunks'.
     pub(crate) fn chunked_memlock(&self, info: &'static MapInfo) -> Result<u64> {
         let mut n = super::fd_memlock(self.handle(info)?, info.name)?;
-        for c in self.chunk_numbers(info)? {
-            if let Some(h) = self.chunk(info, c)? {
+        for c in 0..self.handle(info)?.max_entries() {
+            if let Some(h) = self.inner_map(info, c)? {
                 n += super::fd_memlock(&h, info.name)?;
             }
         }

@@ -14,7 +14,6 @@
 //! goes with the process).  Only the rule store writes the table, under the
 //! root's lock.
 
-use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 
 use libbpf_rs::{MapCore, MapFlags, MapHandle, MapType};
@@ -72,31 +71,15 @@ impl Maps {
         old: Option<&MapHandle>,
         size: u32,
     ) -> Result<Arc<MapHandle>> {
-        let opts = libbpf_sys::bpf_map_create_opts {
-            sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
-            map_flags: libbpf_sys::BPF_F_NO_PREALLOC,
-            ..Default::default()
-        };
         let name = format!("{}_keys", info.name.trim_end_matches("_map"));
-        let h = MapHandle::create(
-            MapType::Hash,
-            Some(&name),
-            info.key_size as u32,
-            info.value_size as u32,
-            size,
-            &opts,
-        )
-        .ctx(|| format!("making a table of {size} keys for {}", info.name))?;
+        let flags = libbpf_sys::BPF_F_NO_PREALLOC;
+        let h = self.make_inner(info, MapType::Hash, &name, size, flags)?;
         if let Some(old) = old {
             let e = batch::read(old, info.name, 8192, None)?;
             batch::update(&h, info.name, &e.keys, &e.values, 8192)?;
         }
-        let fd = h.as_fd().as_raw_fd() as u32;
-        self.handle(info)?
-            .update(&0u32.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
-            .ctx(|| format!("putting the new table in {}", info.name))?;
-        // the next use reads the slot and opens the table by its id
-        Ok(Arc::new(h))
+        self.place_inner(info, 0, &h)?;
+        Ok(h)
     }
 
     /// After a whole-set write: a table four times larger than its keys
@@ -121,12 +104,20 @@ impl Maps {
             .ctx(|| format!("reading {}", info.name))
     }
 
-    /// Write `keys`/`vals` (concatenated), growing the table first when the
-    /// keys present and these would not fit.
+    /// Write `keys`/`vals` (concatenated), growing the table when they do
+    /// not fit: a single key is written and the table grown only if the
+    /// kernel finds it full (no count of the keys per `rule add`); several
+    /// are counted in beside the keys present first.
     pub(crate) fn grown_put(&self, info: &'static MapInfo, keys: &[u8], vals: &[u8]) -> Result<()> {
         let n = keys.len() / info.key_size.max(1);
+        if let (1, Some(t)) = (n, self.table(info)?) {
+            match t.update(keys, vals, MapFlags::ANY) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == libbpf_rs::ErrorKind::TooBig => {}
+                Err(e) => return Err(e).ctx(|| format!("writing {}", info.name)),
+            }
+        }
         let have = match self.table(info)? {
-            Some(t) if n == 1 && t.lookup(keys, MapFlags::ANY).ok().flatten().is_some() => 0,
             Some(t) => batch::count(&t, info.name, 8192)?,
             None => 0,
         };
