@@ -180,7 +180,7 @@ mod tests {
             "established"
         );
         assert_eq!(enum_name(names::ZFW_REASON, "ZFW_R_", 1), "pass_arp");
-        assert_eq!(names::ZFW_ABI_VERSION, 9);
+        assert_eq!(names::ZFW_ABI_VERSION, 10);
         assert_eq!(names::ZFW_UDP_TIMEOUT_S, 30);
     }
 }

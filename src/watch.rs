@@ -16,6 +16,12 @@
 //! ICMP echo exceptions only while the lease is fresh (ZFW_WATCH_LEASE_MS).
 //! SIGTERM / SIGINT: a last re-sync, then the lease is cleared (static
 //! mode, as without a watcher).
+//!
+//! Every `gc_interval_s` seconds it also removes expired flows and stale
+//! masquerade mappings, as `zfw gc` does: the main flow tables do not
+//! evict (ARCHITECTURE.md §5), so dead flows that no packet will visit
+//! again leave through this.  A gc that fails is logged, not fatal: the
+//! addresses are the watcher's first job.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -61,7 +67,7 @@ struct Watcher<'a> {
 
 /// `zfw watch` (see the module doc).  Returns on SIGTERM / SIGINT, or
 /// when zfw is unloaded from the root.
-pub fn run(root: &Root) -> Result<()> {
+pub fn run(root: &Root, gc_interval_s: u64) -> Result<()> {
     check_privileges()?;
     root.require_loaded()?;
     let mut sigs = SigSet::empty();
@@ -89,9 +95,16 @@ pub fn run(root: &Root) -> Result<()> {
         names::ZFW_WATCH_LEASE_MS,
         names::ZFW_WATCH_RENEW_MS
     ));
+    let gc_every = gc_interval_s.saturating_mul(1000 * MS);
     let mut next_renew = mono_now_ns() + RENEW_NS;
+    let mut next_gc = mono_now_ns().saturating_add(gc_every);
     loop {
-        let wait_ms = next_renew.saturating_sub(mono_now_ns()) / MS;
+        let due = if gc_every > 0 {
+            next_renew.min(next_gc)
+        } else {
+            next_renew
+        };
+        let wait_ms = due.saturating_sub(mono_now_ns()) / MS;
         let timeout = PollTimeout::try_from(wait_ms.min(60_000) as i32).unwrap_or(PollTimeout::MAX);
         let (sig_ready, nl_ready) = {
             let mut fds = [
@@ -130,6 +143,10 @@ pub fn run(root: &Root) -> Result<()> {
             }
             w.renew()?;
             next_renew = mono_now_ns() + RENEW_NS;
+        }
+        if gc_every > 0 && mono_now_ns() >= next_gc {
+            w.gc();
+            next_gc = mono_now_ns().saturating_add(gc_every);
         }
     }
 }
@@ -175,6 +192,19 @@ impl Watcher<'_> {
     fn find(&self, idx: u32) -> Result<Option<types::zfw_iface>> {
         let st = self.maps.get(&defs::DIAG_MAP, &idx)?;
         Ok(st.filter(|st| st.hooks & ATTACHED != 0))
+    }
+
+    /// The periodic gc (module doc); logs what it removed, if anything.
+    fn gc(&self) {
+        let res = crate::conntrack::gc(&self.maps)
+            .and_then(|f| crate::nat::gc_nat(&self.maps).map(|n| (f, n)));
+        match res {
+            Ok((0, 0)) => {}
+            Ok((f, n)) => log(&format!(
+                "gc: removed {f} expired flows and {n} stale masquerade mappings"
+            )),
+            Err(e) => log(&format!("gc failed (the next one is tried on time): {e}")),
+        }
     }
 
     fn renew(&self) -> Result<()> {

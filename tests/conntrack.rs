@@ -518,3 +518,111 @@ fn gc_and_list_over_several_batches_miss_and_repeat_nothing() {
     let r = zfw(None, &f.root, &["gc", "--json"]).ok();
     assert!(r.stdout.contains("\"flows_removed\": 0"), "{}", r.stdout);
 }
+
+/// A full main table (README "Table pressure"): its assured flows stay, none
+/// evicted however many flows come after them; a flow assured while it is
+/// full works on from its unassured entry (counted as ct_main_full) and
+/// moves in once there is room.
+#[test]
+fn a_full_main_table_evicts_nothing_and_a_new_flow_works_from_its_unassured_entry() {
+    require_priv!();
+    const FULL: u16 = 4;
+    let f = Fixture::with_sizes(&[("tcp_ingress_map", FULL as u32)]);
+    let seg =
+        |port: u16, flags: u8, seq: u32, ack: u32| tcp_full(C, port, S, 22, flags, seq, ack, &[]);
+    let reply =
+        |port: u16, flags: u8, seq: u32, ack: u32| tcp_full(S, 22, C, port, flags, seq, ack, &[]);
+    let open = |port: u16| {
+        assert_eq!(f.ingress(&seg(port, TCP_SYN, 100, 0)), TC_ACT_UNSPEC);
+        assert_eq!(
+            f.egress(&reply(port, TCP_SYN | TCP_ACK, 500, 101)),
+            TC_ACT_OK
+        );
+        assert_eq!(
+            f.ingress(&seg(port, TCP_ACK, 101, 501)),
+            TC_ACT_OK,
+            "port {port}"
+        );
+    };
+    let main = |f: &Fixture| -> Vec<(u16, u64)> {
+        let mut v: Vec<_> = f
+            .root
+            .maps()
+            .entries(&defs::TCP_INGRESS_MAP)
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.sport, v.first_ns))
+            .collect();
+        v.sort();
+        v
+    };
+    for port in 40000..40000 + FULL {
+        open(port);
+    }
+    let before = main(&f);
+    assert_eq!(before.len(), FULL as usize);
+    assert_eq!(f.counter("ct_main_full"), 0);
+
+    // the table is full: the next flow is assured but cannot move in
+    let late = 40000 + FULL;
+    open(late);
+    assert_eq!(main(&f), before, "an assured flow was evicted or replaced");
+    assert_eq!(f.counter("ct_main_full"), 1);
+    let unassured = f
+        .root
+        .maps()
+        .entries(&defs::TCP_INGRESS_UNASSURED_MAP)
+        .unwrap();
+    assert_eq!(unassured.len(), 1);
+    assert_eq!(
+        (
+            unassured[0].0.sport,
+            zfw::decode::tcp_state(unassured[0].1.state).as_str()
+        ),
+        (late, "established")
+    );
+    // it works both ways from there, and every flow before it is intact
+    let data = tcp_full(C, late, S, 22, TCP_ACK | TCP_PSH, 101, 501, b"hello");
+    assert_eq!(f.ingress(&data), TC_ACT_OK);
+    assert_eq!(
+        f.egress(&tcp_full(
+            S,
+            22,
+            C,
+            late,
+            TCP_ACK | TCP_PSH,
+            501,
+            106,
+            b"hi"
+        )),
+        TC_ACT_OK
+    );
+    assert_eq!(main(&f), before, "an assured flow was evicted or replaced");
+    for port in 40000..40000 + FULL {
+        assert_eq!(
+            f.ingress(&seg(port, TCP_ACK, 101, 501)),
+            TC_ACT_OK,
+            "port {port}"
+        );
+    }
+
+    // one flow ends: the late one moves in on its next packet that the flow
+    // cache does not serve (its slot trusts the entry for a few ticks)
+    assert_eq!(
+        f.ingress(&seg(40000, TCP_RST | TCP_ACK, 101, 501)),
+        TC_ACT_OK
+    );
+    zfw::conntrack::invalidate_flow_caches(&f.root.maps()).unwrap();
+    assert_eq!(
+        f.ingress(&tcp_full(C, late, S, 22, TCP_ACK, 106, 503, &[])),
+        TC_ACT_OK
+    );
+    let now: Vec<u16> = main(&f).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(now, (40001..=late).collect::<Vec<_>>());
+    assert!(f
+        .root
+        .maps()
+        .entries(&defs::TCP_INGRESS_UNASSURED_MAP)
+        .unwrap()
+        .is_empty());
+}

@@ -41,7 +41,11 @@ fn memory(st: &serde_json::Value, map: &str) -> u64 {
 /// The plain hash maps (ARCHITECTURE.md §6): those only user space writes,
 /// and those the datapath inserts into once per new mapping or interface
 /// (tproxy_map's table, made as rules come, is checked in tests/chunks.rs).
-const NOT_PREALLOCATED: [&str; 10] = [
+const NOT_PREALLOCATED: [&str; 14] = [
+    "tcp_map",
+    "udp_map",
+    "tcp_ingress_map",
+    "udp_ingress_map",
     "ifindex_ip_map",
     "ifindex_ip6_map",
     "ifindex_tun_map",

@@ -1,7 +1,8 @@
 //! `zfw watch` on a host: the SSH and ICMP echo exceptions follow the
 //! interface's addresses within a second of `ip addr`, with no zfw command
 //! in between; an interface re-created under its name is re-attached; a
-//! killed watcher's address copy stops granting exceptions within the lease.
+//! killed watcher's address copy stops granting exceptions within the lease;
+//! its periodic gc removes expired flows.
 
 mod common;
 
@@ -339,4 +340,60 @@ fn a_notification_overflow_is_followed_by_a_full_resync() {
         dp.addrs()
     );
     assert!(dp.addrs().iter().all(|a| a.to_string() != "10.78.0.1"));
+}
+
+/// The main flow tables do not evict (README "Table pressure"): a flow that
+/// no packet visits again leaves through the watcher's periodic gc, and a
+/// live one stays.
+#[test]
+fn the_watchers_gc_removes_expired_flows_and_keeps_live_ones() {
+    require_priv!();
+    use zfw::maps::defs::UDP_MAP;
+    use zfw::skel::types::{zfw_flow, zfw_flow_key};
+    let lab = Lab::new();
+    lab.load();
+    let maps = lab.root.maps();
+    let now = zfw::decode::mono_now_ns();
+    let key = |sport: u16| {
+        let mut k = zfw_flow_key {
+            sport,
+            dport: 53,
+            ifindex: 1,
+            family: zfw::net::AF_INET,
+            proto: zfw::net::IPPROTO_UDP,
+            ..Default::default()
+        };
+        k.saddr[0] = u32::from_ne_bytes([10, 77, 0, 2]);
+        k.daddr[0] = u32::from_ne_bytes([10, 77, 0, 1]);
+        k
+    };
+    let flow = |idle_s: u64| zfw_flow {
+        state: zfw::skel::names::ZFW_TCP_UDP as u8,
+        first_ns: now - 200_000_000_000,
+        last_ns: now - idle_s * 1_000_000_000,
+        pkts_orig: 1,
+        ..Default::default()
+    };
+    let (dead, live) = (key(5001), key(5002));
+    maps.put(&UDP_MAP, &dead, &flow(100)).unwrap();
+    maps.put(&UDP_MAP, &live, &flow(0)).unwrap();
+    let w = Watch::start_with(&lab.server, &lab.root, &["--gc-interval", "1"]);
+    assert!(
+        wait_until(Duration::from_secs(5), || maps
+            .get(&UDP_MAP, &dead)
+            .unwrap()
+            .is_none())
+        .is_some(),
+        "an expired flow outlived 5 gc intervals: {:?}",
+        w.log()
+    );
+    assert!(
+        maps.get(&UDP_MAP, &live).unwrap().is_some(),
+        "a live flow went"
+    );
+    assert!(
+        w.wait_line("gc: removed 1 expired flows", SHORT),
+        "{:?}",
+        w.log()
+    );
 }

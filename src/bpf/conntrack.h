@@ -623,8 +623,9 @@ ZFW_INLINE void *zfw_ct_map(__u8 proto, int inbound)
  * main tables of both directions first, then the unassured ones, so an
  * assured flow costs what it did before the split; a bare SYN skips the
  * unassured tables (zfw_ct_open).  A flood of new flows therefore evicts unassured
- * entries (LRU) and never an assured one while the assured flows fit in the
- * main table.
+ * entries (LRU) and never an assured one: the main tables are no LRU
+ * (maps.h); when one is full, a flow that is assured stays in its
+ * unassured table, counted as ct_main_full.
  */
 ZFW_INLINE void *zfw_ct_new_map(__u8 proto, int inbound)
 {
@@ -694,9 +695,14 @@ __attribute__((noinline)) int zfw_ct_unassured_step(const struct zfw_flow_key *k
 		bpf_map_delete_elem(unassured, key);
 		return rc;
 	}
-	if (zfw_ct_assured(f, p->k.proto) && bpf_map_update_elem(main, key, f, BPF_ANY) == 0) {
-		bpf_map_delete_elem(unassured, key);
-		return ZFW_CT_HIT_ASSURED;
+	if (zfw_ct_assured(f, p->k.proto)) {
+		if (bpf_map_update_elem(main, key, f, BPF_ANY) == 0) {
+			bpf_map_delete_elem(unassured, key);
+			return ZFW_CT_HIT_ASSURED;
+		}
+		/* the main table is full (maps.h): the flow works on from its
+		 * unassured entry, and the next packet tries the move again */
+		zfw_count(ZFW_R_CT_MAIN_FULL);
 	}
 	return rc;
 }

@@ -101,13 +101,22 @@ ZFW_HASH(rule_stats_map, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, struct zfw_rule_stats
  * "Counters"); zfw load sizes it to cover rule_stats_map */
 ZFW_HASH(rule_ids_map, BPF_MAP_TYPE_ARRAY, __u32, __u64, ZFW_RULE_IDS_WORDS, 0);
 
-/* connection state */
-ZFW_HASH(tcp_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow, 65535, 0);
-ZFW_HASH(udp_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow, 65535, 0);
-ZFW_HASH(tcp_ingress_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow,
-	 65535, 0);
-ZFW_HASH(udp_ingress_map, BPF_MAP_TYPE_LRU_HASH, struct zfw_flow_key, struct zfw_flow,
-	 65535, 0);
+/* connection state: the assured flows (ARCHITECTURE.md §5 "Assured and
+ * unassured flows").  Plain hashes that allocate an entry when a flow is
+ * assured and free it when the flow goes, so that their memory follows the
+ * flows present (an LRU map is always preallocated), and so that no new
+ * flow, however many, can evict an assured one: when a table is full, the
+ * flow that would move in stays in its unassured table (counter
+ * ct_main_full).  Expired entries leave on their next packet, by `zfw gc`
+ * and by `zfw watch`'s periodic gc. */
+ZFW_HASH(tcp_map, BPF_MAP_TYPE_HASH, struct zfw_flow_key, struct zfw_flow, 65535,
+	 BPF_F_NO_PREALLOC);
+ZFW_HASH(udp_map, BPF_MAP_TYPE_HASH, struct zfw_flow_key, struct zfw_flow, 65535,
+	 BPF_F_NO_PREALLOC);
+ZFW_HASH(tcp_ingress_map, BPF_MAP_TYPE_HASH, struct zfw_flow_key, struct zfw_flow, 65535,
+	 BPF_F_NO_PREALLOC);
+ZFW_HASH(udp_ingress_map, BPF_MAP_TYPE_HASH, struct zfw_flow_key, struct zfw_flow, 65535,
+	 BPF_F_NO_PREALLOC);
 /* flows not assured yet (seen one way only; TCP before its handshake
  * completed), same keys as the four tables above: a flood of new flows
  * evicts these, never an assured flow (ARCHITECTURE.md §5, README "Table

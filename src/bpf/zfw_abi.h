@@ -15,7 +15,7 @@
 #define ZFW_ABI_H
 
 enum zfw_limits {
-	ZFW_ABI_VERSION = 9,
+	ZFW_ABI_VERSION = 10,
 	ZFW_MAX_IF_ADDRS = 8,        /* addresses per interface in ifindex_ip(6)_map */
 	ZFW_MAX_RULE_IFACES = 4,     /* interfaces one rule may list */
 	/* port ranges under one (dst, src, proto) key: the datapath scans them
@@ -166,7 +166,8 @@ enum zfw_reason {
 	ZFW_R_NAT_EVICTED = 42,      /* ports exhausted: a half-open mapping gave way to a new one */
 	ZFW_R_DROP_NAT_NO_ADDR = 43, /* masquerade: the interface has no address of the family */
 	ZFW_R_DROP_TCP_INVALID = 44, /* a TCP segment whose numbers the flow contradicts (handshake, window) */
-	ZFW_R_MAX = 45,
+	ZFW_R_CT_MAIN_FULL = 45,     /* a flow was assured but its main table is full: it stays unassured */
+	ZFW_R_MAX = 46,
 };
 
 /* Datapath statistics that are not packet verdicts: stats_map index. */

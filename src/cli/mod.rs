@@ -61,7 +61,20 @@ Lease: the watcher renews a lease every 1 s; while it is more than 3 s old
 interface addresses (established connections and rules are not affected).
 SIGTERM/SIGINT end it cleanly and return to static mode (addresses refreshed
 only by zfw commands, as without a watcher). Run it as a service:
-packaging/zfw-watch.service (Restart=always).";
+packaging/zfw-watch.service (Restart=always).
+
+Garbage collection: every --gc-interval seconds (default 30, 0: never) it
+does what `zfw gc` does to flows and masquerade mappings: it removes expired
+flows and stale mappings. The main flow tables do not evict (README \"Table
+pressure\"), so on a host where flows often end without a FIN or RST (UDP,
+vanished peers) this is what keeps them from filling with dead entries.";
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// Remove expired flows and stale masquerade mappings every SECS seconds (0: never)
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub gc_interval: u64,
+}
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -78,7 +91,7 @@ pub enum Command {
     Gc(conntrack::GcArgs),
     /// Follow interface addresses live (long-running; run it as a service)
     #[command(long_about = WATCH_HELP)]
-    Watch,
+    Watch(WatchArgs),
     /// Print every map (or --map NAME) decoded as JSON
     Dump(audit::DumpArgs),
     /// Stream datapath events (drops, state changes) until Ctrl-C or --count
@@ -123,7 +136,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Status(a) => lifecycle::status(&root, a),
         Command::Conntrack(c) => conntrack::conntrack(&root, c),
         Command::Gc(a) => conntrack::gc(&root, a),
-        Command::Watch => crate::watch::run(&root),
+        Command::Watch(a) => crate::watch::run(&root, a.gc_interval),
         Command::Dump(a) => audit::dump(&root, a),
         Command::Monitor(a) => audit::monitor(&root, a),
         Command::Metrics(a) => metrics::metrics(&root, a),

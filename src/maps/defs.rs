@@ -81,10 +81,10 @@ registry! {
     /// The counter ids in use, one bit each, 64 to a word (src/rules/ids.rs;
     /// sized at load from rule_stats_map).
     RULE_IDS_MAP: "rule_ids_map", Array<u32, u64>, Fixed, Slots, Raw;
-    TCP_MAP: "tcp_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
-    UDP_MAP: "udp_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
-    TCP_INGRESS_MAP: "tcp_ingress_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
-    UDP_INGRESS_MAP: "udp_ingress_map", LruHash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
+    TCP_MAP: "tcp_map", Hash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
+    UDP_MAP: "udp_map", Hash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
+    TCP_INGRESS_MAP: "tcp_ingress_map", Hash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
+    UDP_INGRESS_MAP: "udp_ingress_map", Hash<types::zfw_flow_key, types::zfw_flow>, Resizable, Keys, Flows;
     /// Flows not assured yet (seen one way; TCP before its handshake
     /// completed): a flood evicts these, not the tables above (README
     /// "Table pressure", src/bpf/conntrack.h).
@@ -291,9 +291,9 @@ mod layout_tests {
         let tcp = &defs::TCP_MAP.info;
         let k = std::mem::size_of::<types::zfw_flow_key>() as u32;
         let v = std::mem::size_of::<types::zfw_flow>() as u32;
-        assert_eq!(tcp.check_layout(MapType::LruHash, k, v), Ok(()));
+        assert_eq!(tcp.check_layout(MapType::Hash, k, v), Ok(()));
         assert_eq!(
-            tcp.check_layout(MapType::LruHash, k - 4, v).unwrap_err(),
+            tcp.check_layout(MapType::Hash, k - 4, v).unwrap_err(),
             format!(
                 "{} has {}-byte keys and {v}-byte values, this zfw expects \
                  types::zfw_flow_key ({k} bytes) and types::zfw_flow ({v} bytes)",
@@ -302,12 +302,12 @@ mod layout_tests {
             )
         );
         assert!(tcp
-            .check_layout(MapType::LruHash, k, v + 8)
+            .check_layout(MapType::Hash, k, v + 8)
             .unwrap_err()
             .contains(&format!("{}-byte values", v + 8)));
         assert_eq!(
-            tcp.check_layout(MapType::Hash, k, v).unwrap_err(),
-            format!("{} is a Hash map, this zfw expects LruHash", tcp.name)
+            tcp.check_layout(MapType::LruHash, k, v).unwrap_err(),
+            format!("{} is a LruHash map, this zfw expects Hash", tcp.name)
         );
         // a per-CPU map's value size is the element's, not rounded to 8
         let scratch = &defs::NAT_SCRATCH_MAP.info;

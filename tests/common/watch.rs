@@ -16,7 +16,14 @@ pub struct Watch {
 impl Watch {
     /// Start `zfw watch` in `ns` and wait until it follows the root.
     pub fn start(ns: &Netns, root: &BpfRoot) -> Watch {
-        let mut child = zfw_spawn(ns, root, &["watch"]);
+        Watch::start_with(ns, root, &[])
+    }
+
+    /// `start` with `zfw watch OPTIONS`.
+    pub fn start_with(ns: &Netns, root: &BpfRoot, options: &[&str]) -> Watch {
+        let mut args = vec!["watch"];
+        args.extend_from_slice(options);
+        let mut child = zfw_spawn(ns, root, &args);
         let lines: Arc<Mutex<Vec<String>>> = Arc::default();
         let out = child.stdout.take().expect("stdout");
         let l = lines.clone();
