@@ -13,10 +13,12 @@
 //! ZFW_BENCH_QUICK=1 skips the cases that build large rule sets.
 //! The flow-table cases (status, conntrack list and gc at up to 1M flows,
 //! flows.rs; about 20 s and 1.6 GB of kernel memory) run last;
-//! ZFW_BENCH_ONLY=flows runs them alone.
+//! ZFW_BENCH_ONLY=flows runs them alone.  Whole short connections, step by
+//! step (lifecycle.rs): ZFW_BENCH_ONLY=connection.
 
 mod dump;
 mod flows;
+mod lifecycle;
 mod memory;
 mod policy;
 mod tunnel;
@@ -220,6 +222,9 @@ fn run() -> zfw::Result<Report> {
         if only("memory") {
             return memory::memory_cases();
         }
+        if only("connection") {
+            return lifecycle::connection_cases(&bench, &root);
+        }
         if only("ruleadd") {
             return store_cases::cases(&Maps::open(&root)?, 250_000);
         }
@@ -237,6 +242,9 @@ fn run() -> zfw::Result<Report> {
         if !quick && !only_store {
             c.extend(dump::dump_cases(&root, 65_535)?);
             c.extend(dump::status_cases(&root)?);
+        }
+        if !only_store {
+            c.extend(lifecycle::connection_cases(&bench, &root)?);
         }
         if !quick && !only_store {
             c.extend(memory::memory_cases()?);
