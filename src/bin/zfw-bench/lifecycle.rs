@@ -13,7 +13,9 @@
 //! program on the same frame; a step's figure is the median over the
 //! connections, and the connection's is the sum of its steps.  The caches
 //! are warm (one CPU, nothing else running), so this is a lower bound of
-//! what the same connection costs among real traffic.
+//! what the same connection costs among real traffic.  ZFW_BENCH_CONNS
+//! sets the number of connections (default 4,000; 500 with
+//! ZFW_BENCH_QUICK; at most 40,000), e.g. for `perf record`.
 
 use zfw::bpffs::Root;
 use zfw::maps::{defs, Maps};
@@ -208,7 +210,9 @@ pub(crate) fn connection_cases(bench: &Bench, root: &Root) -> zfw::Result<Vec<Ca
         egress: pin("zfw_egress_flow")?,
     };
     let quick = std::env::var_os("ZFW_BENCH_QUICK").is_some();
-    let conns: u16 = if quick { 500 } else { 4000 };
+    // ZFW_BENCH_CONNS: more connections, for a profiler to sample
+    let conns =
+        super::env_num("ZFW_BENCH_CONNS", if quick { 500 } else { 4000 }).clamp(1, 40_000) as u16;
     let steps = PACKETS.len() * 2;
     let mut ns = vec![Vec::with_capacity(conns as usize); steps];
     let mut floor = vec![Vec::with_capacity(conns as usize); steps];
